@@ -1,0 +1,75 @@
+"""Sigstore bundles: build key-signed v0.3 DSSE bundles, and parse any bundle version.
+
+Key-signed bundles carry no certificate and no transparency-log entry (what cosign writes
+with `--tlog-upload=false`): verification material is only a public key hint.
+Certificate-carrying bundles are handed to the `sigstore` package for keyless checks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from signer import mediatypes as mt
+from signer.dsse import Envelope, decode_base64, parse_envelope
+from signer.errors import FormatError
+from signer.jsonenc import parse_json_object
+
+BUNDLE_MEDIA_TYPES = (
+    mt.SIGSTORE_BUNDLE_V03,
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+)
+
+
+@dataclass(frozen=True)
+class ParsedBundle:
+    media_type: str
+    raw: bytes
+    envelope: Envelope | None
+    message_signature: bytes | None
+    key_hint: str | None
+    has_certificate: bool
+
+    @property
+    def is_keyless(self) -> bool:
+        return self.has_certificate
+
+
+def build_key_bundle(envelope: Envelope, hint: str) -> bytes:
+    body = {
+        "mediaType": mt.SIGSTORE_BUNDLE_V03,
+        "verificationMaterial": {"publicKey": {"hint": hint}, "tlogEntries": []},
+        "dsseEnvelope": envelope.to_json(),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def parse_bundle(data: bytes, *, what: str = "sigstore bundle") -> ParsedBundle:
+    body = parse_json_object(data, what=what)
+    media_type = body.get("mediaType")
+    if media_type not in BUNDLE_MEDIA_TYPES:
+        raise FormatError(f"{what} has unsupported mediaType {media_type!r}", hint=f"expected {mt.SIGSTORE_BUNDLE_V03}")
+    material = body.get("verificationMaterial")
+    if not isinstance(material, dict):
+        raise FormatError(f"{what} has no verificationMaterial")
+    public_key = material.get("publicKey")
+    hint = public_key.get("hint") if isinstance(public_key, dict) else None
+    has_certificate = "certificate" in material or "x509CertificateChain" in material
+    if not has_certificate and not isinstance(public_key, dict):
+        raise FormatError(f"{what} has neither a certificate nor a public key hint in verificationMaterial")
+    envelope = parse_envelope(body["dsseEnvelope"], what=f"{what} DSSE envelope") if "dsseEnvelope" in body else None
+    message_signature = None
+    if envelope is None:
+        signature = body.get("messageSignature")
+        if not isinstance(signature, dict):
+            raise FormatError(f"{what} has neither a dsseEnvelope nor a messageSignature")
+        message_signature = decode_base64(signature.get("signature"), f"{what} messageSignature")
+    return ParsedBundle(
+        media_type=media_type,
+        raw=data,
+        envelope=envelope,
+        message_signature=message_signature,
+        key_hint=hint if isinstance(hint, str) and hint else None,
+        has_certificate=has_certificate,
+    )

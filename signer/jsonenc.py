@@ -1,0 +1,40 @@
+"""JSON encodings that other tools sign or hash byte for byte.
+
+cosign is written in Go, whose `encoding/json` writes compact JSON, keeps map keys sorted,
+and escapes `<`, `>`, `&`, U+2028 and U+2029 as `\\u003c`-style sequences. Payloads and
+manifests that must match cosign's bytes go through `go_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from signer.errors import FormatError
+
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def go_json(value: Any) -> bytes:
+    """Encode like Go's json.Marshal (field order is the caller's dict order)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    for raw, escaped in _GO_ESCAPES.items():
+        text = text.replace(raw, escaped)
+    return text.encode("utf-8")
+
+
+def parse_json_object(data: bytes | str, *, what: str) -> dict[str, Any]:
+    """Parse JSON that must be an object; malformed input raises a FormatError naming `what`."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise FormatError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value

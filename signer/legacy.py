@@ -1,0 +1,57 @@
+"""cosign's tag-based objects: `<repo>:sha256-<hex>.sig` and `.att` manifests.
+
+Each holds one layer per signature (or attestation). The image config is the one
+go-containerregistry builds when cosign appends layers to an empty image, so our
+manifests are byte-identical to cosign's for the same layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from signer import mediatypes as mt
+from signer.errors import FormatError
+from signer.jsonenc import go_json
+from signer.oci.manifest import Descriptor, encode_image_manifest
+from signer.oci.repository import Repository
+
+MAX_LAYER_BYTES = 1024 * 1024
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True)
+class Layer:
+    descriptor: Descriptor
+    content: bytes
+
+
+def signature_image_config(layer_digests: list[str]) -> bytes:
+    body = {
+        "architecture": "",
+        "created": _ZERO_TIME,
+        "history": [{"created": _ZERO_TIME} for _ in layer_digests],
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": list(layer_digests)},
+        "config": {},
+    }
+    return go_json(body)
+
+
+def read_layers(repository: Repository, tag: str) -> list[Descriptor]:
+    """Layer descriptors of the manifest at `tag`; empty if the tag does not exist."""
+    manifest = repository.fetch_manifest(tag)
+    if manifest is None:
+        return []
+    if manifest.is_index:
+        raise FormatError(f"{repository.display_name}:{tag} is an index, not a cosign signature manifest", hint="delete or repair that tag")
+    return list(manifest.layers)
+
+
+def append_layer(repository: Repository, tag: str, layer: Layer, existing: list[Descriptor]) -> str:
+    """Write a manifest at `tag` holding `existing` layers plus `layer`; returns its digest."""
+    repository.push_blob(layer.content)
+    layers = existing + [layer.descriptor]
+    config = signature_image_config([d.digest for d in layers])
+    repository.push_blob(config)
+    manifest = encode_image_manifest(Descriptor.for_content(mt.OCI_CONFIG, config), layers)
+    return repository.push_manifest(manifest, mt.OCI_MANIFEST, tag=tag).digest

@@ -1,0 +1,527 @@
+"""A small OCI distribution client on httpx.
+
+Why our own: oras-py cannot list referrers or maintain the fallback tags (DESIGN.md).
+Transport rules follow Docker: HTTPS with the system CAs (plus `--ca-file`), plain HTTP
+only for loopback registries or hosts the user names as insecure. Idempotent requests are
+retried with backoff on 429/5xx and connection failures; every error names the registry.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode, urljoin
+
+import httpx
+
+from signer import mediatypes as mt
+from signer.digests import check_content, digest_of, is_digest, sha256_digest
+from signer.errors import AuthenticationError, FormatError, NotFoundError, RegistryError
+from signer.oci.auth import Challenge, Credentials, basic_header, load_credentials, parse_challenge
+from signer.oci.manifest import Descriptor, Manifest, parse_manifest
+from signer.oci.repository import DEFAULT_MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, PushedManifest
+from signer.references import is_loopback_host
+
+USER_AGENT = "modelsign/0.1"
+_MANIFEST_ACCEPT = ", ".join(mt.MANIFEST_TYPES)
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
+_IDEMPOTENT = {"GET", "HEAD", "PUT"}
+UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    insecure_registries: tuple[str, ...] = ()  # host[:port] globs allowed over plain HTTP / unverified TLS
+    ca_file: Path | None = None
+    timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = 5.0
+    retries: int = 3
+    backoff_seconds: float = 0.25
+    docker_config: Path | None = None
+
+    def is_insecure(self, registry: str) -> bool:
+        return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.insecure_registries)
+
+
+@dataclass
+class _AuthState:
+    credentials: Credentials | None
+    credentials_loaded: bool = False
+    basic: bool = False
+    tokens: dict[str, str] = field(default_factory=dict)  # scope -> bearer token
+
+
+class RegistryClient:
+    """One client per registry host: transport, scheme detection and auth state."""
+
+    def __init__(self, registry: str, options: RegistryOptions | None = None, *, api_host: str | None = None) -> None:
+        self.registry = registry
+        self.api_host = api_host or registry
+        self.options = options or RegistryOptions()
+        self._insecure = self.options.is_insecure(registry)
+        self._may_use_http = self._insecure or is_loopback_host(registry)
+        self._base_url: str | None = None
+        self._lock = threading.Lock()
+        self._auth = _AuthState(credentials=None)
+        self._referrers_supported: bool | None = None
+        self._http = httpx.Client(
+            verify=self._ssl_context(),
+            timeout=httpx.Timeout(self.options.timeout_seconds, connect=self.options.connect_timeout_seconds),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if self.options.ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.options.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise RegistryError(f"cannot load CA bundle {self.options.ca_file}: {exc}", hint="pass a PEM file of CA certificates to --ca-file") from None
+        if self._insecure:
+            # Only for hosts the user explicitly listed with --insecure-registry.
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def close(self) -> None:
+        self._http.close()
+
+    def repository(self, name: str) -> RegistryRepository:
+        return RegistryRepository(self, name)
+
+    # -- transport -------------------------------------------------------------------
+
+    def _base(self) -> str:
+        with self._lock:
+            if self._base_url is None:
+                self._base_url = self._detect_scheme()
+            return self._base_url
+
+    def _detect_scheme(self) -> str:
+        https = f"https://{self.api_host}"
+        if not self._may_use_http:
+            return https
+        try:
+            self._http.get(f"{https}/v2/")
+            return https
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise self._connect_error(exc) from None
+            # The host does not speak TLS (or refused it): Docker falls back to HTTP here.
+            return f"http://{self.api_host}"
+        except httpx.TransportError:
+            return f"http://{self.api_host}"
+
+    def _connect_error(self, exc: Exception) -> RegistryError:
+        text = str(exc) or type(exc).__name__
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            return RegistryError(
+                f"TLS certificate of registry {self.registry} is not trusted: {text}",
+                hint="pass the registry's CA with --ca-file, or (only for test registries) --insecure-registry " + self.registry,
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return RegistryError(
+                f"registry {self.registry} did not answer within {self.options.timeout_seconds:g}s",
+                hint="check the registry is up and reachable; raise --registry-timeout for slow links",
+            )
+        return RegistryError(
+            f"cannot connect to registry {self.registry}: {text}",
+            hint="check the registry address and that it is running and reachable from here",
+        )
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        stream: bool = False,
+        follow_redirects: bool = False,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send a request with auth, retries and error mapping. Caller closes streamed responses."""
+        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self._base() + path_or_url
+        attempts = 1 + (self.options.retries if retry and method in _IDEMPOTENT | {"POST"} else 0)
+        reauthenticated = False
+        attempt = 0
+        while True:
+            attempt += 1
+            request_headers = dict(headers or {})
+            authorization = self._authorization(scope)
+            if authorization:
+                request_headers["Authorization"] = authorization
+            try:
+                request = self._http.build_request(method, url, headers=request_headers, content=content, params=params)
+                response = self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+            except httpx.TransportError as exc:
+                if attempt < attempts:
+                    self._sleep(attempt, None)
+                    continue
+                raise self._connect_error(exc) from None
+            if response.status_code == 401 and not reauthenticated:
+                challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+                response.close()
+                reauthenticated = True
+                if challenge is not None and self._answer_challenge(challenge, scope):
+                    attempt -= 1
+                    continue
+                raise self._auth_error(method, url, 401)
+            if response.status_code in _RETRY_STATUSES and attempt < attempts:
+                retry_after = response.headers.get("Retry-After")
+                response.close()
+                self._sleep(attempt, retry_after)
+                continue
+            return response
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.options.backoff_seconds * (2 ** (attempt - 1)) * (1 + random.random() / 2)
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), 10.0))
+        time.sleep(delay)
+
+    # -- auth ------------------------------------------------------------------------
+
+    def _credentials(self) -> Credentials | None:
+        with self._lock:
+            if not self._auth.credentials_loaded:
+                self._auth.credentials = load_credentials(self.registry, self.options.docker_config)
+                self._auth.credentials_loaded = True
+            return self._auth.credentials
+
+    def _authorization(self, scope: str) -> str | None:
+        with self._lock:
+            token = self._auth.tokens.get(scope) or self._auth.tokens.get("*")
+            basic = self._auth.basic
+            credentials = self._auth.credentials
+        if token:
+            return f"Bearer {token}"
+        if basic and credentials:
+            return basic_header(credentials)
+        return None
+
+    def _answer_challenge(self, challenge: Challenge, scope: str) -> bool:
+        credentials = self._credentials()
+        if challenge.scheme == "basic":
+            if credentials is None or credentials.username is None:
+                return False
+            with self._lock:
+                self._auth.basic = True
+            return True
+        if challenge.scheme != "bearer" or "realm" not in challenge.params:
+            return False
+        wanted_scope = challenge.params.get("scope") or scope
+        token = self._fetch_token(challenge, wanted_scope, credentials)
+        with self._lock:
+            self._auth.tokens[scope] = token
+        return True
+
+    def _fetch_token(self, challenge: Challenge, scope: str, credentials: Credentials | None) -> str:
+        realm = challenge.params["realm"]
+        query = {"service": challenge.params.get("service", "")}
+        if scope:
+            query["scope"] = scope
+        try:
+            if credentials and credentials.identity_token:
+                response = self._http.post(
+                    realm,
+                    data={**query, "grant_type": "refresh_token", "refresh_token": credentials.identity_token, "client_id": "modelsign"},
+                )
+            else:
+                headers = {"Authorization": basic_header(credentials)} if credentials and credentials.username else {}
+                response = self._http.get(realm, params=query, headers=headers)
+        except httpx.TransportError as exc:
+            raise RegistryError(f"cannot reach the token service {realm} of registry {self.registry}: {exc}") from None
+        if response.status_code in (401, 403):
+            raise AuthenticationError(
+                f"token service {realm} refused the credentials for registry {self.registry}",
+                hint=f"run `docker login {self.registry}` (or set DOCKER_CONFIG) with an account that may access {scope or 'this repository'}",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            raise RegistryError(f"token service {realm} of registry {self.registry} answered HTTP {response.status_code}", status=response.status_code)
+        try:
+            body = response.json()
+            token = body.get("token") or body.get("access_token")
+        except ValueError:
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"token service {realm} of registry {self.registry} returned no token")
+        return token
+
+    def _auth_error(self, method: str, url: str, status: int) -> AuthenticationError:
+        has_credentials = self._credentials() is not None
+        return AuthenticationError(
+            f"registry {self.registry} refused {method} {_path_of(url)} (HTTP {status}, "
+            + ("credentials were rejected or lack permission)" if has_credentials else "no credentials found)"),
+            hint=f"run `docker login {self.registry}` or point DOCKER_CONFIG at a config.json with credentials for it",
+            status=status,
+        )
+
+    def error_for(self, response: httpx.Response, what: str) -> RegistryError:
+        status = response.status_code
+        detail = _error_detail(response)
+        if status in (401, 403):
+            return self._auth_error(response.request.method, str(response.request.url), status)
+        if status == 404:
+            return NotFoundError(f"{what} not found in registry {self.registry}{detail}", status=404)
+        return RegistryError(
+            f"registry {self.registry} answered HTTP {status} for {what}{detail}",
+            hint="the registry failed; retry later or check its logs" if status >= 500 else None,
+            status=status,
+        )
+
+    # -- referrers capability ----------------------------------------------------------
+
+    @property
+    def referrers_supported(self) -> bool | None:
+        return self._referrers_supported
+
+    def note_referrers_support(self, supported: bool) -> None:
+        self._referrers_supported = supported
+
+
+def _path_of(url: str) -> str:
+    return "/" + url.split("://", 1)[-1].split("/", 1)[-1] if "://" in url else url
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        response.read()
+        body = response.json()
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return f": {errors[0].get('code', '')} {errors[0].get('message', '')}".rstrip()
+    except (ValueError, httpx.HTTPError):
+        pass
+    return ""
+
+
+class RegistryRepository:
+    """`Repository` over the distribution API for one repository name."""
+
+    def __init__(self, client: RegistryClient, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.client.registry}/{self.name}"
+
+    def _scope(self, push: bool = False) -> str:
+        return f"repository:{self.name}:{'pull,push' if push else 'pull'}"
+
+    # -- manifests -----------------------------------------------------------------
+
+    def resolve(self, reference: str) -> Descriptor:
+        response = self.client.request(
+            "HEAD", f"/v2/{self.name}/manifests/{reference}", scope=self._scope(), headers={"Accept": _MANIFEST_ACCEPT}
+        )
+        if response.status_code == 200:
+            digest = response.headers.get("Docker-Content-Digest", "")
+            media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+            size = int(response.headers.get("Content-Length", "0") or 0)
+            if is_digest(digest) and media_type in mt.MANIFEST_TYPES and (not is_digest(reference) or digest == reference):
+                return Descriptor(media_type=media_type, digest=digest, size=size)
+        elif response.status_code != 404 and response.status_code not in (405, 501):
+            raise self.client.error_for(response, f"manifest {self.display_name}:{reference}")
+        # No usable HEAD answer: GET the manifest and hash it ourselves.
+        manifest = self.fetch_manifest(reference)
+        if manifest is None:
+            raise NotFoundError(
+                f"{self.display_name}:{reference} not found in registry {self.client.registry}",
+                hint="check the repository and tag, or push the artifact first",
+                status=404,
+            )
+        return Descriptor(media_type=manifest.media_type, digest=manifest.digest, size=len(manifest.raw), artifact_type=manifest.artifact_type)
+
+    def fetch_manifest(self, reference: str) -> Manifest | None:
+        what = f"manifest {self.display_name}{'@' if is_digest(reference) else ':'}{reference}"
+        response = self.client.request(
+            "GET", f"/v2/{self.name}/manifests/{reference}", scope=self._scope(), headers={"Accept": _MANIFEST_ACCEPT}, stream=True
+        )
+        try:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise self.client.error_for(response, what)
+            raw = _read_limited(response, MAX_MANIFEST_BYTES, what)
+        finally:
+            response.close()
+        if is_digest(reference):
+            check_content(raw, reference, what=what)
+            digest = reference
+        else:
+            digest = sha256_digest(raw)
+            header = response.headers.get("Docker-Content-Digest", "")
+            if is_digest(header) and header != digest_of(raw, header.split(":", 1)[0]):
+                raise FormatError(f"{what}: registry says digest {header} but the bytes hash differently")
+        return parse_manifest(raw, digest=digest, content_type=response.headers.get("Content-Type"), what=what)
+
+    def push_manifest(self, data: bytes, media_type: str, *, tag: str | None = None) -> PushedManifest:
+        digest = sha256_digest(data)
+        reference = tag or digest
+        response = self.client.request(
+            "PUT",
+            f"/v2/{self.name}/manifests/{reference}",
+            scope=self._scope(push=True),
+            headers={"Content-Type": media_type},
+            content=data,
+        )
+        if response.status_code not in (200, 201, 202):
+            raise self.client.error_for(response, f"pushing manifest {self.display_name}:{reference}")
+        returned = response.headers.get("Docker-Content-Digest")
+        if returned and returned != digest:
+            raise RegistryError(f"registry {self.client.registry} stored manifest as {returned}, expected {digest}")
+        return PushedManifest(digest=digest, subject_indexed=bool(response.headers.get("OCI-Subject")))
+
+    # -- blobs -----------------------------------------------------------------------
+
+    def fetch_blob(self, digest: str, *, max_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> bytes:
+        what = f"blob {digest} in {self.display_name}"
+        response = self.client.request("GET", f"/v2/{self.name}/blobs/{digest}", scope=self._scope(), stream=True, follow_redirects=True)
+        try:
+            if response.status_code != 200:
+                raise self.client.error_for(response, what)
+            data = _read_limited(response, max_bytes, what)
+        finally:
+            response.close()
+        check_content(data, digest, what=what)
+        return data
+
+    def has_blob(self, digest: str) -> bool:
+        response = self.client.request("HEAD", f"/v2/{self.name}/blobs/{digest}", scope=self._scope(push=True), follow_redirects=True)
+        if response.status_code == 200:
+            return True
+        if response.status_code == 404:
+            return False
+        raise self.client.error_for(response, f"blob {digest} in {self.display_name}")
+
+    def push_blob(self, data: bytes) -> str:
+        digest = sha256_digest(data)
+        if self.has_blob(digest):
+            return digest
+        location = self._start_upload()
+        response = self.client.request(
+            "PUT",
+            _with_query(location, {"digest": digest}),
+            scope=self._scope(push=True),
+            headers={"Content-Type": "application/octet-stream"},
+            content=data,
+            retry=False,
+        )
+        if response.status_code not in (201, 204):
+            raise self.client.error_for(response, f"uploading blob {digest} to {self.display_name}")
+        return digest
+
+    def push_blob_file(self, path: Path) -> str:
+        digest = _file_sha256(path)
+        if self.has_blob(digest):
+            return digest
+        location = self._start_upload()
+        offset = 0
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(UPLOAD_CHUNK_BYTES), b""):
+                response = self.client.request(
+                    "PATCH",
+                    location,
+                    scope=self._scope(push=True),
+                    headers={"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{offset + len(chunk) - 1}"},
+                    content=chunk,
+                    retry=False,
+                )
+                if response.status_code != 202:
+                    raise self.client.error_for(response, f"uploading chunk at {offset} of {path.name} to {self.display_name}")
+                location = self._absolute(response.headers.get("Location", location))
+                offset += len(chunk)
+        response = self.client.request("PUT", _with_query(location, {"digest": digest}), scope=self._scope(push=True), retry=False)
+        if response.status_code not in (201, 204):
+            raise self.client.error_for(response, f"finishing upload of {path.name} to {self.display_name}")
+        return digest
+
+    def _start_upload(self) -> str:
+        response = self.client.request("POST", f"/v2/{self.name}/blobs/uploads/", scope=self._scope(push=True))
+        if response.status_code != 202 or "Location" not in response.headers:
+            raise self.client.error_for(response, f"starting a blob upload to {self.display_name}")
+        return self._absolute(response.headers["Location"])
+
+    def _absolute(self, location: str) -> str:
+        return urljoin(self.client._base() + "/", location)
+
+    # -- tags and referrers ------------------------------------------------------------
+
+    def list_tags(self) -> list[str]:
+        tags: list[str] = []
+        url: str | None = f"/v2/{self.name}/tags/list?n=1000"
+        while url:
+            response = self.client.request("GET", url, scope=self._scope())
+            if response.status_code == 404:
+                return tags
+            if response.status_code != 200:
+                raise self.client.error_for(response, f"tag list of {self.display_name}")
+            try:
+                page = response.json().get("tags") or []
+            except (ValueError, AttributeError):
+                raise FormatError(f"registry {self.client.registry} returned a malformed tag list for {self.name}") from None
+            tags.extend(t for t in page if isinstance(t, str))
+            url = _next_link(response.headers.get("Link"))
+        return tags
+
+    def referrers_api(self, digest: str, artifact_type: str | None = None) -> list[Descriptor] | None:
+        if self.client.referrers_supported is False:
+            return None
+        params = {"artifactType": artifact_type} if artifact_type else None
+        response = self.client.request("GET", f"/v2/{self.name}/referrers/{digest}", scope=self._scope(), params=params)
+        content_type = response.headers.get("Content-Type", "")
+        if response.status_code == 200 and content_type.startswith(mt.OCI_INDEX):
+            self.client.note_referrers_support(True)
+            manifest = parse_manifest(response.content, digest=sha256_digest(response.content), what=f"referrers of {digest}")
+            found = list(manifest.manifests)
+            return [d for d in found if artifact_type is None or d.artifact_type == artifact_type]
+        if response.status_code in (404, 405, 400) or (response.status_code == 200 and not content_type.startswith(mt.OCI_INDEX)):
+            self.client.note_referrers_support(False)
+            return None
+        raise self.client.error_for(response, f"referrers of {digest} in {self.display_name}")
+
+
+def _read_limited(response: httpx.Response, max_bytes: int, what: str) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FormatError(f"{what} is {int(declared)} bytes, more than the {max_bytes} allowed")
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        if total > max_bytes:
+            raise FormatError(f"{what} is larger than the {max_bytes} bytes allowed")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _with_query(url: str, query: dict[str, str]) -> str:
+    return url + ("&" if "?" in url else "?") + urlencode(query)
+
+
+def _next_link(header: str | None) -> str | None:
+    if not header or 'rel="next"' not in header:
+        return None
+    start, end = header.find("<"), header.find(">")
+    return header[start + 1:end] if 0 <= start < end else None
+
+
+def _file_sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(UPLOAD_CHUNK_BYTES), b""):
+            hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()
+

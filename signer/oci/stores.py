@@ -1,0 +1,42 @@
+"""Open the `Repository` a reference points at, reusing one registry client per host."""
+
+from __future__ import annotations
+
+import threading
+
+from signer.oci.layout import LayoutRepository
+from signer.oci.registry import RegistryClient, RegistryOptions
+from signer.oci.repository import Repository
+from signer.references import ArtifactReference, ImageReference
+
+
+class Stores:
+    def __init__(self, options: RegistryOptions | None = None) -> None:
+        self.options = options or RegistryOptions()
+        self._clients: dict[str, RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, reference: ImageReference) -> RegistryClient:
+        with self._lock:
+            client = self._clients.get(reference.registry)
+            if client is None:
+                client = RegistryClient(reference.registry, self.options, api_host=reference.api_host)
+                self._clients[reference.registry] = client
+            return client
+
+    def repository(self, reference: ArtifactReference, *, create: bool = False) -> Repository:
+        if isinstance(reference, ImageReference):
+            return self.client(reference).repository(reference.repository)
+        return LayoutRepository(reference.path, create=create)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

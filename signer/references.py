@@ -1,0 +1,232 @@
+"""Artifact references: registry images and ModelKits, local OCI layouts.
+
+Registry references are normalised the way Docker does it (`nginx` ->
+`docker.io/library/nginx:latest` when resolved). The `kit://` prefix defaults the
+registry to `localhost` as KitOps does; `oci://`, `oci+fetch://` and `oci+native://`
+(KServe storage URIs) use Docker's defaults. `oci:PATH[:tag|@digest]` names an image in
+a local OCI image layout directory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from signer.digests import is_digest
+from signer.errors import ReferenceFormatError
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
+KIT_DEFAULT_REGISTRY = "localhost"
+DEFAULT_TAG = "latest"
+
+# Prefixes that name a remote OCI artifact (KServe storageUri schemes and kit://).
+REMOTE_SCHEMES = ("kit", "oci", "oci+fetch", "oci+native")
+
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_RE = re.compile(
+    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$"
+)
+_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """A reference to a manifest in a registry repository."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+    scheme: str = ""
+
+    @property
+    def name(self) -> str:
+        """Registry plus repository, without tag or digest."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def cosign_identity(self) -> str:
+        """The `docker-reference` cosign writes: go-containerregistry's repository name."""
+        registry = "index.docker.io" if self.registry == DOCKER_HUB else self.registry
+        return f"{registry}/{self.repository}"
+
+    @property
+    def api_host(self) -> str:
+        return DOCKER_HUB_API_HOST if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def reference(self) -> str:
+        """What to ask the registry for: the digest if known, else the tag (default `latest`)."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    def with_digest(self, digest: str) -> ImageReference:
+        return replace(self, digest=digest)
+
+    def pinned(self, digest: str) -> ImageReference:
+        """The digest-only form that gets verified and recorded."""
+        return replace(self, tag=None, digest=digest)
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+@dataclass(frozen=True)
+class LayoutReference:
+    """A manifest in a local OCI image layout directory (`oci:PATH[:tag|@digest]`)."""
+
+    path: Path
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"oci:{self.path}"
+
+    @property
+    def cosign_identity(self) -> str:
+        return f"oci:{self.path.resolve()}"
+
+    @property
+    def reference(self) -> str | None:
+        return self.digest or self.tag
+
+    def with_digest(self, digest: str) -> LayoutReference:
+        return replace(self, digest=digest)
+
+    def pinned(self, digest: str) -> LayoutReference:
+        return replace(self, tag=None, digest=digest)
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+ArtifactReference = ImageReference | LayoutReference
+
+
+def parse_reference(text: str) -> ArtifactReference:
+    """Parse any accepted artifact reference form."""
+    if not isinstance(text, str) or not text.strip():
+        raise ReferenceFormatError("empty artifact reference", hint="give e.g. registry.example.com/models/llm:1.0")
+    text = text.strip()
+    if text.startswith("oci:") and not text.startswith("oci://"):
+        return parse_layout_reference(text)
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if scheme not in REMOTE_SCHEMES:
+            raise ReferenceFormatError(
+                f"unsupported reference scheme {scheme!r} in {text!r}",
+                hint="use a plain registry reference, kit://, oci://, oci+fetch://, oci+native:// or oci:PATH",
+            )
+        default_registry = KIT_DEFAULT_REGISTRY if scheme == "kit" else DOCKER_HUB
+        return parse_image_reference(rest, default_registry=default_registry, scheme=scheme, original=text)
+    return parse_image_reference(text)
+
+
+def parse_image_reference(
+    text: str, *, default_registry: str = DOCKER_HUB, scheme: str = "", original: str | None = None
+) -> ImageReference:
+    shown = original or text
+    remainder, digest = _split_digest(text, shown)
+    name, tag = _split_tag(remainder, shown)
+    registry, repository = _split_registry(name, default_registry)
+    if registry == DOCKER_HUB and "/" not in repository:
+        repository = f"library/{repository}"
+    _check_repository(repository, shown)
+    if len(f"{registry}/{repository}") > _MAX_NAME_LENGTH:
+        raise ReferenceFormatError(f"repository name in {shown!r} is longer than {_MAX_NAME_LENGTH} characters")
+    return ImageReference(registry=registry, repository=repository, tag=tag, digest=digest, scheme=scheme)
+
+
+def parse_layout_reference(text: str) -> LayoutReference:
+    body = text[len("oci:"):]
+    digest = None
+    tag = None
+    if "@" in body:
+        body, _, digest = body.rpartition("@")
+        _check_digest(digest, text)
+    else:
+        head, sep, candidate = body.rpartition(":")
+        if sep and "/" not in candidate and _TAG_RE.match(candidate):
+            body, tag = head, candidate
+    if not body:
+        raise ReferenceFormatError(f"missing layout directory in {text!r}", hint="write oci:PATH[:tag|@digest], e.g. oci:./store:llm-1.0")
+    return LayoutReference(path=Path(body), tag=tag, digest=digest)
+
+
+def _split_digest(text: str, shown: str) -> tuple[str, str | None]:
+    if "@" not in text:
+        return text, None
+    remainder, _, digest = text.partition("@")
+    _check_digest(digest, shown)
+    return remainder, digest
+
+
+def _check_digest(digest: str, shown: str) -> None:
+    if not is_digest(digest):
+        raise ReferenceFormatError(
+            f"invalid digest {digest!r} in {shown!r}",
+            hint="a digest is 'sha256:' followed by 64 lowercase hex characters",
+        )
+
+
+def _split_tag(text: str, shown: str) -> tuple[str, str | None]:
+    colon = text.rfind(":")
+    if colon == -1 or "/" in text[colon + 1:] or text.endswith("]"):
+        return text, None
+    # A colon inside the first component with no slash after it is a port (e.g. "host:5000").
+    tag = text[colon + 1:]
+    if not _TAG_RE.match(tag):
+        raise ReferenceFormatError(
+            f"invalid tag {tag!r} in {shown!r}",
+            hint="tags are up to 128 characters of letters, digits, '_', '.' and '-', not starting with '.' or '-'",
+        )
+    return text[:colon], tag
+
+
+def _split_registry(name: str, default_registry: str) -> tuple[str, str]:
+    first, sep, rest = name.partition("/")
+    looks_like_domain = sep and (
+        "." in first or ":" in first or first == "localhost" or first.startswith("[") or first.lower() != first
+    )
+    if not looks_like_domain:
+        return default_registry, name
+    if not _DOMAIN_RE.match(first):
+        raise ReferenceFormatError(f"invalid registry host {first!r} in {name!r}")
+    if first == "index.docker.io":
+        first = DOCKER_HUB
+    return first, rest
+
+
+def _check_repository(repository: str, shown: str) -> None:
+    if not repository:
+        raise ReferenceFormatError(f"missing repository name in {shown!r}")
+    for component in repository.split("/"):
+        if not _PATH_COMPONENT_RE.match(component):
+            raise ReferenceFormatError(
+                f"invalid repository path component {component!r} in {shown!r}",
+                hint="repository names are lowercase letters and digits separated by '.', '_', '__' or '-'",
+            )
+
+
+def is_loopback_host(registry: str) -> bool:
+    """Docker allows plain HTTP for these without configuration."""
+    host = registry
+    if host.startswith("["):
+        host = host[1:host.index("]")]
+    elif ":" in host:
+        host = host.rsplit(":", 1)[0]
+    return host == "localhost" or host == "::1" or host.startswith("127.")

@@ -1,0 +1,115 @@
+"""Sign a manifest digest in a registry or OCI layout, the way cosign does.
+
+`legacy` (default): a layer in `<repo>:sha256-<hex>.sig` (every cosign reads it).
+`bundle`: a sigstore v0.3 bundle referrer (what cosign v3 writes). `both`: the two.
+The reference is resolved once; everything signed and reported names that digest.
+Signing is idempotent: an identical signature by the same key is not added twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from signer import mediatypes as mt
+from signer.bundles import build_key_bundle
+from signer.digests import signature_tag
+from signer.dsse import sign_envelope
+from signer.artifacts import resolve_artifact
+from signer.errors import FormatError
+from signer.intoto import encode_statement, subject_for_digest
+from signer.keys import SigningKey
+from signer.legacy import MAX_LAYER_BYTES, Layer, append_layer, read_layers
+from signer.oci.manifest import Descriptor, encode_image_manifest
+from signer.oci.referrers import attach_referrer
+from signer.oci.repository import Repository
+from signer.oci.stores import Stores
+from signer.references import ArtifactReference
+from signer.simplesigning import build_payload
+from signer.verification import verify_signatures
+
+
+class SignatureFormat(str, enum.Enum):
+    LEGACY = "legacy"
+    BUNDLE = "bundle"
+    BOTH = "both"
+
+
+@dataclass(frozen=True)
+class SignResult:
+    reference: str
+    digest: str
+    key_name: str
+    key_id: str
+    written: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+def sign_artifact(
+    stores: Stores,
+    reference: ArtifactReference,
+    key: SigningKey,
+    *,
+    signature_format: SignatureFormat = SignatureFormat.LEGACY,
+    annotations: dict[str, str] | None = None,
+) -> SignResult:
+    resolved = resolve_artifact(stores, reference)
+    repository = stores.repository(reference)
+    target = resolved.manifest.descriptor() if resolved.manifest else repository.resolve(resolved.digest)
+    pinned = str(resolved.pinned)
+    written: list[str] = []
+    unchanged: list[str] = []
+    already = verify_signatures(repository, target.digest, [key.public], reference=pinned, required_annotations=annotations)
+    forms_present = {v.form for v in already.verified if not annotations or v.annotations == annotations}
+    if signature_format in (SignatureFormat.LEGACY, SignatureFormat.BOTH):
+        where = f"{repository.display_name}:{signature_tag(target.digest)}"
+        if "legacy" in forms_present:
+            unchanged.append(where)
+        else:
+            _write_legacy(repository, reference, target.digest, key, annotations)
+            written.append(where)
+    if signature_format in (SignatureFormat.BUNDLE, SignatureFormat.BOTH):
+        if "bundle" in forms_present:
+            unchanged.append(f"{repository.display_name} bundle referrer of {target.digest}")
+        else:
+            referrer = _write_bundle(repository, target, key, annotations)
+            written.append(f"{repository.display_name}@{referrer}")
+    return SignResult(
+        reference=pinned, digest=target.digest, key_name=key.name, key_id=key.public.key_id, written=tuple(written), unchanged=tuple(unchanged)
+    )
+
+
+def _write_legacy(repository: Repository, reference: ArtifactReference, digest: str, key: SigningKey, annotations: dict[str, str] | None) -> None:
+    payload = build_payload(reference.cosign_identity, digest, annotations)
+    if len(payload) > MAX_LAYER_BYTES:
+        raise FormatError("annotations make the signature payload too large", hint="use fewer or shorter --annotation values")
+    signature = key.sign(payload)
+    layer = Layer(
+        descriptor=Descriptor.for_content(mt.COSIGN_SIMPLESIGNING, payload, annotations={mt.ANNOTATION_SIGNATURE: base64.b64encode(signature).decode()}),
+        content=payload,
+    )
+    tag = signature_tag(digest)
+    append_layer(repository, tag, layer, read_layers(repository, tag))
+
+
+def _write_bundle(repository: Repository, target: Descriptor, key: SigningKey, annotations: dict[str, str] | None) -> str:
+    statement = encode_statement([subject_for_digest(target.digest, annotations=dict(annotations or {}))], mt.COSIGN_SIGN_PREDICATE, {})
+    envelope = sign_envelope(mt.INTOTO_PAYLOAD, statement, key)
+    bundle = build_key_bundle(envelope, key.public.key_id)
+    repository.push_blob(bundle)
+    repository.push_blob(b"{}")
+    manifest_annotations = {
+        mt.ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
+        mt.ANNOTATION_BUNDLE_PREDICATE: mt.COSIGN_SIGN_PREDICATE,
+        mt.ANNOTATION_CREATED: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    manifest = encode_image_manifest(
+        Descriptor(media_type=mt.OCI_EMPTY, digest=mt.OCI_EMPTY_DIGEST, size=2),
+        [Descriptor.for_content(mt.SIGSTORE_BUNDLE_V03, bundle)],
+        artifact_type=mt.SIGSTORE_BUNDLE_V03,
+        subject=Descriptor(media_type=target.media_type, digest=target.digest, size=target.size),
+        annotations=manifest_annotations,
+    )
+    return attach_referrer(repository, manifest, artifact_type=mt.SIGSTORE_BUNDLE_V03, annotations=manifest_annotations, subject_digest=target.digest)
