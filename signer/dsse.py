@@ -71,11 +71,9 @@ def parse_envelope(value: Any, *, what: str = "DSSE envelope") -> Envelope:
 def decode_base64(value: Any, what: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise FormatError(f"{what} is missing")
+    # The DSSE spec allows standard or URL-safe base64; padding may be omitted.
+    standard = value.replace("-", "+").replace("_", "/")
     try:
-        return base64.b64decode(value, validate=True)
+        return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
     except (binascii.Error, ValueError):
-        # Some writers use URL-safe base64 (the DSSE spec allows either).
-        try:
-            return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError):
-            raise FormatError(f"{what} is not valid base64") from None
+        raise FormatError(f"{what} is not valid base64") from None

@@ -72,8 +72,9 @@ def load_trusted_root(path: Path | None):  # -> sigstore.models.TrustedRoot
 
     try:
         if path is None:
-            store = resources.files("sigstore") / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev" / "trusted_root.json"
-            return TrustedRoot.from_json(store.read_text(encoding="utf-8"))
+            embedded = resources.files("sigstore") / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev" / "trusted_root.json"
+            with resources.as_file(embedded) as embedded_path:
+                return TrustedRoot.from_file(str(embedded_path))
         return TrustedRoot.from_file(str(path))
     except FileNotFoundError:
         raise FormatError(f"trusted root {path} does not exist", hint="pass a trusted_root.json (e.g. from `cosign trusted-root create` or the Sigstore TUF repository)") from None

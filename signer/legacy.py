@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from signer import mediatypes as mt
 from signer.errors import FormatError
 from signer.jsonenc import go_json
-from signer.oci.manifest import Descriptor, encode_image_manifest
+from signer.oci.manifest import Descriptor, Manifest, encode_image_manifest
 from signer.oci.repository import Repository
+from signer.oci.tagupdate import append_to_tag
 
 MAX_LAYER_BYTES = 1024 * 1024
 _ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -37,21 +38,24 @@ def signature_image_config(layer_digests: list[str]) -> bytes:
     return go_json(body)
 
 
-def read_layers(repository: Repository, tag: str) -> list[Descriptor]:
-    """Layer descriptors of the manifest at `tag`; empty if the tag does not exist."""
-    manifest = repository.fetch_manifest(tag)
+def read_layers(manifest: Manifest | None, *, where: str) -> list[Descriptor]:
+    """Layer descriptors of a cosign signature/attestation manifest; empty if absent."""
     if manifest is None:
         return []
     if manifest.is_index:
-        raise FormatError(f"{repository.display_name}:{tag} is an index, not a cosign signature manifest", hint="delete or repair that tag")
+        raise FormatError(f"{where} is an index, not a cosign signature manifest", hint="delete or repair that tag")
     return list(manifest.layers)
 
 
-def append_layer(repository: Repository, tag: str, layer: Layer, existing: list[Descriptor]) -> str:
-    """Write a manifest at `tag` holding `existing` layers plus `layer`; returns its digest."""
+def append_layer(repository: Repository, tag: str, layer: Layer) -> None:
+    """Add `layer` to the manifest at `tag`, keeping every layer other writers added."""
     repository.push_blob(layer.content)
-    layers = existing + [layer.descriptor]
-    config = signature_image_config([d.digest for d in layers])
-    repository.push_blob(config)
-    manifest = encode_image_manifest(Descriptor.for_content(mt.OCI_CONFIG, config), layers)
-    return repository.push_manifest(manifest, mt.OCI_MANIFEST, tag=tag).digest
+    where = f"{repository.display_name}:{tag}"
+
+    def rewrite(current: Manifest | None) -> tuple[bytes, str]:
+        layers = read_layers(current, where=where) + [layer.descriptor]
+        config = signature_image_config([d.digest for d in layers])
+        repository.push_blob(config)
+        return encode_image_manifest(Descriptor.for_content(mt.OCI_CONFIG, config), layers), mt.OCI_MANIFEST
+
+    append_to_tag(repository, tag, contains=lambda current: layer.descriptor in read_layers(current, where=where), rewrite=rewrite)

@@ -21,7 +21,7 @@ from signer.artifacts import resolve_artifact
 from signer.errors import FormatError
 from signer.intoto import encode_statement, subject_for_digest
 from signer.keys import SigningKey
-from signer.legacy import MAX_LAYER_BYTES, Layer, append_layer, read_layers
+from signer.legacy import MAX_LAYER_BYTES, Layer, append_layer
 from signer.oci.manifest import Descriptor, encode_image_manifest
 from signer.oci.referrers import attach_referrer
 from signer.oci.repository import Repository
@@ -90,8 +90,7 @@ def _write_legacy(repository: Repository, reference: ArtifactReference, digest: 
         descriptor=Descriptor.for_content(mt.COSIGN_SIMPLESIGNING, payload, annotations={mt.ANNOTATION_SIGNATURE: base64.b64encode(signature).decode()}),
         content=payload,
     )
-    tag = signature_tag(digest)
-    append_layer(repository, tag, layer, read_layers(repository, tag))
+    append_layer(repository, signature_tag(digest), layer)
 
 
 def _write_bundle(repository: Repository, target: Descriptor, key: SigningKey, annotations: dict[str, str] | None) -> str:

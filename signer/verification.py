@@ -68,7 +68,8 @@ def verify_signatures(
     """Collect and check every signature on `digest`. Registry failures propagate."""
     checker = _Checker(digest, anchors, required_annotations or {})
     sig_tag = signature_tag(digest)
-    for index, layer in enumerate(read_layers(repository, sig_tag)):
+    sig_manifest = repository.fetch_manifest(sig_tag)
+    for index, layer in enumerate(read_layers(sig_manifest, where=f"{repository.display_name}:{sig_tag}")):
         checker.check_legacy_layer(repository, layer, f"{repository.display_name}:{sig_tag} layer {index}")
     for descriptor in list_referrers(repository, digest, mt.SIGSTORE_BUNDLE_V03):
         checker.check_bundle_referrer(repository, descriptor)

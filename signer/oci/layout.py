@@ -168,7 +168,7 @@ class LayoutRepository:
             os.replace(temp, target)
         return hasher_digest
 
-    def list_tags(self) -> list[str]:
+    def list_tags(self, *, page_size: int = 1000) -> list[str]:
         return [e.annotations[mt.ANNOTATION_REF_NAME] for e in self._read_index() if mt.ANNOTATION_REF_NAME in e.annotations]
 
     def referrers_api(self, digest: str, artifact_type: str | None = None) -> list[Descriptor] | None:

@@ -1,23 +1,17 @@
 """Referrers of a manifest: the OCI referrers API, or the fallback tag scheme.
 
 A store without the API (Debian's docker-registry 2.8, OCI layouts) keeps an OCI index at
-tag `sha256-<hex>` listing the referrers. It is updated read-modify-write; registries offer
-no compare-and-swap, so after writing we re-read (after a short jittered pause) and re-add
-our entry if a concurrent writer dropped it.
+tag `sha256-<hex>` listing the referrers, updated through `append_to_tag`.
 """
 
 from __future__ import annotations
 
-import random
-import time
-
 from signer import mediatypes as mt
 from signer.digests import referrers_fallback_tag
-from signer.errors import FormatError, RegistryError
-from signer.oci.manifest import Descriptor, encode_index
+from signer.errors import FormatError
+from signer.oci.manifest import Descriptor, Manifest, encode_index
 from signer.oci.repository import Repository
-
-_UPDATE_ATTEMPTS = 5
+from signer.oci.tagupdate import append_to_tag
 
 
 def list_referrers(repository: Repository, subject_digest: str, artifact_type: str | None = None) -> list[Descriptor]:
@@ -41,21 +35,14 @@ def attach_referrer(repository: Repository, manifest: bytes, *, artifact_type: s
     entry = Descriptor(
         media_type=mt.OCI_MANIFEST, digest=pushed.digest, size=len(manifest), annotations=annotations, artifact_type=artifact_type
     )
-    tag = referrers_fallback_tag(subject_digest)
-    for attempt in range(_UPDATE_ATTEMPTS):
-        current = repository.fetch_manifest(tag)
-        entries = list(current.manifests) if current is not None and current.is_index else []
-        if any(e.digest == entry.digest for e in entries):
-            if attempt > 0:
-                return pushed.digest
-        else:
-            entries.append(entry)
-            repository.push_manifest(encode_index(entries), mt.OCI_INDEX, tag=tag)
-        time.sleep(random.uniform(0.01, 0.05))
-        confirmed = repository.fetch_manifest(tag)
-        if confirmed is not None and any(e.digest == entry.digest for e in confirmed.manifests):
-            return pushed.digest
-    raise RegistryError(
-        f"could not record referrer {pushed.digest} under tag {tag} in {repository.display_name} after {_UPDATE_ATTEMPTS} attempts",
-        hint="another writer keeps replacing the tag; retry the command",
+
+    def entries(index: Manifest | None) -> list[Descriptor]:
+        return list(index.manifests) if index is not None and index.is_index else []
+
+    append_to_tag(
+        repository,
+        referrers_fallback_tag(subject_digest),
+        contains=lambda index: any(e.digest == entry.digest for e in entries(index)),
+        rewrite=lambda index: (encode_index(entries(index) + [entry]), mt.OCI_INDEX),
     )
+    return pushed.digest

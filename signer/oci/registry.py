@@ -459,9 +459,9 @@ class RegistryRepository:
 
     # -- tags and referrers ------------------------------------------------------------
 
-    def list_tags(self) -> list[str]:
+    def list_tags(self, *, page_size: int = 1000) -> list[str]:
         tags: list[str] = []
-        url: str | None = f"/v2/{self.name}/tags/list?n=1000"
+        url: str | None = f"/v2/{self.name}/tags/list?n={page_size}"
         while url:
             response = self.client.request("GET", url, scope=self._scope())
             if response.status_code == 404:

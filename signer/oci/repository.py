@@ -55,7 +55,7 @@ class Repository(Protocol):
         """Upload a possibly large file without holding it in memory (chunked upload)."""
         ...
 
-    def list_tags(self) -> list[str]:
+    def list_tags(self, *, page_size: int = 1000) -> list[str]:
         ...
 
     def referrers_api(self, digest: str, artifact_type: str | None = None) -> list[Descriptor] | None:

@@ -1,0 +1,77 @@
+"""A forwarding proxy in front of the real registry that injects HTTP failures on request.
+
+Used to show retries with backoff on 429/5xx and the error messages when a registry keeps
+failing. Everything not scripted is forwarded unchanged to the real registry.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FaultProxy:
+    def __init__(self, upstream_host: str) -> None:
+        self.upstream_host = upstream_host
+        self.faults: deque[int] = deque()
+        self.always: int | None = None
+        self.seen: list[str] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                with proxy.lock:
+                    proxy.seen.append(f"{self.command} {self.path}")
+                    status = proxy.faults.popleft() if proxy.faults else proxy.always
+                if status is not None:
+                    payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected failure"}]}'
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    if status == 429:
+                        self.send_header("Retry-After", "0")
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                connection = http.client.HTTPConnection(proxy.upstream_host, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value.replace(proxy.upstream_host, proxy.host))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                connection.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def fail_next(self, *statuses: int) -> None:
+        with self.lock:
+            self.faults.extend(statuses)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,191 @@
+"""Model directories in the OpenSSF model signing format, checked both ways against the
+`model-signing` library's own signer and verifier."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import model_signing
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from signer.cli import main
+from signer.errors import FormatError, UsageError, VerificationError
+from signer.keys import load_public_key_file, load_signing_key_pem
+from signer.modeldir import HashingChoice, default_signature_path, sign_model_dir, verify_model_dir
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    root = tmp_path / "my-model"
+    (root / "tokenizer").mkdir(parents=True)
+    (root / "weights.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    (root / "config.json").write_text('{"layers": 2}')
+    (root / "tokenizer" / "vocab.txt").write_text("a\nb\n")
+    (root / "tokenizer" / "__init__.py").write_bytes(b"")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: main")
+    return root
+
+
+@pytest.fixture
+def pem_keys(tmp_path: Path, ml_key) -> tuple[Path, Path]:
+    """The same key as PKCS#8 PEM, the only private-key format model_signing reads."""
+    private = tmp_path / "ml-team-pkcs8.pem"
+    private.write_bytes(ml_key.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    public = tmp_path / "ml-team.pem.pub"
+    public.write_bytes(ml_key.public.pem)
+    return private, public
+
+
+def test_sign_writes_beside_the_directory_and_verifies(model, ml_key):
+    result = sign_model_dir(model, ml_key)
+    assert result.signature_path == model.parent / "my-model.sig" == default_signature_path(model)
+    assert result.method == "shards"
+    report = verify_model_dir(model, [ml_key.public])
+    assert (report.signer, report.key_id, report.root_digest) == (ml_key.name, ml_key.public.key_id, result.root_digest)
+    assert report.warnings == ()
+
+
+@pytest.mark.parametrize("method", ["shards", "files"])
+def test_model_signing_verifier_accepts_our_signature(model, ml_key, pem_keys, method):
+    signature = model.parent / f"ours-{method}.sig"
+    sign_model_dir(model, ml_key, signature_path=signature, choice=HashingChoice(method=method, shard_size=1024 * 1024))
+    model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pem_keys[1]).verify(model, signature)
+    bundle = json.loads(signature.read_text())
+    assert bundle["verificationMaterial"]["publicKey"]["hint"] == ml_key.public.model_signing_hint
+
+
+@pytest.mark.parametrize("method", ["files", "shards"])
+def test_we_verify_model_signings_signature(model, ml_key, pem_keys, method):
+    signature = model.parent / f"theirs-{method}.sig"
+    config = model_signing.signing.Config().use_elliptic_key_signer(private_key=pem_keys[0])
+    if method == "shards":
+        config.set_hashing_config(model_signing.hashing.Config().use_shard_serialization(shard_size=1024 * 1024))
+    config.sign(model, signature)
+    report = verify_model_dir(model, [ml_key.public], signature_path=signature)
+    assert report.method == method and report.signer == ml_key.name
+    if method == "shards":
+        # model_signing writes shard_size as a float and lists no empty files: we accept the
+        # float and say what the format cannot see.
+        assert "empty files" in report.warnings[0]
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: (m / "config.json").write_text('{"layers": 3}'), "modified config.json"),
+        (lambda m: _flip_last_byte(m / "weights.bin"), "modified weights.bin"),
+        (lambda m: (m / "extra.py").write_text("import os"), "added extra.py"),
+        (lambda m: (m / "tokenizer" / "vocab.txt").unlink(), "removed tokenizer/vocab.txt"),
+        (lambda m: (m / "tokenizer" / "new_empty.py").write_bytes(b""), "added empty file tokenizer/new_empty.py"),
+        (lambda m: (m / "tokenizer" / "__init__.py").unlink(), "removed empty file tokenizer/__init__.py"),
+    ],
+)
+def test_tampering_is_detected_and_named(model, ml_key, change, message):
+    sign_model_dir(model, ml_key)
+    change(model)
+    with pytest.raises(VerificationError) as info:
+        verify_model_dir(model, [ml_key.public])
+    assert message in str(info.value) and "re-sign" in str(info.value)
+
+
+def test_git_metadata_and_ignored_paths_do_not_count(model, ml_key):
+    sign_model_dir(model, ml_key, ignore_paths=["notes"])
+    (model / ".git" / "HEAD").write_text("ref: other")
+    (model / "notes").mkdir()
+    (model / "notes" / "todo.txt").write_text("x")
+    verify_model_dir(model, [ml_key.public])
+
+
+def test_signature_inside_the_directory_is_ignored(model, ml_key):
+    inside = model / "model.sig"
+    sign_model_dir(model, ml_key, signature_path=inside)
+    verify_model_dir(model, [ml_key.public], signature_path=inside)
+
+
+def test_wrong_key_and_missing_signature(model, ml_key, other_key):
+    sign_model_dir(model, ml_key)
+    with pytest.raises(VerificationError, match="was not made by key other-team"):
+        verify_model_dir(model, [other_key.public])
+    with pytest.raises(VerificationError, match="does not exist"):
+        verify_model_dir(model, [ml_key.public], signature_path=model.parent / "absent.sig")
+
+
+def test_symlinks_are_refused(model, ml_key):
+    (model / "link").symlink_to(model / "config.json")
+    with pytest.raises(UsageError, match="symlink"):
+        sign_model_dir(model, ml_key)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"", "not valid JSON"),
+        (b"{not json", "not valid JSON"),
+        (b'{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{}},"dsseEnvelope":{"payloadType":"x","payload":"e30=","signatures":[{"sig":"AA=="}]}}', "no in-toto DSSE envelope"),
+    ],
+)
+def test_malformed_signature_files(model, ml_key, content, fragment):
+    signature = model.parent / "bad.sig"
+    signature.write_bytes(content)
+    with pytest.raises(FormatError, match=fragment):
+        verify_model_dir(model, [ml_key.public], signature_path=signature)
+
+
+def test_signed_statement_with_a_bad_manifest(model, ml_key):
+    """A correctly signed envelope whose resources do not add up to the subject digest."""
+    from signer import mediatypes as mt
+    from signer.bundles import build_key_bundle
+    from signer.dsse import sign_envelope
+
+    statement = {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": "m", "digest": {"sha256": "00" * 32}}],
+                 "predicateType": "https://model_signing/signature/v1.0",
+                 "predicate": {"serialization": {"method": "files", "hash_type": "sha256", "allow_symlinks": False}, "resources": []}}
+    envelope = sign_envelope(mt.INTOTO_PAYLOAD, json.dumps(statement).encode(), ml_key)
+    signature = model.parent / "inconsistent.sig"
+    signature.write_bytes(build_key_bundle(envelope, ml_key.public.model_signing_hint))
+    with pytest.raises(FormatError, match="malformed model_signing payload: Manifest is inconsistent"):
+        verify_model_dir(model, [ml_key.public], signature_path=signature)
+
+
+def test_cli_exit_codes_for_directories(model, key_dir, capsys):
+    assert main(["sign", str(model), "--key", str(key_dir / "ml-team.key"), "--output", "json"]) == 0
+    signed = json.loads(capsys.readouterr().out)
+    assert signed["signature_path"].endswith("my-model.sig")
+    assert main(["verify", str(model), "--key", str(key_dir / "ml-team.pub")]) == 0
+    assert "Verified model directory" in capsys.readouterr().out
+    (model / "config.json").write_text("{}")
+    assert main(["verify", str(model), "--key", str(key_dir / "ml-team.pub")]) == 1
+    assert "modified config.json" in capsys.readouterr().err
+    assert main(["verify", "./no-such-dir", "--key", str(key_dir / "ml-team.pub")]) == 2
+    assert main(["sign", str(model), "--key", str(key_dir / "ml-team.key"), "-a", "x=y"]) == 2
+
+
+def test_non_ecdsa_keys_are_refused_for_directories(model):
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    with pytest.raises(UsageError, match="need an ECDSA key"):
+        sign_model_dir(model, load_signing_key_pem(pem, name="ed"))
+
+
+def test_p384_keys_use_sha384_like_model_signing(model, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP384R1())
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key = load_signing_key_pem(pem, name="p384")
+    sign_model_dir(model, key)
+    public_path = tmp_path / "p384.pub"
+    public_path.write_bytes(key.public.pem)
+    model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public_path).verify(model, default_signature_path(model))
+    assert verify_model_dir(model, [load_public_key_file(public_path)]).signer == "p384"
