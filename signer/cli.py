@@ -77,7 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("-a", "--annotation", action="append", default=[], type=_annotation, metavar="KEY=VALUE", help="signed annotation (repeatable)")
     _model_dir_options(sign)
     sign.add_argument("--serialization", choices=("shards", "files"), default="shards", help="model directories: shards (parallel, default) or files")
-    sign.add_argument("--hash", choices=("sha256", "blake2", "blake3"), default="sha256", help="model directories: hash function (default sha256)")
     sign.add_argument("--shard-size", type=int, default=HashingChoice().shard_size, help="model directories: shard size in bytes (default 64 MiB)")
     _registry_options(sign)
     _output_option(sign)
@@ -180,7 +179,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     if _is_model_directory(args.target):
         if annotations or args.format != "legacy":
             raise UsageError("--annotation and --format apply to OCI artifacts, not model directories")
-        choice = HashingChoice(method=args.serialization, hash_type=args.hash, shard_size=args.shard_size)
+        choice = HashingChoice(method=args.serialization, shard_size=args.shard_size)
         result = sign_model_dir(Path(args.target), key, signature_path=args.signature, ignore_paths=args.ignore_path, choice=choice)
         _emit(args, render.model_sign_text(result), result)
         return EXIT_OK

@@ -1,8 +1,10 @@
 """Model directories, signed in the OpenSSF model signing format (model_signing 1.x).
 
-Hashing and the manifest/payload model come from the `model-signing` library; the DSSE
-envelope is signed with our own keys (cosign-encrypted keys included) and written as the
-same sigstore v0.3 bundle model_signing writes, with model_signing's key hint.
+The manifest and payload model come from the `model-signing` library; sha256 hashing is
+our parallel engine (signer.dirhash), other hash types a foreign signature may use go
+through model_signing's hashers. The DSSE envelope is signed with our own keys
+(cosign-encrypted keys included) and written as the same sigstore v0.3 bundle
+model_signing writes, with model_signing's key hint.
 
 Default serialization is `shards` (sha256, 64 MiB shards hashed in parallel), so one large
 file uses every core. Two interop details:
@@ -24,6 +26,7 @@ from typing import Any, Iterable
 
 from signer import mediatypes as mt
 from signer.bundles import parse_bundle
+from signer.dirhash import model_manifest, scan
 from signer.dsse import sign_envelope
 from signer.errors import FormatError, ModelsignError, UsageError, VerificationError
 from signer.keyless import KeylessIdentity, verify_bundle_dsse
@@ -32,7 +35,6 @@ from signer.trust import TrustAnchor, describe_anchors
 
 MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
 DEFAULT_SHARD_SIZE = 64 * 1024 * 1024
-GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 EXTENSION_KEY = "modelsign"
 MAX_SIGNATURE_FILE_BYTES = 256 * 1024 * 1024
 
@@ -76,20 +78,24 @@ def default_signature_path(model_dir: Path) -> Path:
     return resolved.parent / (resolved.name + ".sig")
 
 
-def _hashing_config(choice: HashingChoice, ignore: Iterable[str]):
-    from model_signing import hashing
+def _manifest(model_dir: Path, choice: HashingChoice, ignore: list[str]):
+    """(model_signing Manifest, scanned files) for `choice`; sha256 uses our parallel engine."""
+    if choice.method not in ("shards", "files"):
+        raise UsageError(f"unknown serialization method {choice.method!r}", hint="use 'shards' or 'files'")
+    shard_size = choice.shard_size if choice.method == "shards" else None
+    if choice.hash_type == "sha256":
+        return model_manifest(model_dir, shard_size=shard_size, ignore=ignore, allow_symlinks=choice.allow_symlinks)
+    from model_signing import hashing  # blake2/blake3 signatures made by model_signing
+
+    files = scan(model_dir, ignore, allow_symlinks=choice.allow_symlinks)
 
     config = hashing.Config()
-    if choice.method == "shards":
-        config.use_shard_serialization(
-            hashing_algorithm=choice.hash_type, shard_size=choice.shard_size, max_workers=os.cpu_count(), allow_symlinks=choice.allow_symlinks
-        )
-    elif choice.method == "files":
-        config.use_file_serialization(hashing_algorithm=choice.hash_type, max_workers=os.cpu_count(), allow_symlinks=choice.allow_symlinks)
+    if shard_size is None:
+        config.use_file_serialization(hashing_algorithm=choice.hash_type, allow_symlinks=choice.allow_symlinks)
     else:
-        raise UsageError(f"unknown serialization method {choice.method!r}", hint="use 'shards' or 'files'")
-    config.set_ignored_paths(paths=list(ignore), ignore_git_paths=True)
-    return config
+        config.use_shard_serialization(hashing_algorithm=choice.hash_type, shard_size=shard_size, allow_symlinks=choice.allow_symlinks)
+    config.set_ignored_paths(paths=ignore, ignore_git_paths=True)
+    return config.hash(model_dir), files
 
 
 def _relative_ignores(model_dir: Path, signature_path: Path, extra: Iterable[str]) -> list[str]:
@@ -104,21 +110,6 @@ def _relative_ignores(model_dir: Path, signature_path: Path, extra: Iterable[str
 def _check_directory(model_dir: Path) -> None:
     if not model_dir.is_dir():
         raise UsageError(f"{model_dir} is not a directory", hint="pass the model directory to sign or verify")
-
-
-def empty_files(model_dir: Path, ignore: Iterable[str]) -> list[str]:
-    """Zero-length regular files, relative POSIX paths, in model_signing's ignore semantics."""
-    ignored = [PurePosixPath(p) for p in list(ignore) + list(GIT_PATHS)]
-    found = []
-    for root, dirs, files in os.walk(model_dir):
-        for name in files:
-            path = Path(root) / name
-            relative = PurePosixPath(path.relative_to(model_dir).as_posix())
-            if any(relative == i or i in relative.parents for i in ignored):
-                continue
-            if not path.is_symlink() and path.is_file() and path.stat().st_size == 0:
-                found.append(str(relative))
-    return sorted(found)
 
 
 def sign_model_dir(
@@ -139,7 +130,7 @@ def sign_model_dir(
     signature_path = signature_path or default_signature_path(model_dir)
     ignores = _relative_ignores(model_dir, signature_path, ignore_paths)
     try:
-        manifest = _hashing_config(choice, ignores).hash(model_dir)
+        manifest, files = _manifest(model_dir, choice, ignores)
     except (ValueError, OSError) as exc:
         raise UsageError(f"cannot hash {model_dir}: {exc}") from None
     statement = json_format.MessageToDict(Payload(manifest).statement.pb)
@@ -147,7 +138,7 @@ def sign_model_dir(
     if "shard_size" in serialization:
         serialization["shard_size"] = int(serialization["shard_size"])
     if choice.method == "shards":
-        statement["predicate"][EXTENSION_KEY] = {"emptyFiles": empty_files(model_dir, ignores)}
+        statement["predicate"][EXTENSION_KEY] = {"emptyFiles": [f.relative for f in files if f.size == 0]}
     payload = json.dumps(statement, indent=2).encode()
     envelope = sign_envelope(mt.INTOTO_PAYLOAD, payload, key, hash_algorithm=curve_hash(public))
     bundle = {
@@ -196,7 +187,7 @@ def verify_model_dir(
     )
     ignores = sorted(set(_relative_ignores(model_dir, signature_path, ignore_paths)) | set(serialization.get("ignore_paths", [])))
     try:
-        actual = _hashing_config(choice, ignores).hash(model_dir)
+        actual, files = _manifest(model_dir, choice, ignores)
     except (ValueError, OSError) as exc:
         raise VerificationError(f"cannot hash {model_dir} for verification: {exc}") from None
     differences = _differences(actual, expected, sharded=choice.method == "shards")
@@ -206,7 +197,7 @@ def verify_model_dir(
     if choice.method == "shards":
         if isinstance(extension, dict) and isinstance(extension.get("emptyFiles"), list):
             signed_empty = set(extension["emptyFiles"])
-            present_empty = set(empty_files(model_dir, ignores))
+            present_empty = {f.relative for f in files if f.size == 0}
             differences += [f"added empty file {p}" for p in sorted(present_empty - signed_empty)]
             differences += [f"removed empty file {p}" for p in sorted(signed_empty - present_empty)]
         else:

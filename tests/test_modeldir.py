@@ -189,3 +189,32 @@ def test_p384_keys_use_sha384_like_model_signing(model, tmp_path):
     public_path.write_bytes(key.public.pem)
     model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public_path).verify(model, default_signature_path(model))
     assert verify_model_dir(model, [load_public_key_file(public_path)]).signer == "p384"
+
+
+@pytest.mark.parametrize("shard_size", [None, 1024 * 1024, 1000])
+def test_fast_engine_matches_model_signings_hashing(model, shard_size):
+    """Our parallel sha256 engine yields exactly model_signing's manifest."""
+    from signer.dirhash import model_manifest
+
+    (model / "nested" / "deeper").mkdir(parents=True)
+    (model / "nested" / "deeper" / "x.bin").write_bytes(os.urandom(5000))
+    ours, _ = model_manifest(model, shard_size=shard_size, ignore=["config.json"])
+    config = model_signing.hashing.Config()
+    if shard_size is None:
+        config.use_file_serialization()
+    else:
+        config.use_shard_serialization(shard_size=shard_size)
+    theirs = config.set_ignored_paths(paths=["config.json"]).hash(model)
+    assert list(ours.resource_descriptors()) == list(theirs.resource_descriptors())
+    assert ours.serialization_type["method"] == theirs.serialization_type["method"]
+
+
+def test_blake3_signatures_from_model_signing_verify(model, ml_key, pem_keys):
+    signature = model.parent / "blake3.sig"
+    config = model_signing.signing.Config().use_elliptic_key_signer(private_key=pem_keys[0])
+    config.set_hashing_config(model_signing.hashing.Config().use_file_serialization(hashing_algorithm="blake3"))
+    config.sign(model, signature)
+    assert verify_model_dir(model, [ml_key.public], signature_path=signature).method == "files"
+    (model / "config.json").write_text("{}")
+    with pytest.raises(VerificationError, match="modified config.json"):
+        verify_model_dir(model, [ml_key.public], signature_path=signature)
