@@ -63,20 +63,12 @@ class ImageReference:
         """What to ask the registry for: the digest if known, else the tag (default `latest`)."""
         return self.digest or self.tag or DEFAULT_TAG
 
-    def with_digest(self, digest: str) -> ImageReference:
-        return replace(self, digest=digest)
-
     def pinned(self, digest: str) -> ImageReference:
         """The digest-only form that gets verified and recorded."""
         return replace(self, tag=None, digest=digest)
 
     def __str__(self) -> str:
-        text = self.name
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
+        return _display(self.name, self.tag, self.digest)
 
 
 @dataclass(frozen=True)
@@ -99,22 +91,18 @@ class LayoutReference:
     def reference(self) -> str | None:
         return self.digest or self.tag
 
-    def with_digest(self, digest: str) -> LayoutReference:
-        return replace(self, digest=digest)
-
     def pinned(self, digest: str) -> LayoutReference:
         return replace(self, tag=None, digest=digest)
 
     def __str__(self) -> str:
-        text = self.name
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
+        return _display(self.name, self.tag, self.digest)
 
 
 ArtifactReference = ImageReference | LayoutReference
+
+
+def _display(name: str, tag: str | None, digest: str | None) -> str:
+    return name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
 def parse_reference(text: str) -> ArtifactReference:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from signer.keys import SigningKey, generate_key_pair, load_public_key_file, load_signing_key_file
+from signer.keys import SigningKey, generate_key_pair, load_signing_key_file
 from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from support.faults import FaultProxy
@@ -109,13 +110,39 @@ def stores() -> Iterator[Stores]:
         yield opened
 
 
+def run_cli(capsys: pytest.CaptureFixture, *argv: object) -> tuple[int, str, str]:
+    """Run `modelsign ARGV` in-process; returns (exit code, stdout, stderr)."""
+    from signer.cli import main
+
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def sign_concurrently(stores: Stores, jobs: list, signature_format) -> None:
+    """Run sign_artifact for each (reference, key) job in its own thread; re-raise any failure."""
+    from signer.signing import sign_artifact
+
+    errors: list[BaseException] = []
+
+    def sign(reference, key) -> None:
+        try:
+            sign_artifact(stores, reference, key, signature_format=signature_format)
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def write_docker_config(directory: Path, host: str, username: str, password: str) -> None:
     auth = base64.b64encode(f"{username}:{password}".encode()).decode()
     (directory / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
-
-
-def public_key(path: Path):
-    return load_public_key_file(path)
 
 
 def copy_fixture(name: str, destination: Path) -> Path:

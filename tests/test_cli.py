@@ -3,47 +3,42 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
 
+from conftest import run_cli, sign_concurrently
 from signer.cli import main
 from signer.oci.layout import LayoutRepository
 from signer.samples import push_image
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 def test_keygen_public_key_sign_verify_on_a_layout(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "keygen", "--output-prefix", "ml-team")
+    code, out, _ = run_cli(capsys, "keygen", "--output-prefix", "ml-team")
     assert code == 0 and "Private key written to ml-team.key" in out
-    code, out, err = run(capsys, "public-key", "--key", "ml-team.key")
+    code, out, err = run_cli(capsys, "public-key", "--key", "ml-team.key")
     assert code == 0 and out == Path("ml-team.pub").read_text() and "key id" in err
-    assert run(capsys, "keygen", "--output-prefix", "ml-team")[0] == 2  # refuses to overwrite
+    assert run_cli(capsys, "keygen", "--output-prefix", "ml-team")[0] == 2  # refuses to overwrite
 
     image = push_image(LayoutRepository(tmp_path / "store", create=True), {"f": b"x"}, tag="llm-1.0")
-    code, out, err = run(capsys, "sign", "oci:./store:llm-1.0", "--key", "ml-team.key", "--output", "json")
+    code, out, err = run_cli(capsys, "sign", "oci:./store:llm-1.0", "--key", "ml-team.key", "--output", "json")
     assert code == 0, err
     signed = json.loads(out)
     assert signed["digest"] == image.digest and signed["key_name"] == "ml-team"
-    code, out, _ = run(capsys, "verify", "oci:./store:llm-1.0", "--key", "ml-team.pub", "--output", "json")
+    code, out, _ = run_cli(capsys, "verify", "oci:./store:llm-1.0", "--key", "ml-team.pub", "--output", "json")
     body = json.loads(out)
     assert code == 0 and body["verified"] and body["digest"] == image.digest
     assert body["signatures"][0]["key_id"] == signed["key_id"]
     # oci:PATH without a tag names the layout's only manifest... which is ambiguous now.
-    code, _, err = run(capsys, "verify", "oci:./store", "--key", "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", "oci:./store", "--key", "ml-team.pub")
     assert code == 2 and "say which one" in err
 
 
 def test_verify_failure_in_json_mode(capsys, tmp_path, key_dir):
     push_image(LayoutRepository(tmp_path / "store", create=True), {"f": b"x"}, tag="v1")
-    code, out, err = run(capsys, "verify", f"oci:{tmp_path}/store:v1", "--key", key_dir / "ml-team.pub", "--output", "json")
+    code, out, err = run_cli(capsys, "verify", f"oci:{tmp_path}/store:v1", "--key", key_dir / "ml-team.pub", "--output", "json")
     assert code == 1
     body = json.loads(out)
     assert body["verified"] is False and body["signatures"] == []
@@ -63,12 +58,12 @@ def test_verify_failure_in_json_mode(capsys, tmp_path, key_dir):
 )
 def test_usage_errors_exit_2_with_a_message(capsys, key_dir, argv, fragment):
     argv = [a.replace("{pub}", str(key_dir / "ml-team.pub")) for a in argv]
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2 and fragment in err and "Traceback" not in err
 
 
 def test_json_errors_are_machine_readable(capsys, key_dir):
-    code, out, _ = run(capsys, "verify", "oci:/nonexistent/store:v1", "--key", key_dir / "ml-team.pub", "--output", "json")
+    code, out, _ = run_cli(capsys, "verify", "oci:/nonexistent/store:v1", "--key", key_dir / "ml-team.pub", "--output", "json")
     body = json.loads(out)
     assert code == 2 and body["ok"] is False and body["kind"] == "NotFoundError" and body["hint"]
 
@@ -85,36 +80,23 @@ def test_argparse_usage_errors_exit_2(capsys):
 def test_wrong_password_exit_code(capsys, key_dir, monkeypatch, tmp_path):
     push_image(LayoutRepository(tmp_path / "store", create=True), {"f": b"x"}, tag="v1")
     monkeypatch.setenv("MODELSIGN_PASSWORD", "wrong")
-    code, _, err = run(capsys, "sign", f"oci:{tmp_path}/store:v1", "--key", key_dir / "ml-team.key")
+    code, _, err = run_cli(capsys, "sign", f"oci:{tmp_path}/store:v1", "--key", key_dir / "ml-team.key")
     assert code == 2 and "wrong password" in err
 
 
 def test_concurrent_signers_on_one_layout_keep_every_tag(tmp_path, stores, ml_key, second_key):
     from signer.references import parse_reference
-    from signer.signing import SignatureFormat, sign_artifact
+    from signer.signing import SignatureFormat
+    from signer.verification import verify_signatures
 
     repository = LayoutRepository(tmp_path / "store", create=True)
     for index in range(4):
         push_image(repository, {"f": str(index).encode()}, tag=f"v{index}")
-    errors: list[BaseException] = []
-
-    def sign(tag: str, key) -> None:
-        try:
-            sign_artifact(stores, parse_reference(f"oci:{tmp_path}/store:{tag}"), key, signature_format=SignatureFormat.BOTH)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=sign, args=(f"v{i}", key)) for i in range(4) for key in (ml_key, second_key)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    jobs = [(parse_reference(f"oci:{tmp_path}/store:v{i}"), key) for i in range(4) for key in (ml_key, second_key)]
+    sign_concurrently(stores, jobs, SignatureFormat.BOTH)
     tags = repository.list_tags()
     assert {f"v{i}" for i in range(4)} <= set(tags)
     assert sum(t.endswith(".sig") for t in tags) == 4
-    from signer.verification import verify_signatures
-
     for index in range(4):
         digest = repository.resolve(f"v{index}").digest
         report = verify_signatures(repository, digest, [ml_key.public, second_key.public], reference="x")

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from conftest import COSIGN
+from conftest import COSIGN, run_cli
 from signer import mediatypes as mt
-from signer.cli import main
 from signer.digests import signature_tag
 from signer.errors import FormatError, VerificationError
 from signer.keyless import KeylessIdentity, verify_bundle_dsse
@@ -24,11 +23,6 @@ GITHUB = "https://github.com/login/oauth"
 PGI_ROOT = COSIGN / "cosign__trusted_root_pgi.json"
 STAGING_ROOT = COSIGN / "sigstore-python__staging-trusted_root.json"
 
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +42,13 @@ def keyless_image(registry) -> str:
 
 
 def test_legacy_keyless_signature_verifies(capsys, keyless_image):
-    code, out, err = run(capsys, "verify", keyless_image, "--certificate-identity", IDENTITY, "--certificate-oidc-issuer", GITHUB, "--trusted-root", PGI_ROOT)
+    code, out, err = run_cli(capsys, "verify", keyless_image, "--certificate-identity", IDENTITY, "--certificate-oidc-issuer", GITHUB, "--trusted-root", PGI_ROOT)
     assert code == 0, err
     assert f"[{IDENTITY} via {GITHUB}, Rekor index 98235800]" in out
 
 
 def test_legacy_keyless_regexps(capsys, keyless_image):
-    code, _, err = run(capsys, "verify", keyless_image, "--certificate-identity-regexp", r"^[a-z.]+@securesystems\.de$", "--certificate-oidc-issuer-regexp", r"^https://github\.com/", "--trusted-root", PGI_ROOT)
+    code, _, err = run_cli(capsys, "verify", keyless_image, "--certificate-identity-regexp", r"^[a-z.]+@securesystems\.de$", "--certificate-oidc-issuer-regexp", r"^https://github\.com/", "--trusted-root", PGI_ROOT)
     assert code == 0, err
 
 
@@ -67,17 +61,17 @@ def test_legacy_keyless_regexps(capsys, keyless_image):
     ],
 )
 def test_legacy_keyless_rejections(capsys, keyless_image, args, reason):
-    code, _, err = run(capsys, "verify", keyless_image, *args)
+    code, _, err = run_cli(capsys, "verify", keyless_image, *args)
     assert code == 1 and reason in err
 
 
 def test_keyless_needs_identity_and_issuer(capsys, keyless_image):
-    code, _, err = run(capsys, "verify", keyless_image, "--certificate-identity", IDENTITY)
+    code, _, err = run_cli(capsys, "verify", keyless_image, "--certificate-identity", IDENTITY)
     assert code == 2 and "needs both a certificate identity and an OIDC issuer" in err
 
 
 def test_a_public_key_does_not_accept_a_keyless_signature(capsys, keyless_image):
-    code, _, err = run(capsys, "verify", keyless_image, "--key", COSIGN / "connaisseur__alice.key")
+    code, _, err = run_cli(capsys, "verify", keyless_image, "--key", COSIGN / "connaisseur__alice.key")
     assert code == 1 and "keyless signature (certificate) not made by any trusted key" in err
 
 
@@ -91,18 +85,18 @@ def test_a_public_key_does_not_accept_a_keyless_signature(capsys, keyless_image)
 )
 def test_sigstore_python_bundles_verify_offline(capsys, tmp_path, artifact, bundle, identity):
     args = ["--bundle", COSIGN / bundle, "--certificate-identity", identity, "--certificate-oidc-issuer", GITHUB, "--trusted-root", STAGING_ROOT]
-    code, out, err = run(capsys, "verify-blob", COSIGN / artifact, *args)
+    code, out, err = run_cli(capsys, "verify-blob", COSIGN / artifact, *args)
     assert code == 0, err
     tampered = tmp_path / "tampered.txt"
     tampered.write_bytes((COSIGN / artifact).read_bytes() + b"!")
-    code, _, err = run(capsys, "verify-blob", tampered, *args)
+    code, _, err = run_cli(capsys, "verify-blob", tampered, *args)
     assert code == 1 and "keyless bundle rejected" in err
-    code, _, err = run(capsys, "verify-blob", COSIGN / artifact, *args[:2], "--certificate-identity", "someone@else", "--certificate-oidc-issuer", GITHUB, "--trusted-root", STAGING_ROOT)
+    code, _, err = run_cli(capsys, "verify-blob", COSIGN / artifact, *args[:2], "--certificate-identity", "someone@else", "--certificate-oidc-issuer", GITHUB, "--trusted-root", STAGING_ROOT)
     assert code == 1 and "does not match someone@else" in err
 
 
 def test_invalid_bundle_version_is_a_format_error(capsys):
-    code, _, err = run(capsys, "verify-blob", COSIGN / "sigstore-python__bundle.txt", "--bundle", COSIGN / "sigstore-python__bundle_invalid_version.txt.sigstore",
+    code, _, err = run_cli(capsys, "verify-blob", COSIGN / "sigstore-python__bundle.txt", "--bundle", COSIGN / "sigstore-python__bundle_invalid_version.txt.sigstore",
                        "--certificate-identity", "a@tny.town", "--certificate-oidc-issuer", GITHUB, "--trusted-root", STAGING_ROOT)
     assert code == 2 and "unsupported mediaType 'this is completely wrong'" in err
 

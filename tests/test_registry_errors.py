@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_docker_config
-from signer.cli import main
+from conftest import run_cli, write_docker_config
 from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from signer.references import parse_reference
@@ -14,34 +13,29 @@ from signer.samples import push_image
 from support.registry import free_port
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 def test_missing_tag_is_a_usage_error_naming_the_reference(capsys, registry, key_dir):
-    code, _, err = run(capsys, "verify", f"{registry.host}/nothing/here:1.0", "--key", key_dir / "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", f"{registry.host}/nothing/here:1.0", "--key", key_dir / "ml-team.pub")
     assert code == 2
     assert f"{registry.host}/nothing/here:1.0 not found" in err and "hint:" in err
 
 
 def test_connection_refused(capsys, key_dir):
-    code, _, err = run(capsys, "verify", f"127.0.0.1:{free_port()}/app:1", "--key", key_dir / "ml-team.pub", "--registry-timeout", "2")
+    code, _, err = run_cli(capsys, "verify", f"127.0.0.1:{free_port()}/app:1", "--key", key_dir / "ml-team.pub", "--registry-timeout", "2")
     assert code == 2
     assert "cannot connect to registry 127.0.0.1:" in err and "check the registry address" in err
 
 
 def test_server_errors_are_retried_then_reported(capsys, registry, fault_proxy, stores, key_dir):
     push_image(stores.repository(parse_reference(f"{registry.host}/faults/app")), {"f": b"x"}, tag="1")
-    assert run(capsys, "sign", f"{registry.host}/faults/app:1", "--key", key_dir / "ml-team.key")[0] == 0
+    assert run_cli(capsys, "sign", f"{registry.host}/faults/app:1", "--key", key_dir / "ml-team.key")[0] == 0
     fault_proxy.fail_next(503, 500, 429)
-    code, out, err = run(capsys, "verify", f"{fault_proxy.host}/faults/app:1", "--key", key_dir / "ml-team.pub")
+    code, out, err = run_cli(capsys, "verify", f"{fault_proxy.host}/faults/app:1", "--key", key_dir / "ml-team.pub")
     assert code == 0, err
     # The first manifest request failed three times (503, 500, 429) and was retried each time.
     assert fault_proxy.seen[:4] == ["GET /v2/faults/app/manifests/1"] * 4
     fault_proxy.always = 500
-    code, _, err = run(capsys, "verify", f"{fault_proxy.host}/faults/app:1", "--key", key_dir / "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", f"{fault_proxy.host}/faults/app:1", "--key", key_dir / "ml-team.pub")
     assert code == 2
     assert f"registry {fault_proxy.host} answered HTTP 500" in err and "UNAVAILABLE injected failure" in err
 
@@ -59,25 +53,25 @@ def test_retry_count_is_bounded(registry, fault_proxy):
 
 def test_basic_auth_registry(capsys, basic_registry, key_dir, tmp_path, monkeypatch):
     name = f"{basic_registry.host}/private/app"
-    code, _, err = run(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
     assert code == 2 and "no credentials found" in err and f"docker login {basic_registry.host}" in err
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
     write_docker_config(config_dir, basic_registry.host, "alice", "not-her-password")
-    code, _, err = run(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
     assert code == 2 and "credentials were rejected" in err
     write_docker_config(config_dir, f"https://{basic_registry.host}/v1/", "alice", "wonderland")
     with Stores() as stores:
         push_image(stores.repository(parse_reference(name)), {"f": b"private"}, tag="1")
-    assert run(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key")[0] == 0
-    code, out, err = run(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
+    assert run_cli(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key")[0] == 0
+    code, out, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
     assert code == 0, err
 
 
 def test_bearer_token_registry(capsys, token_registry, key_dir, tmp_path, monkeypatch):
     name = f"{token_registry.host}/tokened/app"
-    code, _, err = run(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
     assert code == 2 and "refused the credentials" in err
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
@@ -85,8 +79,8 @@ def test_bearer_token_registry(capsys, token_registry, key_dir, tmp_path, monkey
     write_docker_config(config_dir, token_registry.host, "bob", "builder")
     with Stores() as stores:
         push_image(stores.repository(parse_reference(name)), {"f": b"tokened"}, tag="1")
-    assert run(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key", "--format", "both")[0] == 0
-    code, out, err = run(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
+    assert run_cli(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key", "--format", "both")[0] == 0
+    code, out, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
     assert code == 0, err
     scopes = {request.get("scope") for request in token_registry.extra["service"].requests}
     assert "repository:tokened/app:pull" in scopes and "repository:tokened/app:pull,push" in scopes
@@ -94,24 +88,74 @@ def test_bearer_token_registry(capsys, token_registry, key_dir, tmp_path, monkey
 
 def test_tls_registry_needs_its_ca(capsys, tls_registry, key_dir):
     name = f"{tls_registry.host}/secure/app"
-    code, _, err = run(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
     assert code == 2 and "TLS certificate of registry" in err and "--ca-file" in err
     with Stores(RegistryOptions(ca_file=tls_registry.ca_file)) as stores:
         push_image(stores.repository(parse_reference(name)), {"f": b"tls"}, tag="1")
-    assert run(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key", "--ca-file", tls_registry.ca_file)[0] == 0
-    code, out, err = run(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub", "--ca-file", tls_registry.ca_file)
+    assert run_cli(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key", "--ca-file", tls_registry.ca_file)[0] == 0
+    code, out, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub", "--ca-file", tls_registry.ca_file)
     assert code == 0, err
     # Explicitly insecure: TLS without verification, only because the user named the host.
-    assert run(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub", "--insecure-registry", "127.0.0.1:*")[0] == 0
+    assert run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub", "--insecure-registry", "127.0.0.1:*")[0] == 0
 
 
 def test_bad_ca_file(capsys, tls_registry, key_dir, tmp_path):
     bogus = tmp_path / "ca.pem"
     bogus.write_text("not a certificate")
-    code, _, err = run(capsys, "verify", f"{tls_registry.host}/secure/app:1", "--key", key_dir / "ml-team.pub", "--ca-file", bogus)
+    code, _, err = run_cli(capsys, "verify", f"{tls_registry.host}/secure/app:1", "--key", key_dir / "ml-team.pub", "--ca-file", bogus)
     assert code == 2 and "cannot load CA bundle" in err
 
 
 def test_plain_http_is_refused_for_non_loopback_hosts():
     client = Stores().client(parse_reference("registry.example.com/app:1"))
     assert client._base() == "https://registry.example.com"
+
+
+def test_identity_token_from_docker_config(capsys, token_registry, key_dir, tmp_path, monkeypatch):
+    """`docker login` against a token service stores an OAuth2 refresh token (identitytoken)."""
+    import json
+
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    (config_dir / "config.json").write_text(json.dumps({"auths": {token_registry.host: {"identitytoken": "refresh-me"}}}))
+    name = f"{token_registry.host}/oauth/app"
+    with Stores() as stores:
+        push_image(stores.repository(parse_reference(name)), {"f": b"oauth"}, tag="1")
+    assert run_cli(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key")[0] == 0
+    assert run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")[0] == 0
+    grants = [r for r in token_registry.extra["service"].requests if r.get("grant_type") == "refresh_token"]
+    assert grants and grants[0]["refresh_token"] == "refresh-me"
+
+
+def test_credential_helper_from_docker_config(capsys, basic_registry, key_dir, tmp_path, monkeypatch):
+    """credHelpers: `docker-credential-<name> get` is run with the server on stdin."""
+    import json
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-modelsigntest"
+    helper.write_text('#!/bin/sh\nread server\necho "$server" > "$(dirname "$0")/asked"\nprintf \'{"ServerURL":"%s","Username":"alice","Secret":"wonderland"}\' "$server"\n')
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    (config_dir / "config.json").write_text(json.dumps({"credHelpers": {basic_registry.host: "modelsigntest"}}))
+    name = f"{basic_registry.host}/helped/app"
+    with Stores() as stores:
+        push_image(stores.repository(parse_reference(name)), {"f": b"helper"}, tag="1")
+    assert run_cli(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key")[0] == 0
+    assert (bin_dir / "asked").read_text().strip() == basic_registry.host
+    (config_dir / "config.json").write_text(json.dumps({"credHelpers": {basic_registry.host: "absent-helper"}}))
+    code, _, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "ml-team.pub")
+    assert code == 2 and "docker-credential-absent-helper is configured but not on PATH" in err
+
+
+def test_malformed_docker_config(capsys, basic_registry, key_dir, tmp_path, monkeypatch):
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    (config_dir / "config.json").write_text("{not json")
+    code, _, err = run_cli(capsys, "verify", f"{basic_registry.host}/x/app:1", "--key", key_dir / "ml-team.pub")
+    assert code == 2 and "cannot read Docker credentials" in err

@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import COSIGN
+from conftest import COSIGN, run_cli, sign_concurrently
 from signer import mediatypes as mt
-from signer.cli import main
 from signer.digests import referrers_fallback_tag, signature_tag
 from signer.dsse import sign_envelope
 from signer.intoto import encode_statement, subject_for_digest
@@ -27,11 +25,6 @@ from signer.signing import SignatureFormat, sign_artifact
 from signer.verification import verify_signatures
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 def _image(stores, registry, repo: str, tag: str | None, content: bytes = b"v1") -> tuple[str, Descriptor]:
     ref = parse_reference(f"{registry.host}/{repo}" + (f":{tag}" if tag else ""))
@@ -41,10 +34,10 @@ def _image(stores, registry, repo: str, tag: str | None, content: bytes = b"v1")
 
 def test_sign_and_verify_an_image_with_the_cli(capsys, stores, registry, key_dir):
     name, image = _image(stores, registry, "apps/web", "1.0")
-    code, out, err = run(capsys, "sign", f"{name}:1.0", "--key", key_dir / "ml-team.key")
+    code, out, err = run_cli(capsys, "sign", f"{name}:1.0", "--key", key_dir / "ml-team.key")
     assert code == 0, err
     assert f"Signed {name}@{image.digest}" in out
-    code, out, err = run(capsys, "verify", f"{name}:1.0", "--key", key_dir / "ml-team.pub")
+    code, out, err = run_cli(capsys, "verify", f"{name}:1.0", "--key", key_dir / "ml-team.pub")
     assert code == 0, err
     assert f"Verified: {name}@{image.digest}" in out and "signed (legacy) by ml-team" in out
     # The legacy signature lives at the cosign tag, with the payload cosign would write.
@@ -94,11 +87,11 @@ def test_bundle_format_writes_a_cosign_v3_referrer(stores, registry, ml_key):
 
 def test_both_formats_and_required_annotations(capsys, stores, registry, key_dir):
     name, _ = _image(stores, registry, "apps/both", "3")
-    assert run(capsys, "sign", f"{name}:3", "--key", key_dir / "ml-team.key", "--format", "both", "-a", "env=prod")[0] == 0
-    code, out, _ = run(capsys, "verify", f"{name}:3", "--key", key_dir / "ml-team.pub", "-a", "env=prod", "--output", "json")
+    assert run_cli(capsys, "sign", f"{name}:3", "--key", key_dir / "ml-team.key", "--format", "both", "-a", "env=prod")[0] == 0
+    code, out, _ = run_cli(capsys, "verify", f"{name}:3", "--key", key_dir / "ml-team.pub", "-a", "env=prod", "--output", "json")
     body = json.loads(out)
     assert code == 0 and sorted(s["form"] for s in body["signatures"]) == ["bundle", "legacy"]
-    code, _, err = run(capsys, "verify", f"{name}:3", "--key", key_dir / "ml-team.pub", "-a", "env=dev")
+    code, _, err = run_cli(capsys, "verify", f"{name}:3", "--key", key_dir / "ml-team.pub", "-a", "env=dev")
     assert code == 1 and "lacks required annotation(s) env=dev" in err
 
 
@@ -120,21 +113,21 @@ def test_modelkit_round_trip_reports_the_kitfile(capsys, stores, registry, key_d
     (tmp_path / "code.py").write_text("print(1)\n")
     kitfile = {"manifestVersion": "1.0.0", "package": {"name": "llm", "version": "1.0"}, "model": {"name": "llm", "path": "./model"}, "code": [{"path": "./code.py"}]}
     kit = pack_modelkit(stores.repository(parse_reference(f"{registry.host}/models/llm")), tmp_path, kitfile, tag="1.0")
-    assert run(capsys, "sign", f"kit://{registry.host}/models/llm:1.0", "--key", key_dir / "ml-team.key", "--format", "both")[0] == 0
-    code, out, err = run(capsys, "verify", f"kit://{registry.host}/models/llm:1.0", "--key", key_dir / "ml-team.pub", "--output", "json")
+    assert run_cli(capsys, "sign", f"kit://{registry.host}/models/llm:1.0", "--key", key_dir / "ml-team.key", "--format", "both")[0] == 0
+    code, out, err = run_cli(capsys, "verify", f"kit://{registry.host}/models/llm:1.0", "--key", key_dir / "ml-team.pub", "--output", "json")
     body = json.loads(out)
     assert code == 0, err
     assert body["digest"] == kit.digest
     assert body["modelKit"] == {"package_name": "llm", "package_version": "1.0", "model_name": "llm", "layer_count": 2, "format": "kitops"}
-    code, out, _ = run(capsys, "verify", f"kit://{registry.host}/models/llm@{kit.digest}", "--key", key_dir / "ml-team.pub", "--describe")
+    code, out, _ = run_cli(capsys, "verify", f"kit://{registry.host}/models/llm@{kit.digest}", "--key", key_dir / "ml-team.pub", "--describe")
     assert code == 0 and "ModelKit: package llm version 1.0" in out
 
 
 def test_digest_verification_fetches_only_signature_objects(capsys, stores, registry, key_dir):
     name, image = _image(stores, registry, "apps/quiet", "1")
-    assert run(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key", "--format", "both")[0] == 0
+    assert run_cli(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key", "--format", "both")[0] == 0
     offset = registry.log_offset()
-    code, _, err = run(capsys, "verify", f"{name}@{image.digest}", "--key", key_dir / "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", f"{name}@{image.digest}", "--key", key_dir / "ml-team.pub")
     assert code == 0, err
     requests = registry.requests_since(offset)
     assert any(signature_tag(image.digest) in r for r in requests), requests
@@ -148,8 +141,8 @@ def test_digest_verification_fetches_only_signature_objects(capsys, stores, regi
 
 def test_another_key_fails_with_a_fix_hint(capsys, stores, registry, key_dir):
     name, image = _image(stores, registry, "attacks/otherkey", "1")
-    run(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key")
-    code, out, err = run(capsys, "verify", f"{name}:1", "--key", key_dir / "other-team.pub")
+    run_cli(capsys, "sign", f"{name}:1", "--key", key_dir / "ml-team.key")
+    code, out, err = run_cli(capsys, "verify", f"{name}:1", "--key", key_dir / "other-team.pub")
     assert code == 1
     assert f"no valid signature by key other-team for {name}@{image.digest}" in err
     assert "signature not made by any trusted key" in err
@@ -170,11 +163,11 @@ def test_signature_moved_to_another_image_is_rejected(stores, registry, ml_key):
 
 def test_tag_repointed_after_signing(capsys, stores, registry, key_dir):
     name, signed = _image(stores, registry, "attacks/repoint", "prod", b"good")
-    run(capsys, "sign", f"{name}:prod", "--key", key_dir / "ml-team.key")
+    run_cli(capsys, "sign", f"{name}:prod", "--key", key_dir / "ml-team.key")
     _, evil = _image(stores, registry, "attacks/repoint", "prod", b"evil")
-    code, _, err = run(capsys, "verify", f"{name}:prod", "--key", key_dir / "ml-team.pub")
+    code, _, err = run_cli(capsys, "verify", f"{name}:prod", "--key", key_dir / "ml-team.pub")
     assert code == 1 and evil.digest in err and "no signatures found" in err
-    assert run(capsys, "verify", f"{name}@{signed.digest}", "--key", key_dir / "ml-team.pub")[0] == 0
+    assert run_cli(capsys, "verify", f"{name}@{signed.digest}", "--key", key_dir / "ml-team.pub")[0] == 0
 
 
 def _rewrite_signature_layer(repository, digest: str, *, signature: str | None = None, payload: bytes | None = None) -> None:
@@ -243,22 +236,8 @@ def test_an_attestation_by_the_trusted_key_is_not_a_signature(stores, registry, 
 def test_concurrent_referrer_writers_do_not_lose_entries(stores, registry, ml_key, second_key, other_key):
     name, image = _image(stores, registry, "race/referrers", "1")
     ref = parse_reference(f"{name}:1")
-    errors: list[BaseException] = []
-
-    def sign(key):
-        try:
-            sign_artifact(stores, ref, key, signature_format=SignatureFormat.BUNDLE)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=sign, args=(k,)) for k in (ml_key, second_key, other_key)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    repository = stores.repository(ref)
-    assert len(list_referrers(repository, image.digest, mt.SIGSTORE_BUNDLE_V03)) == 3
+    sign_concurrently(stores, [(ref, k) for k in (ml_key, second_key, other_key)], SignatureFormat.BUNDLE)
+    assert len(list_referrers(stores.repository(ref), image.digest, mt.SIGSTORE_BUNDLE_V03)) == 3
 
 
 def test_golden_cosign_signatures_verify_from_a_real_registry(capsys, stores, registry):
@@ -277,11 +256,11 @@ def test_golden_cosign_signatures_verify_from_a_real_registry(capsys, stores, re
         repository.push_blob(signature_image_config([layer["digest"] for layer in manifest["layers"]]))
         repository.push_manifest(raw, mt.OCI_MANIFEST, tag=signature_tag(digest))
         for signer in signers:
-            code, out, err = run(capsys, "verify", f"{registry.host}/securesystemsengineering/testimage@{digest}", "--key", COSIGN / f"connaisseur__{signer}.key")
+            code, out, err = run_cli(capsys, "verify", f"{registry.host}/securesystemsengineering/testimage@{digest}", "--key", COSIGN / f"connaisseur__{signer}.key")
             assert code == 0, err
             assert f"signed (legacy) by connaisseur__{signer}" in out
             assert "docker-reference index.docker.io/securesystemsengineering/testimage" in out
-        code, _, _ = run(capsys, "verify", f"{registry.host}/securesystemsengineering/testimage@{digest}", "--key", COSIGN / "kwctl__cosign1.pub")
+        code, _, _ = run_cli(capsys, "verify", f"{registry.host}/securesystemsengineering/testimage@{digest}", "--key", COSIGN / "kwctl__cosign1.pub")
         assert code == 1
     # All three keys at once: three verified signatures on the multi-signer manifest.
     report = verify_signatures(
@@ -296,12 +275,12 @@ def test_golden_cosign_signatures_verify_from_a_real_registry(capsys, stores, re
 def test_golden_keys_sign_through_the_registry(capsys, stores, registry, monkeypatch):
     name, image = _image(stores, registry, "golden/keys", "1")
     monkeypatch.setenv("MODELSIGN_PASSWORD", "kubewarden")
-    assert run(capsys, "sign", f"{name}:1", "--key", COSIGN / "kwctl__cosign1.key")[0] == 0
+    assert run_cli(capsys, "sign", f"{name}:1", "--key", COSIGN / "kwctl__cosign1.key")[0] == 0
     monkeypatch.delenv("MODELSIGN_PASSWORD")
     monkeypatch.setenv("COSIGN_PASSWORD", "")
-    assert run(capsys, "sign", f"{name}:1", "--key", COSIGN / "policy-controller__examples-cosign.key")[0] == 0
+    assert run_cli(capsys, "sign", f"{name}:1", "--key", COSIGN / "policy-controller__examples-cosign.key")[0] == 0
     for pub in ("kwctl__cosign1.pub", "policy-controller__examples-cosign.pub"):
-        assert run(capsys, "verify", f"{name}@{image.digest}", "--key", COSIGN / pub)[0] == 0
+        assert run_cli(capsys, "verify", f"{name}@{image.digest}", "--key", COSIGN / pub)[0] == 0
 
 
 def test_chunked_blob_upload_and_tag_pagination(stores, registry, tmp_path):
@@ -319,20 +298,6 @@ def test_chunked_blob_upload_and_tag_pagination(stores, registry, tmp_path):
 def test_concurrent_legacy_signers_keep_every_layer(stores, registry, ml_key, second_key, other_key):
     name, image = _image(stores, registry, "race/legacy", "1")
     ref = parse_reference(f"{name}:1")
-    errors: list[BaseException] = []
-
-    def sign(key):
-        try:
-            sign_artifact(stores, ref, key)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=sign, args=(k,)) for k in (ml_key, second_key, other_key)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    repository = stores.repository(ref)
-    report = verify_signatures(repository, image.digest, [ml_key.public, second_key.public, other_key.public], reference=name)
+    sign_concurrently(stores, [(ref, k) for k in (ml_key, second_key, other_key)], SignatureFormat.LEGACY)
+    report = verify_signatures(stores.repository(ref), image.digest, [ml_key.public, second_key.public, other_key.public], reference=name)
     assert sorted(v.signer for v in report.verified) == sorted([ml_key.name, second_key.name, other_key.name])

@@ -31,8 +31,8 @@ def _b64url(data: bytes) -> str:
 
 
 class TokenService:
-    def __init__(self, directory: Path, username: str, password: str) -> None:
-        self.username, self.password = username, password
+    def __init__(self, directory: Path, username: str, password: str, refresh_token: str = "refresh-me") -> None:
+        self.username, self.password, self.refresh_token = username, password, refresh_token
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelsign test token signer")])
@@ -59,7 +59,20 @@ class TokenService:
                     self.send_response(401)
                     self.end_headers()
                     return
-                body = json.dumps({"token": service.issue(query.get("scope", [""])[0])}).encode()
+                self._answer(query.get("scope", [""])[0])
+
+            def do_POST(self) -> None:  # noqa: N802 -- OAuth2 refresh-token grant (docker identitytoken)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                service.requests.append(form)
+                if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != service.refresh_token:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                self._answer(form.get("scope", ""), key="access_token")
+
+            def _answer(self, scope: str, key: str = "token") -> None:
+                body = json.dumps({key: service.issue(scope)}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
