@@ -13,7 +13,7 @@ _DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]+)$")
 
 def is_digest(text: str) -> bool:
     match = _DIGEST_RE.match(text)
-    return bool(match) and len(match.group(2)) == _HEX_LENGTHS[match.group(1)]
+    return match is not None and len(match.group(2)) == _HEX_LENGTHS[match.group(1)]
 
 
 def validate_digest(text: str, *, what: str = "digest") -> str:

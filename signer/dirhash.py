@@ -125,6 +125,7 @@ def model_manifest(model_dir: Path, *, shard_size: int | None, ignore: list[str]
     digests = hash_tasks(tasks_for(files, shard_size))
     recorded_ignores = [Path(p) for p in sorted(set(ignore) | set(GIT_PATHS))]
     items: list = []
+    serialization: manifest.SerializationType
     if shard_size is None:
         serialization = manifest._FileSerialization("sha256", allow_symlinks, recorded_ignores)
         for task, digest in digests.items():

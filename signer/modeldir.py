@@ -89,11 +89,12 @@ def _manifest(model_dir: Path, choice: HashingChoice, ignore: list[str]):
 
     files = scan(model_dir, ignore, allow_symlinks=choice.allow_symlinks)
 
+    algorithm: Any = choice.hash_type  # validated by model_signing ("sha256", "blake2", "blake3")
     config = hashing.Config()
     if shard_size is None:
-        config.use_file_serialization(hashing_algorithm=choice.hash_type, allow_symlinks=choice.allow_symlinks)
+        config.use_file_serialization(hashing_algorithm=algorithm, allow_symlinks=choice.allow_symlinks)
     else:
-        config.use_shard_serialization(hashing_algorithm=choice.hash_type, shard_size=shard_size, allow_symlinks=choice.allow_symlinks)
+        config.use_shard_serialization(hashing_algorithm=algorithm, shard_size=shard_size, allow_symlinks=choice.allow_symlinks)
     config.set_ignored_paths(paths=ignore, ignore_git_paths=True)
     return config.hash(model_dir), files
 

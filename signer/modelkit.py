@@ -44,8 +44,7 @@ def describe_modelkit(repository: Repository, manifest: Manifest) -> ModelKitInf
     else:
         kitfile_text = repository.fetch_blob(manifest.config.digest, max_bytes=MAX_CONFIG_BYTES)
     kitfile = parse_kitfile(kitfile_text)
-    package = kitfile.get("package") if isinstance(kitfile.get("package"), dict) else {}
-    model = kitfile.get("model") if isinstance(kitfile.get("model"), dict) else {}
+    package, model = _section(kitfile, "package"), _section(kitfile, "model")
     return ModelKitInfo(
         package_name=_text(package.get("name")),
         package_version=_text(package.get("version")),
@@ -64,6 +63,11 @@ def parse_kitfile(data: bytes | str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FormatError("Kitfile must be a mapping")
     return value
+
+
+def _section(kitfile: dict[str, Any], name: str) -> dict[str, Any]:
+    value = kitfile.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def _text(value: Any) -> str | None:

@@ -105,13 +105,13 @@ class LayoutRepository:
             if manifest is None:
                 raise NotFoundError(f"{reference} not found in {self.display_name}")
             return manifest.descriptor()
-        entry = self._tagged(reference)
-        if entry is None:
+        tagged = self._tagged(reference)
+        if tagged is None:
             raise NotFoundError(
                 f"tag {reference!r} not found in {self.display_name}",
                 hint="tags here: " + (", ".join(self.list_tags()) or "none"),
             )
-        return entry
+        return tagged
 
     def fetch_manifest(self, reference: str) -> Manifest | None:
         if not is_digest(reference):
