@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from signer import mediatypes as mt
 from signer.bundles import parse_bundle
 from signer.errors import FormatError, ModelsignError, VerificationError
 from signer.intoto import parse_statement
@@ -16,6 +17,8 @@ def verify_blob(artifact: bytes, bundle_bytes: bytes, anchors: list[TrustAnchor]
     """Returns the name of the trusted key or identity that signed `artifact`."""
     bundle = parse_bundle(bundle_bytes, what=what)
     digest = "sha256:" + hashlib.sha256(artifact).hexdigest()
+    if bundle.envelope is not None and bundle.envelope.payload_type != mt.INTOTO_PAYLOAD:
+        raise VerificationError(f"{what} wraps a {bundle.envelope.payload_type!r} payload, not an in-toto signature statement")
     reasons: list[str] = []
     if bundle.is_keyless:
         for identity in (a for a in anchors if isinstance(a, KeylessIdentity)):
@@ -42,9 +45,13 @@ def verify_blob(artifact: bytes, bundle_bytes: bytes, anchors: list[TrustAnchor]
 
 
 def _require_subject(payload: bytes, digest: str) -> None:
+    """A DSSE blob signature is a cosign `sign/v1` statement naming the file; an attestation
+    (any other predicate) about the file is not a signature of it."""
     try:
         statement = parse_statement(payload)
     except FormatError as exc:
         raise VerificationError(f"signed statement is malformed: {exc}") from None
+    if statement.predicate_type != mt.COSIGN_SIGN_PREDICATE:
+        raise VerificationError(f"bundle is an attestation of type {statement.predicate_type}, not a signature")
     if statement.subject_for(digest) is None:
         raise VerificationError(f"signed statement does not name this file ({digest}) as its subject")

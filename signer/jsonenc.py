@@ -29,12 +29,20 @@ def go_json(value: Any) -> bytes:
     return text.encode("utf-8")
 
 
-def parse_json_object(data: bytes | str, *, what: str) -> dict[str, Any]:
-    """Parse JSON that must be an object; malformed input raises a FormatError naming `what`."""
+def load_json(data: bytes | str, *, what: str) -> Any:
+    """json.loads for untrusted input: every failure (including hostile nesting depth) is a
+    FormatError naming `what`."""
     try:
-        value = json.loads(data)
+        return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FormatError(f"{what} is nested too deeply to be valid") from None
+
+
+def parse_json_object(data: bytes | str, *, what: str) -> dict[str, Any]:
+    """Parse JSON that must be an object; malformed input raises a FormatError naming `what`."""
+    value = load_json(data, what=what)
     if not isinstance(value, dict):
         raise FormatError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -27,12 +28,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError as X509VerificationError
 
-from signer.errors import FormatError, VerificationError
+from signer.errors import FormatError, UsageError, VerificationError
+from signer.jsonenc import parse_json_object
 
 _ISSUER_V1_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 _ISSUER_V2_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 _OTHERNAME_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
 PRODUCTION_ROOT = "production (embedded in the sigstore package)"
+_MAX_UNIX_TIME = 1 << 36  # year ~4147: anything later is hostile input, not a timestamp
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class KeylessIdentity:
     issuer: str | None = None
     issuer_regexp: str | None = None
     trusted_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Fail on construction (the command line or policy load), not mid-verification.
+        IdentityPolicy(self)
 
     def describe(self) -> str:
         who = self.subject or f"/{self.subject_regexp}/"
@@ -115,6 +122,16 @@ def certificate_subjects(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _matcher(exact: str | None, pattern: str | None, what: str) -> Callable[[str], bool]:
+    if exact:
+        return lambda value: value == exact
+    try:
+        compiled = re.compile(pattern or "")
+    except re.error as exc:
+        raise UsageError(f"invalid {what} regexp {pattern!r}: {exc}") from None
+    return lambda value: compiled.search(value) is not None
+
+
 class IdentityPolicy:
     """A `sigstore` VerificationPolicy for exact or regexp subject and issuer."""
 
@@ -125,14 +142,16 @@ class IdentityPolicy:
                 hint="pass --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]",
             )
         self.identity = identity
+        self._subject = _matcher(identity.subject, identity.subject_regexp, "certificate identity")
+        self._issuer = _matcher(identity.issuer, identity.issuer_regexp, "OIDC issuer")
 
     def check(self, cert: x509.Certificate) -> KeylessSigner:
         issuer = certificate_issuer(cert) or ""
         subjects = certificate_subjects(cert)
         wanted = self.identity
-        if not (issuer == wanted.issuer if wanted.issuer else re.search(wanted.issuer_regexp or "", issuer)):
+        if not self._issuer(issuer):
             raise VerificationError(f"certificate OIDC issuer is {issuer!r}, expected {wanted.issuer or '/' + str(wanted.issuer_regexp) + '/'}")
-        if not any(s == wanted.subject if wanted.subject else re.search(wanted.subject_regexp or "", s) for s in subjects):
+        if not any(self._subject(s) for s in subjects):
             raise VerificationError(f"certificate identity {', '.join(subjects) or '(none)'} does not match {wanted.subject or '/' + str(wanted.subject_regexp) + '/'}")
         return KeylessSigner(subjects=subjects, issuer=issuer, integrated_time=None, log_index=None)
 
@@ -153,7 +172,7 @@ def _load_sigstore_bundle(data: bytes):
 
     try:
         return Bundle.from_json(data)
-    except (InvalidBundle, ValueError, KeyError, TypeError) as exc:
+    except (InvalidBundle, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise FormatError(f"malformed sigstore bundle: {exc}") from None
 
 
@@ -171,11 +190,14 @@ def verify_bundle_dsse(data: bytes, identity: KeylessIdentity) -> tuple[str, byt
 
     policy = IdentityPolicy(identity)
     bundle = _load_sigstore_bundle(data)
+    verifier = Verifier(trusted_root=load_trusted_root(identity.trusted_root))
     try:
-        payload_type, payload = Verifier(trusted_root=load_trusted_root(identity.trusted_root)).verify_dsse(bundle, policy)
+        payload_type, payload = verifier.verify_dsse(bundle, policy)
+        return payload_type, payload, _signer_of(bundle, policy)
     except SigstoreVerificationError as exc:
         raise VerificationError(f"keyless bundle rejected: {exc}") from None
-    return payload_type, payload, _signer_of(bundle, policy)
+    except (ValueError, TypeError, OverflowError, OSError, KeyError) as exc:  # hostile field values inside the bundle
+        raise VerificationError(f"keyless bundle rejected: malformed content ({type(exc).__name__}: {exc})") from None
 
 
 def verify_bundle_artifact(data: bytes, artifact: bytes, identity: KeylessIdentity) -> KeylessSigner:
@@ -185,11 +207,14 @@ def verify_bundle_artifact(data: bytes, artifact: bytes, identity: KeylessIdenti
 
     policy = IdentityPolicy(identity)
     bundle = _load_sigstore_bundle(data)
+    verifier = Verifier(trusted_root=load_trusted_root(identity.trusted_root))
     try:
-        Verifier(trusted_root=load_trusted_root(identity.trusted_root)).verify_artifact(artifact, bundle, policy)
+        verifier.verify_artifact(artifact, bundle, policy)
+        return _signer_of(bundle, policy)
     except SigstoreVerificationError as exc:
         raise VerificationError(f"keyless bundle rejected: {exc}") from None
-    return _signer_of(bundle, policy)
+    except (ValueError, TypeError, OverflowError, OSError, KeyError) as exc:  # hostile field values inside the bundle
+        raise VerificationError(f"keyless bundle rejected: malformed content ({type(exc).__name__}: {exc})") from None
 
 
 # -- legacy cosign keyless signatures --------------------------------------------------------
@@ -248,11 +273,14 @@ def verify_legacy(payload: bytes, signature: bytes, certificate_pem: str, rekor_
 
 def _parse_rekor_bundle(text: str) -> tuple[bytes, dict, dict]:
     try:
-        value = json.loads(text)
+        value = parse_json_object(text, what="Rekor bundle annotation")
         set_bytes = base64.b64decode(value["SignedEntryTimestamp"], validate=True)
         entry = value["Payload"]
-        body = json.loads(base64.b64decode(entry["body"], validate=True))
-        int(entry["integratedTime"]), int(entry["logIndex"]), bytes.fromhex(entry["logID"])
+        body = parse_json_object(base64.b64decode(entry["body"], validate=True), what="Rekor entry body")
+        integrated, index = entry["integratedTime"], entry["logIndex"]
+        if type(integrated) is not int or not 0 < integrated < _MAX_UNIX_TIME or type(index) is not int or index < 0:
+            raise ValueError("integratedTime/logIndex out of range")
+        bytes.fromhex(entry["logID"])
     except (ValueError, KeyError, TypeError) as exc:
         raise FormatError(f"malformed Rekor bundle annotation: {exc}") from None
     return set_bytes, entry, body

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
-import json
 import os
 import secrets
 import sys
@@ -27,8 +26,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from signer.errors import KeyFormatError, PasswordError, UsageError
-from signer.jsonenc import go_json
+from signer.errors import FormatError, KeyFormatError, PasswordError, UsageError
+from signer.jsonenc import go_json, parse_json_object
 
 PrivateKeyTypes = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]
 PublicKeyTypes = Union[ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey]
@@ -40,6 +39,7 @@ _SCRYPT_N = 32768
 _SCRYPT_R = 8
 _SCRYPT_P = 1
 _MAX_SCRYPT_N = 1 << 20  # refuse absurd parameters from a hostile key file
+_MAX_SCRYPT_N_TIMES_R = 1 << 21  # at most 256 MiB of scrypt memory
 _MAX_KEY_FILE_BYTES = 1024 * 1024
 
 PasswordSource = Callable[[str], bytes]
@@ -248,20 +248,23 @@ def load_signing_key_pem(data: bytes, *, name: str, source: str = "private key",
 
 def decrypt_cosign_key(body: bytes, password: bytes, *, source: str) -> bytes:
     try:
-        envelope = json.loads(body)
+        envelope = parse_json_object(body, what="cosign key body")
         kdf, cipher = envelope["kdf"], envelope["cipher"]
         params = kdf["params"]
-        n, r, p = int(params["N"]), int(params["r"]), int(params["p"])
+        n, r, p = params["N"], params["r"], params["p"]
+        if not all(type(v) is int for v in (n, r, p)):
+            raise TypeError("scrypt parameters must be integers")
         salt = base64.b64decode(kdf["salt"], validate=True)
         nonce = base64.b64decode(cipher["nonce"], validate=True)
         ciphertext = base64.b64decode(envelope["ciphertext"], validate=True)
-    except (ValueError, KeyError, TypeError):
+    except (FormatError, ValueError, KeyError, TypeError):
         raise KeyFormatError(f"{source} is a corrupt cosign key: its JSON body is malformed", hint="regenerate it with `modelsign keygen` or `cosign generate-key-pair`") from None
     if kdf.get("name") != "scrypt" or cipher.get("name") != "nacl/secretbox":
         raise KeyFormatError(f"{source} uses kdf {kdf.get('name')!r} / cipher {cipher.get('name')!r}; only scrypt + nacl/secretbox are supported")
-    if not (1 < n <= _MAX_SCRYPT_N and n & (n - 1) == 0 and 0 < r <= 32 and 0 < p <= 16) or len(nonce) != 24:
+    # Bound the memory a hostile key file can make scrypt use (128 * N * r bytes).
+    if not (1 < n <= _MAX_SCRYPT_N and n & (n - 1) == 0 and 0 < r <= 32 and 0 < p <= 16 and n * r <= _MAX_SCRYPT_N_TIMES_R) or len(nonce) != 24:
         raise KeyFormatError(f"{source} has invalid scrypt/secretbox parameters (N={n}, r={r}, p={p})")
-    secret_key = hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024 + 128 * r * n * 2, dklen=32)
+    secret_key = hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=2 * 128 * n * r + 1024 * 1024, dklen=32)
     try:
         return nacl.secret.SecretBox(secret_key).decrypt(ciphertext, nonce)
     except nacl.exceptions.CryptoError:

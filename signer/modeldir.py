@@ -29,6 +29,7 @@ from signer.bundles import parse_bundle
 from signer.dirhash import model_manifest, scan
 from signer.dsse import sign_envelope
 from signer.errors import FormatError, ModelsignError, UsageError, VerificationError
+from signer.jsonenc import parse_json_object
 from signer.keyless import KeylessIdentity, verify_bundle_dsse
 from signer.keys import PublicKey, SigningKey, curve_hash
 from signer.trust import TrustAnchor, describe_anchors
@@ -172,8 +173,8 @@ def verify_model_dir(
     _check_directory(model_dir)
     signature_path = signature_path or default_signature_path(model_dir)
     signer, key_id, payload = _verified_payload(signature_path, anchors)
+    statement = parse_json_object(payload, what=f"signed payload of {signature_path}")
     try:
-        statement = json.loads(payload)
         if statement.get("predicateType") != MODEL_SIGNING_PREDICATE:
             raise FormatError(f"signature {signature_path} has predicateType {statement.get('predicateType')!r}, expected {MODEL_SIGNING_PREDICATE}")
         expected = dsse_payload_to_manifest(statement)
@@ -196,8 +197,11 @@ def verify_model_dir(
     predicate = statement.get("predicate") or {}
     extension = predicate.get(EXTENSION_KEY) if isinstance(predicate, dict) else None
     if choice.method == "shards":
-        if isinstance(extension, dict) and isinstance(extension.get("emptyFiles"), list):
-            signed_empty = set(extension["emptyFiles"])
+        signed_list = extension.get("emptyFiles") if isinstance(extension, dict) else None
+        if isinstance(signed_list, list):
+            if not all(isinstance(p, str) for p in signed_list):
+                raise FormatError(f"signature {signature_path} lists non-path entries under {EXTENSION_KEY}.emptyFiles")
+            signed_empty = set(signed_list)
             present_empty = {f.relative for f in files if f.size == 0}
             differences += [f"added empty file {p}" for p in sorted(present_empty - signed_empty)]
             differences += [f"removed empty file {p}" for p in sorted(signed_empty - present_empty)]
@@ -277,7 +281,7 @@ def _differences(actual: Any, expected: Any, *, sharded: bool) -> list[str]:
 
 
 def _integral(value: Any) -> int:
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and value > 0:
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value

@@ -60,6 +60,8 @@ def parse_kitfile(data: bytes | str) -> dict[str, Any]:
         value = yaml.safe_load(data)
     except yaml.YAMLError as exc:
         raise FormatError(f"Kitfile is not valid YAML/JSON: {exc}") from None
+    except RecursionError:
+        raise FormatError("Kitfile is nested too deeply to be valid") from None
     if not isinstance(value, dict):
         raise FormatError("Kitfile must be a mapping")
     return value

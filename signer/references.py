@@ -9,6 +9,7 @@ a local OCI image layout directory.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -211,10 +212,16 @@ def _check_repository(repository: str, shown: str) -> None:
 
 
 def is_loopback_host(registry: str) -> bool:
-    """Docker allows plain HTTP for these without configuration."""
+    """Docker allows plain HTTP for these without configuration. Only literal loopback
+    addresses and `localhost` count: `127.evil.example` is a public name."""
     host = registry
-    if host.startswith("["):
+    if host.startswith("[") and "]" in host:
         host = host[1:host.index("]")]
-    elif ":" in host:
+    elif host.count(":") == 1:
         host = host.rsplit(":", 1)[0]
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

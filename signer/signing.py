@@ -94,7 +94,7 @@ def _write_legacy(repository: Repository, reference: ArtifactReference, digest: 
 
 
 def _write_bundle(repository: Repository, target: Descriptor, key: SigningKey, annotations: dict[str, str] | None) -> str:
-    statement = encode_statement([subject_for_digest(target.digest, annotations=dict(annotations or {}))], mt.COSIGN_SIGN_PREDICATE, {})
+    statement = encode_statement([subject_for_digest(target.digest, annotations=dict(annotations) if annotations else None)], mt.COSIGN_SIGN_PREDICATE, {})
     envelope = sign_envelope(mt.INTOTO_PAYLOAD, statement, key)
     bundle = build_key_bundle(envelope, key.public.key_id)
     repository.push_blob(bundle)

@@ -26,6 +26,9 @@ from signer.oci.repository import Repository
 from signer.simplesigning import SimpleSigningPayload, parse_payload
 from signer.trust import TrustAnchor, describe_anchors
 
+# A signature tag or referrers list longer than this is abuse, not a team of signers.
+MAX_SIGNATURES_PER_SOURCE = 100
+
 
 @dataclass(frozen=True)
 class VerifiedSignature:
@@ -65,14 +68,29 @@ def verify_signatures(
     reference: str,
     required_annotations: dict[str, str] | None = None,
 ) -> SignatureReport:
-    """Collect and check every signature on `digest`. Registry failures propagate."""
+    """Collect and check every signature on `digest`. Registry (transport) failures
+    propagate; malformed signature objects become rejections, so one broken source never
+    hides valid signatures in the other."""
     checker = _Checker(digest, anchors, required_annotations or {})
     sig_tag = signature_tag(digest)
-    sig_manifest = repository.fetch_manifest(sig_tag)
-    for index, layer in enumerate(read_layers(sig_manifest, where=f"{repository.display_name}:{sig_tag}")):
-        checker.check_legacy_layer(repository, layer, f"{repository.display_name}:{sig_tag} layer {index}")
-    for descriptor in list_referrers(repository, digest, mt.SIGSTORE_BUNDLE_V03):
+    where = f"{repository.display_name}:{sig_tag}"
+    try:
+        layers = read_layers(repository.fetch_manifest(sig_tag), where=where)
+    except FormatError as exc:
+        checker.reject(where, str(exc))
+        layers = []
+    for index, layer in enumerate(layers[:MAX_SIGNATURES_PER_SOURCE]):
+        checker.check_legacy_layer(repository, layer, f"{where} layer {index}")
+    try:
+        referrers = list_referrers(repository, digest, mt.SIGSTORE_BUNDLE_V03)
+    except FormatError as exc:
+        checker.reject(f"{repository.display_name} referrers of {digest}", str(exc))
+        referrers = []
+    for descriptor in referrers[:MAX_SIGNATURES_PER_SOURCE]:
         checker.check_bundle_referrer(repository, descriptor)
+    for source, count in ((where, len(layers)), (f"{repository.display_name} referrers of {digest}", len(referrers))):
+        if count > MAX_SIGNATURES_PER_SOURCE:
+            checker.reject(source, f"{count} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
     return SignatureReport(
         reference=reference, digest=digest, verified=tuple(checker.verified), rejected=tuple(checker.rejected), ignored=tuple(checker.ignored)
     )
@@ -119,11 +137,12 @@ class _Checker:
             return
         try:
             signature = base64.b64decode(encoded, validate=True)
-            payload_bytes = repository.fetch_blob(layer.digest, max_bytes=MAX_LAYER_BYTES)
-            payload = parse_payload(payload_bytes)
         except (binascii.Error, ValueError):
             self.reject(location, "signature annotation is not valid base64 (garbled signature)")
             return
+        try:
+            payload_bytes = repository.fetch_blob(layer.digest, max_bytes=MAX_LAYER_BYTES)
+            payload = parse_payload(payload_bytes)
         except NotFoundError:
             self.reject(location, f"signature payload blob {layer.digest} is missing from the registry")
             return

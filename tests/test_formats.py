@@ -102,7 +102,7 @@ def test_malformed_envelopes(value, fragment):
 
 
 def test_key_bundle_shape(ml_key):
-    statement = encode_statement([subject_for_digest(SINGLE, annotations={})], mt.COSIGN_SIGN_PREDICATE, {})
+    statement = encode_statement([subject_for_digest(SINGLE)], mt.COSIGN_SIGN_PREDICATE, {})
     bundle = build_key_bundle(sign_envelope(mt.INTOTO_PAYLOAD, statement, ml_key), ml_key.public.key_id)
     body = json.loads(bundle)
     assert body["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -110,7 +110,7 @@ def test_key_bundle_shape(ml_key):
     parsed_statement = json.loads(base64.b64decode(body["dsseEnvelope"]["payload"]))
     assert parsed_statement == {
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"digest": {"sha256": SINGLE.split(":")[1]}, "annotations": {}}],
+        "subject": [{"digest": {"sha256": SINGLE.split(":")[1]}}],
         "predicateType": "https://sigstore.dev/cosign/sign/v1",
         "predicate": {},
     }

@@ -88,6 +88,10 @@ def test_malformed_references_get_clear_errors(text, fragment):
     assert fragment in str(info.value)
 
 
-@pytest.mark.parametrize(("host", "loopback"), [("localhost", True), ("localhost:5000", True), ("127.0.0.1:1234", True), ("[::1]:5000", True), ("10.0.0.1:5000", False), ("registry.example.com", False)])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("localhost:5000", True), ("127.0.0.1:1234", True), ("127.5.6.7", True), ("[::1]:5000", True),
+     ("10.0.0.1:5000", False), ("registry.example.com", False), ("127.evil.example", False), ("127.0.0.1.nip.io:5000", False)],
+)
 def test_loopback_detection(host, loopback):
     assert is_loopback_host(host) is loopback

@@ -159,3 +159,14 @@ def test_malformed_docker_config(capsys, basic_registry, key_dir, tmp_path, monk
     (config_dir / "config.json").write_text("{not json")
     code, _, err = run_cli(capsys, "verify", f"{basic_registry.host}/x/app:1", "--key", key_dir / "ml-team.pub")
     assert code == 2 and "cannot read Docker credentials" in err
+
+
+def test_blob_redirects_are_followed_but_never_to_plain_http_elsewhere(capsys, registry, fault_proxy, stores, key_dir):
+    push_image(stores.repository(parse_reference(f"{registry.host}/redirects/app")), {"f": b"r"}, tag="1")
+    assert run_cli(capsys, "sign", f"{registry.host}/redirects/app:1", "--key", key_dir / "ml-team.key")[0] == 0
+    fault_proxy.redirect_blobs_to = f"http://{registry.host}"  # storage redirect to another (loopback) origin
+    code, out, err = run_cli(capsys, "verify", f"{fault_proxy.host}/redirects/app:1", "--key", key_dir / "ml-team.pub")
+    assert code == 0, err
+    fault_proxy.redirect_blobs_to = "http://storage.example.net"
+    code, _, err = run_cli(capsys, "verify", f"{fault_proxy.host}/redirects/app:1", "--key", key_dir / "ml-team.pub")
+    assert code == 2 and "refusing it" in err

@@ -9,7 +9,6 @@ Challenges are `Basic` or `Bearer` (token service) as in the distribution spec.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signer.errors import AuthenticationError, FormatError
+from signer.jsonenc import parse_json_object
 
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 _HELPER_TIMEOUT_SECONDS = 30
@@ -73,11 +73,13 @@ def load_credentials(registry: str, config_path: Path | None = None) -> Credenti
     if not path.is_file():
         return None
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"cannot read Docker credentials from {path}: {exc}", hint="fix or remove the file, or point DOCKER_CONFIG elsewhere") from None
-    if not isinstance(config, dict):
-        raise FormatError(f"Docker config {path} is not a JSON object")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"cannot read Docker credentials from {path}: {exc.strerror}") from None
+    try:
+        config = parse_json_object(raw, what=f"Docker config {path}")
+    except FormatError as exc:
+        raise FormatError(f"cannot read Docker credentials: {exc.message}", hint="fix or remove the file, or point DOCKER_CONFIG elsewhere") from None
     hosts = _config_hosts(registry)
     helpers = config.get("credHelpers") or {}
     for key, helper in helpers.items() if isinstance(helpers, dict) else []:
@@ -132,9 +134,11 @@ def _run_helper(helper: str, server: str) -> Credentials | None:
         # Helpers exit non-zero with "credentials not found" when there is nothing stored.
         return None
     try:
-        answer = json.loads(completed.stdout)
+        answer = parse_json_object(completed.stdout, what=f"output of docker-credential-{helper}")
         username, secret = answer["Username"], answer["Secret"]
-    except (ValueError, KeyError, TypeError):
+        if not isinstance(username, str) or not isinstance(secret, str):
+            raise TypeError
+    except (FormatError, KeyError, TypeError):
         raise AuthenticationError(f"credential helper docker-credential-{helper} returned malformed output") from None
     if username == "<token>":
         return Credentials(identity_token=secret)

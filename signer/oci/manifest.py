@@ -149,10 +149,10 @@ def encode_image_manifest(
         body["artifactType"] = artifact_type
     body["config"] = config.to_json()
     body["layers"] = [layer.to_json() for layer in layers]
-    if subject:
-        body["subject"] = subject.to_json()
     if annotations:
         body["annotations"] = dict(annotations)
+    if subject:
+        body["subject"] = subject.to_json()
     return go_json(body)
 
 

@@ -23,6 +23,7 @@ import httpx
 from signer import mediatypes as mt
 from signer.digests import check_content, digest_of, is_digest, sha256_digest
 from signer.errors import AuthenticationError, FormatError, NotFoundError, RegistryError
+from signer.jsonenc import load_json
 from signer.oci.auth import Challenge, Credentials, basic_header, load_credentials, parse_challenge
 from signer.oci.manifest import Descriptor, Manifest, parse_manifest
 from signer.oci.repository import DEFAULT_MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, PushedManifest
@@ -32,6 +33,8 @@ USER_AGENT = "modelsign/0.1"
 _MANIFEST_ACCEPT = ", ".join(mt.MANIFEST_TYPES)
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "PUT"}
+_MAX_REDIRECTS = 5
+_MAX_PAGES = 1000
 UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
 
 
@@ -149,20 +152,20 @@ class RegistryClient:
         follow_redirects: bool = False,
         retry: bool = True,
     ) -> httpx.Response:
-        """Send a request with auth, retries and error mapping. Caller closes streamed responses."""
-        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self._base() + path_or_url
-        attempts = 1 + (self.options.retries if retry and method in _IDEMPOTENT | {"POST"} else 0)
+        """Send a request with auth, retries and error mapping. Caller closes streamed responses.
+
+        Absolute URLs (upload locations, pagination links, redirects) come from the server:
+        credentials go only to the registry's own origin, and plain HTTP only where allowed."""
+        url = self._checked_url(path_or_url)
+        attempts = 1 + (self.options.retries if retry and method in _IDEMPOTENT else 0)
         reauthenticated = False
         attempt = 0
         while True:
             attempt += 1
-            request_headers = dict(headers or {})
-            authorization = self._authorization(scope)
-            if authorization:
-                request_headers["Authorization"] = authorization
             try:
-                request = self._http.build_request(method, url, headers=request_headers, content=content, params=params)
-                response = self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+                response = self._send(method, url, scope, headers, content, params, stream)
+                if follow_redirects:
+                    response = self._follow_redirects(method, response, headers, stream)
             except httpx.TransportError as exc:
                 if attempt < attempts:
                     self._sleep(attempt, None)
@@ -182,6 +185,49 @@ class RegistryClient:
                 self._sleep(attempt, retry_after)
                 continue
             return response
+
+    def _send(self, method: str, url: str, scope: str, headers: dict[str, str] | None, content: bytes | None, params: dict[str, str] | None, stream: bool) -> httpx.Response:
+        request_headers = dict(headers or {})
+        authorization = self._authorization(scope) if self._same_origin(url) else None
+        if authorization:
+            request_headers["Authorization"] = authorization
+        request = self._http.build_request(method, url, headers=request_headers, content=content, params=params)
+        return self._http.send(request, stream=stream)
+
+    def _follow_redirects(self, method: str, response: httpx.Response, headers: dict[str, str] | None, stream: bool) -> httpx.Response:
+        """Blob downloads may redirect to storage; never downgrade to plain HTTP, never forward
+        our credentials to another origin (the digest check guards the content itself)."""
+        for _ in range(_MAX_REDIRECTS):
+            if not response.is_redirect or "Location" not in response.headers:
+                return response
+            target = urljoin(str(response.request.url), response.headers["Location"])
+            response.close()
+            if str(response.request.url).startswith("https://") and target.startswith("http://"):
+                raise RegistryError(f"registry {self.registry} redirected to plain HTTP ({target}); refusing the downgrade")
+            response = self._send(method, self._checked_url(target), "", headers, None, None, stream)
+        raise RegistryError(f"registry {self.registry} redirected more than {_MAX_REDIRECTS} times")
+
+    def _checked_url(self, path_or_url: str) -> str:
+        if not path_or_url.startswith(("http://", "https://")):
+            if "://" in path_or_url:
+                raise RegistryError(f"registry {self.registry} sent an unsupported URL {path_or_url!r}")
+            return self._base() + path_or_url
+        try:
+            parsed = httpx.URL(path_or_url)
+        except httpx.InvalidURL:
+            raise RegistryError(f"registry {self.registry} sent a malformed URL {path_or_url!r}") from None
+        host = parsed.netloc.decode("ascii", errors="replace")
+        if parsed.scheme == "http" and not (self._same_origin(path_or_url) or self._http_allowed(host)):
+            raise RegistryError(f"registry {self.registry} pointed us at plain-HTTP URL {path_or_url}; refusing it", hint=f"use --insecure-registry {host} only if that host is trusted")
+        return path_or_url
+
+    def _same_origin(self, url: str) -> bool:
+        base = httpx.URL(self._base())
+        other = httpx.URL(url)
+        return (other.scheme, other.netloc) == (base.scheme, base.netloc)
+
+    def _http_allowed(self, host: str) -> bool:
+        return is_loopback_host(host) or self.options.is_insecure(host)
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = self.options.backoff_seconds * (2 ** (attempt - 1)) * (1 + random.random() / 2)
@@ -219,41 +265,50 @@ class RegistryClient:
             return True
         if challenge.scheme != "bearer" or "realm" not in challenge.params:
             return False
-        wanted_scope = challenge.params.get("scope") or scope
-        token = self._fetch_token(challenge, wanted_scope, credentials)
+        # Ask for what this request needs and what the server says it needs (Docker merges them).
+        scopes = sorted({s for s in (scope, challenge.params.get("scope", "")) if s})
+        token = self._fetch_token(challenge, scopes, credentials)
         with self._lock:
             self._auth.tokens[scope] = token
         return True
 
-    def _fetch_token(self, challenge: Challenge, scope: str, credentials: Credentials | None) -> str:
+    def _fetch_token(self, challenge: Challenge, scopes: list[str], credentials: Credentials | None) -> str:
         realm = challenge.params["realm"]
-        query = {"service": challenge.params.get("service", "")}
-        if scope:
-            query["scope"] = scope
+        try:
+            parsed = httpx.URL(realm)
+        except httpx.InvalidURL:
+            raise AuthenticationError(f"registry {self.registry} names a malformed token realm {realm!r}") from None
+        if parsed.scheme != "https" and not (parsed.scheme == "http" and self._http_allowed(parsed.netloc.decode("ascii", errors="replace"))):
+            raise AuthenticationError(
+                f"registry {self.registry} wants credentials sent to {realm}, which is not HTTPS; refusing",
+                hint="only loopback or --insecure-registry token services may use plain HTTP",
+            )
+        query = httpx.QueryParams({"service": challenge.params.get("service", ""), "scope": scopes})
         try:
             if credentials and credentials.identity_token:
                 response = self._http.post(
                     realm,
-                    data={**query, "grant_type": "refresh_token", "refresh_token": credentials.identity_token, "client_id": "modelsign"},
+                    data={"service": challenge.params.get("service", ""), "scope": " ".join(scopes), "grant_type": "refresh_token",
+                          "refresh_token": credentials.identity_token, "client_id": "modelsign"},
                 )
             else:
                 headers = {"Authorization": basic_header(credentials)} if credentials and credentials.username else {}
                 response = self._http.get(realm, params=query, headers=headers)
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise RegistryError(f"cannot reach the token service {realm} of registry {self.registry}: {exc}") from None
         if response.status_code in (401, 403):
             raise AuthenticationError(
                 f"token service {realm} refused the credentials for registry {self.registry}",
-                hint=f"run `docker login {self.registry}` (or set DOCKER_CONFIG) with an account that may access {scope or 'this repository'}",
+                hint=f"run `docker login {self.registry}` (or set DOCKER_CONFIG) with an account that may access {' '.join(scopes) or 'this repository'}",
                 status=response.status_code,
             )
         if response.status_code != 200:
             raise RegistryError(f"token service {realm} of registry {self.registry} answered HTTP {response.status_code}", status=response.status_code)
         try:
-            body = response.json()
-            token = body.get("token") or body.get("access_token")
-        except ValueError:
-            token = None
+            body = load_json(response.content, what=f"answer of token service {realm}")
+        except FormatError:
+            body = None
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"token service {realm} of registry {self.registry} returned no token")
         return token
@@ -296,13 +351,12 @@ def _path_of(url: str) -> str:
 
 def _error_detail(response: httpx.Response) -> str:
     try:
-        response.read()
-        body = response.json()
-        errors = body.get("errors") if isinstance(body, dict) else None
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            return f": {errors[0].get('code', '')} {errors[0].get('message', '')}".rstrip()
-    except (ValueError, httpx.HTTPError):
-        pass
+        body = load_json(response.read()[:65536], what="registry error body")
+    except (FormatError, httpx.HTTPError):
+        return ""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return f": {str(errors[0].get('code', ''))[:100]} {str(errors[0].get('message', ''))[:300]}".rstrip()
     return ""
 
 
@@ -461,36 +515,48 @@ class RegistryRepository:
 
     def list_tags(self, *, page_size: int = 1000) -> list[str]:
         tags: list[str] = []
+        seen: set[str] = set()
         url: str | None = f"/v2/{self.name}/tags/list?n={page_size}"
-        while url:
+        while url and url not in seen and len(seen) < _MAX_PAGES:
+            seen.add(url)
             response = self.client.request("GET", url, scope=self._scope())
             if response.status_code == 404:
                 return tags
             if response.status_code != 200:
                 raise self.client.error_for(response, f"tag list of {self.display_name}")
-            try:
-                page = response.json().get("tags") or []
-            except (ValueError, AttributeError):
-                raise FormatError(f"registry {self.client.registry} returned a malformed tag list for {self.name}") from None
-            tags.extend(t for t in page if isinstance(t, str))
+            body = load_json(response.content, what=f"tag list of {self.display_name}")
+            page = body.get("tags") if isinstance(body, dict) else None
+            tags.extend(t for t in page or [] if isinstance(t, str))
             url = _next_link(response.headers.get("Link"))
         return tags
 
     def referrers_api(self, digest: str, artifact_type: str | None = None) -> list[Descriptor] | None:
         if self.client.referrers_supported is False:
             return None
-        params = {"artifactType": artifact_type} if artifact_type else None
-        response = self.client.request("GET", f"/v2/{self.name}/referrers/{digest}", scope=self._scope(), params=params)
-        content_type = response.headers.get("Content-Type", "")
-        if response.status_code == 200 and content_type.startswith(mt.OCI_INDEX):
+        found: list[Descriptor] = []
+        seen: set[str] = set()
+        url: str | None = f"/v2/{self.name}/referrers/{digest}" + (f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else "")
+        while url and url not in seen and len(seen) < _MAX_PAGES:
+            seen.add(url)
+            what = f"referrers of {digest} in {self.display_name}"
+            response = self.client.request("GET", url, scope=self._scope(), stream=True)
+            try:
+                content_type = response.headers.get("Content-Type", "")
+                if response.status_code in (404, 405, 400) or (response.status_code == 200 and not content_type.startswith(mt.OCI_INDEX)):
+                    if not found:
+                        self.client.note_referrers_support(False)
+                        return None
+                    break
+                if response.status_code != 200:
+                    raise self.client.error_for(response, what)
+                raw = _read_limited(response, MAX_MANIFEST_BYTES, what)
+            finally:
+                response.close()
             self.client.note_referrers_support(True)
-            manifest = parse_manifest(response.content, digest=sha256_digest(response.content), what=f"referrers of {digest}")
-            found = list(manifest.manifests)
-            return [d for d in found if artifact_type is None or d.artifact_type == artifact_type]
-        if response.status_code in (404, 405, 400) or (response.status_code == 200 and not content_type.startswith(mt.OCI_INDEX)):
-            self.client.note_referrers_support(False)
-            return None
-        raise self.client.error_for(response, f"referrers of {digest} in {self.display_name}")
+            found += parse_manifest(raw, digest=sha256_digest(raw), what=what).manifests
+            url = _next_link(response.headers.get("Link"))
+        # Registries may ignore the artifactType filter; apply it ourselves.
+        return [d for d in found if artifact_type is None or d.artifact_type == artifact_type]
 
 
 def _read_limited(response: httpx.Response, max_bytes: int, what: str) -> bytes:

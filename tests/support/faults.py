@@ -17,6 +17,7 @@ class FaultProxy:
         self.upstream_host = upstream_host
         self.faults: deque[int] = deque()
         self.always: int | None = None
+        self.redirect_blobs_to: str | None = None  # base URL that blob GETs are redirected to (307)
         self.seen: list[str] = []
         self.lock = threading.Lock()
         proxy = self
@@ -33,6 +34,12 @@ class FaultProxy:
                 with proxy.lock:
                     proxy.seen.append(f"{self.command} {self.path}")
                     status = proxy.faults.popleft() if proxy.faults else proxy.always
+                if proxy.redirect_blobs_to and self.command == "GET" and "/blobs/sha256:" in self.path:
+                    self.send_response(307)
+                    self.send_header("Location", proxy.redirect_blobs_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if status is not None:
                     payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected failure"}]}'
                     self.send_response(status)
