@@ -21,7 +21,7 @@ from signer.modeldir import HashingChoice, default_signature_path, sign_model_di
 def model(tmp_path: Path) -> Path:
     root = tmp_path / "my-model"
     (root / "tokenizer").mkdir(parents=True)
-    (root / "weights.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    (root / "weights.bin").write_bytes(os.urandom(11 * 1024 * 1024 + 17))  # > 4 MiB: the mmap path
     (root / "config.json").write_text('{"layers": 2}')
     (root / "tokenizer" / "vocab.txt").write_text("a\nb\n")
     (root / "tokenizer" / "__init__.py").write_bytes(b"")
@@ -191,7 +191,7 @@ def test_p384_keys_use_sha384_like_model_signing(model, tmp_path):
     assert verify_model_dir(model, [load_public_key_file(public_path)]).signer == "p384"
 
 
-@pytest.mark.parametrize("shard_size", [None, 1024 * 1024, 1000])
+@pytest.mark.parametrize("shard_size", [None, 1024 * 1024, 1000, 5 * 1024 * 1024 + 3])
 def test_fast_engine_matches_model_signings_hashing(model, shard_size):
     """Our parallel sha256 engine yields exactly model_signing's manifest."""
     from signer.dirhash import model_manifest
