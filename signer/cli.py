@@ -57,7 +57,8 @@ def _output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=("text", "json"), default="text", help="text for people (default), json for machines")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[argparse.ArgumentParser]"]:
+    """The parser with the signer's commands, and its subcommand table for others to extend."""
     parser = argparse.ArgumentParser(prog="modelsign", description="Sign and verify ML models: KitOps ModelKits, OCI images and model directories.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -97,11 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     blob.add_argument("--bundle", required=True, type=Path)
     _trust_options(blob)
     blob.set_defaults(handler=cmd_verify_blob)
+    return parser, commands
 
-    demo = commands.add_parser("demo", help="run the self-contained demo (local OCI layout, generated keys)")
-    demo.add_argument("--workdir", type=Path, help="keep the demo's files here (default: a temporary directory)")
-    demo.set_defaults(handler=cmd_demo)
-    return parser
+
+def build_parser() -> argparse.ArgumentParser:
+    return base_parser()[0]
 
 
 def _model_dir_options(parser: argparse.ArgumentParser) -> None:
@@ -220,14 +221,8 @@ def cmd_verify_blob(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from signer.demo import run_demo
-
-    return run_demo(args.workdir)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse, dispatch, and turn user errors into a message and an exit code."""
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
@@ -245,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

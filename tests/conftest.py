@@ -112,7 +112,7 @@ def stores() -> Iterator[Stores]:
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: object) -> tuple[int, str, str]:
     """Run `modelsign ARGV` in-process; returns (exit code, stdout, stderr)."""
-    from signer.cli import main
+    from webhook.cli import main
 
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()

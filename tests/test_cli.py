@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, sign_concurrently
-from signer.cli import main
+from webhook.cli import main
 from signer.oci.layout import LayoutRepository
 from signer.samples import push_image
 

@@ -11,7 +11,7 @@ import model_signing
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from signer.cli import main
+from webhook.cli import main
 from signer.errors import FormatError, UsageError, VerificationError
 from signer.keys import load_public_key_file, load_signing_key_pem
 from signer.modeldir import HashingChoice, default_signature_path, sign_model_dir, verify_model_dir

@@ -24,7 +24,7 @@ class DemoFailure(Exception):
 
 
 def _run(argv: list[str], expect: int) -> None:
-    from signer.cli import main
+    from webhook.cli import main
 
     print(f"\n$ modelsign {shlex.join(argv)}", flush=True)
     code = main(argv)

@@ -1,0 +1,112 @@
+"""The `modelsign` command: the signer's commands plus `webhook serve`, `check` and `certs`.
+
+It lives in `webhook` because these commands need the webhook, which imports the signer
+(never the other way round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from signer import cli as signer_cli
+from signer.errors import EXIT_OK, EXIT_VERIFICATION_FAILED
+
+
+def cmd_webhook_serve(args: argparse.Namespace) -> int:
+    from webhook.server import serve
+
+    serve(policy=args.config, tls_cert=args.tls_cert, tls_key=args.tls_key, host=args.host, port=args.port,
+          workers=args.workers, rego_dir=args.policy_dir, reload_seconds=args.reload_interval)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.check import check_files, render_table, results_json
+    from webhook.config import default_rego_dir, load_policy
+    from webhook.pipeline import AdmissionPipeline
+
+    policy = load_policy(args.config, rego_dir=args.policy_dir or default_rego_dir())
+    pipeline = AdmissionPipeline(policy)
+    try:
+        results = check_files(pipeline, args.filename, default_namespace=args.namespace)
+    finally:
+        pipeline.close()
+    print(results_json(results) if args.output == "json" else render_table(results))
+    return EXIT_OK if all(r.decision.allowed for r in results) else EXIT_VERIFICATION_FAILED
+
+
+def cmd_certs_generate(args: argparse.Namespace) -> int:
+    from webhook.certs import generate, rotate_serving_cert
+
+    if args.reuse_ca:
+        generated = rotate_serving_cert(args.service, args.namespace, args.out, extra_sans=args.san, days=args.days)
+    else:
+        generated = generate(args.service, args.namespace, args.out, extra_sans=args.san, days=args.days, force=args.force)
+    if args.output == "json":
+        print(json.dumps({"directory": str(generated.directory), "caBundle": generated.ca_bundle, "names": list(generated.names)}, indent=2))
+    else:
+        print(f"Wrote {generated.ca_cert}, {generated.tls_cert} and {generated.tls_key} for {', '.join(generated.names)}")
+        print("caBundle for the ValidatingWebhookConfiguration (see certs/README.md):")
+        print(generated.ca_bundle)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from webhook.demo import run_demo
+
+    return run_demo(args.workdir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser, commands = signer_cli.base_parser()
+
+    demo = commands.add_parser("demo", help="run the self-contained demo (local OCI layout, generated keys, a local TLS webhook)")
+    demo.add_argument("--workdir", type=Path, help="keep the demo's files here (default: a temporary directory)")
+    demo.set_defaults(handler=cmd_demo)
+
+    webhook = commands.add_parser("webhook", help="run the admission webhook")
+    webhook_commands = webhook.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
+    serve = webhook_commands.add_parser("serve", help="serve POST /validate over TLS")
+    serve.add_argument("--config", required=True, type=Path, help="AdmissionPolicy YAML file (watched and reloaded)")
+    serve.add_argument("--tls-cert", required=True, type=Path)
+    serve.add_argument("--tls-key", required=True, type=Path)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    serve.add_argument("--policy-dir", type=Path, help="directory of .rego files (default: the built-in policies/)")
+    serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS", help="how often to look for policy changes")
+    serve.set_defaults(handler=cmd_webhook_serve)
+
+    check = commands.add_parser("check", help="the webhook's decision for manifests, offline from the cluster")
+    check.add_argument("-f", "--filename", action="append", required=True, help="YAML/JSON manifests (multi-document; - for stdin; repeatable)")
+    check.add_argument("--config", required=True, type=Path, help="AdmissionPolicy YAML file")
+    check.add_argument("--policy-dir", type=Path, help="directory of .rego files (default: the built-in policies/)")
+    check.add_argument("-n", "--namespace", default="default", help="namespace for objects that name none (default: default)")
+    check.add_argument("--output", choices=("text", "json"), default="text")
+    check.set_defaults(handler=cmd_check)
+
+    certs = commands.add_parser("certs", help="TLS material for the webhook")
+    certs_commands = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
+    generate = certs_commands.add_parser("generate", help="a CA and a serving certificate for <service>.<namespace>.svc")
+    generate.add_argument("--service", default="modelsign-webhook")
+    generate.add_argument("--namespace", default="modelsign-system")
+    generate.add_argument("--out", type=Path, default=Path("certs/out"))
+    generate.add_argument("--san", action="append", default=[], help="extra DNS name or IP (repeatable)")
+    generate.add_argument("--days", type=int, default=365, help="serving certificate lifetime (default 365)")
+    generate.add_argument("--reuse-ca", action="store_true", help="rotate only the serving certificate, keeping the CA (and caBundle)")
+    generate.add_argument("--force", action="store_true", help="replace an existing CA")
+    generate.add_argument("--output", choices=("text", "json"), default="text")
+    generate.set_defaults(handler=cmd_certs_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return signer_cli.run(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

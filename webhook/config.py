@@ -1,0 +1,292 @@
+"""The admission policy file (`kind: AdmissionPolicy`): schema, validation, trust anchors.
+
+Validation errors name the field (`rules[0].require.signedBy[1]: unknown key 'x'`). Relative
+`file:` paths are relative to the policy file. The policy hash covers the normalised policy,
+the key material it resolves to and the Rego sources, so a change to any of them
+invalidates cached verifications and shows in every audit record.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from signer.errors import ModelsignError, UsageError
+from signer.keyless import KeylessIdentity
+from signer.keys import PublicKey, load_public_key_file, load_public_key_pem
+from signer.oci.registry import RegistryOptions
+from signer.trust import TrustAnchor
+
+API_VERSION = "modelsign.dev/v1alpha1"
+POLICY_KIND = "AdmissionPolicy"
+MAX_POLICY_BYTES = 4 * 1024 * 1024
+
+
+class PolicyError(ModelsignError):
+    """The policy file is missing, malformed or refers to unusable keys."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class FileRef(_Strict):
+    file: str
+
+
+class KeylessSpec(_Strict):
+    issuer: str | None = None
+    issuer_regexp: str | None = Field(default=None, alias="issuerRegExp")
+    subject: str | None = None
+    subject_regexp: str | None = Field(default=None, alias="subjectRegExp")
+
+    @model_validator(mode="after")
+    def _both_halves(self) -> KeylessSpec:
+        if not (self.issuer or self.issuer_regexp):
+            raise ValueError("needs issuer or issuerRegExp")
+        if not (self.subject or self.subject_regexp):
+            raise ValueError("needs subject or subjectRegExp")
+        return self
+
+
+class TrustedKeySpec(_Strict):
+    file: str | None = None
+    pem: str | None = None
+    keyless: KeylessSpec | None = None
+    trusted_root: FileRef | None = Field(default=None, alias="trustedRoot")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TrustedKeySpec:
+        given = [name for name in ("file", "pem", "keyless") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of file, pem or keyless")
+        if self.trusted_root and not self.keyless:
+            raise ValueError("trustedRoot only applies to keyless keys")
+        return self
+
+
+class Requirements(_Strict):
+    signed_by: list[str] = Field(default_factory=list, alias="signedBy")
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Rule(_Strict):
+    name: str = Field(min_length=1)
+    artifacts: list[str] = Field(default_factory=lambda: ["**"])
+    namespaces: list[str] = Field(default_factory=lambda: ["*"])
+    mode: Literal["enforce", "warn"] | None = None
+    require: Requirements = Field(default_factory=Requirements)
+
+
+class StorageUris(_Strict):
+    """Model URIs modelsign cannot verify (gs://, s3://, pvc://, hf://, http(s)://...)."""
+
+    allow: list[str] = Field(default_factory=list)  # URI globs admitted without verification
+
+
+class RegistryAccess(_Strict):
+    timeout_seconds: float = Field(default=3.0, alias="timeoutSeconds", gt=0, le=30)
+    retries: int = Field(default=1, ge=0, le=5)
+    ca_file: str | None = Field(default=None, alias="caFile")
+    docker_config: str | None = Field(default=None, alias="dockerConfig")
+
+
+class CacheSettings(_Strict):
+    ttl_seconds: float = Field(default=300, alias="ttlSeconds", ge=0)
+    max_entries: int = Field(default=10000, alias="maxEntries", ge=1)
+
+
+class OpaSettings(_Strict):
+    url: str
+    decision_path: str = Field(default="modelsign/decision", alias="decisionPath")
+    timeout_seconds: float = Field(default=2.0, alias="timeoutSeconds", gt=0)
+
+
+class Metadata(_Strict):
+    name: str = "default"
+
+
+class PolicySpec(_Strict):
+    api_version: Literal["modelsign.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["AdmissionPolicy"]
+    metadata: Metadata = Field(default_factory=Metadata)
+    mode: Literal["enforce", "warn"] = "enforce"
+    exempt_namespaces: list[str] = Field(default_factory=lambda: ["kube-system", "modelsign-system"], alias="exemptNamespaces")
+    allowed_registries: list[str] = Field(default_factory=list, alias="allowedRegistries")
+    insecure_registries: list[str] = Field(default_factory=list, alias="insecureRegistries")
+    require_digest: bool = Field(default=False, alias="requireDigest")
+    trusted_keys: dict[str, TrustedKeySpec] = Field(default_factory=dict, alias="trustedKeys")
+    rules: list[Rule] = Field(default_factory=list)
+    storage_uris: StorageUris = Field(default_factory=StorageUris, alias="storageUris")
+    deadline_seconds: float = Field(default=8.0, alias="deadlineSeconds", gt=0, le=29)
+    registry: RegistryAccess = Field(default_factory=RegistryAccess)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    opa: OpaSettings | None = None
+
+    @field_validator("allowed_registries", "insecure_registries")
+    @classmethod
+    def _hosts(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if "/" in value or not value.strip():
+                raise ValueError(f"{value!r} must be a host[:port] glob without a path")
+        return values
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> PolicySpec:
+        known = set(self.trusted_keys)
+        for index, rule in enumerate(self.rules):
+            for position, name in enumerate(rule.require.signed_by):
+                if name not in known:
+                    raise ValueError(
+                        f"rules[{index}].require.signedBy[{position}]: unknown key {name!r} (trustedKeys: {', '.join(sorted(known)) or 'none'})"
+                    )
+        names = [rule.name for rule in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError("rule names must be unique")
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    spec: PolicySpec
+    source: str  # where it came from, for messages
+    anchors: dict[str, TrustAnchor]
+    key_fingerprints: dict[str, str]  # name -> cosign key id or keyless identity description
+    rego_sources: dict[str, str]  # filename -> text
+    policy_hash: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.metadata.name
+
+    def registry_options(self) -> RegistryOptions:
+        access = self.spec.registry
+        return RegistryOptions(
+            insecure_registries=tuple(self.spec.insecure_registries),
+            ca_file=Path(access.ca_file) if access.ca_file else None,
+            timeout_seconds=access.timeout_seconds,
+            connect_timeout_seconds=min(access.timeout_seconds, 2.0),
+            retries=access.retries,
+            backoff_seconds=0.05,
+            docker_config=Path(access.docker_config) if access.docker_config else None,
+        )
+
+    def registry_allowed(self, registry: str) -> bool:
+        return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.spec.allowed_registries)
+
+    def data_document(self) -> dict[str, Any]:
+        """What the Rego policy sees as `data.modelsign.config`."""
+        return {
+            "name": self.name,
+            "hash": self.policy_hash,
+            **self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind"}),
+            "trustedKeys": self.key_fingerprints,
+        }
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    problems = []
+    for item in error.errors()[:10]:
+        location = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in item["loc"]).replace(".[", "[")
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{location}: {message}" if location else message)
+    return f"{source}: " + "; ".join(problems)
+
+
+def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | None = None, rego_sources: dict[str, str] | None = None) -> LoadedPolicy:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"{source} is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise PolicyError(f"{source} must be a mapping with apiVersion {API_VERSION} and kind {POLICY_KIND}")
+    try:
+        spec = PolicySpec.model_validate(document)
+    except ValidationError as exc:
+        raise PolicyError(_format_validation_error(exc, source), hint="see the policy reference in README.md") from None
+    anchors, fingerprints = _load_anchors(spec, base_dir or Path.cwd(), source)
+    rego = rego_sources if rego_sources is not None else default_rego_sources()
+    digest = hashlib.sha256()
+    digest.update(json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True).encode())
+    digest.update(json.dumps(fingerprints, sort_keys=True).encode())
+    for name in sorted(rego):
+        digest.update(name.encode() + b"\0" + rego[name].encode())
+    return LoadedPolicy(spec=spec, source=source, anchors=anchors, key_fingerprints=fingerprints, rego_sources=rego, policy_hash="sha256:" + digest.hexdigest())
+
+
+def load_policy(path: Path, *, rego_dir: Path | None = None) -> LoadedPolicy:
+    try:
+        if path.stat().st_size > MAX_POLICY_BYTES:
+            raise PolicyError(f"{path} is larger than {MAX_POLICY_BYTES} bytes")
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(f"policy file {path} does not exist", hint="pass --config with an AdmissionPolicy YAML file") from None
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
+    rego = load_rego_dir(rego_dir) if rego_dir else None
+    return parse_policy(text, source=str(path), base_dir=path.parent, rego_sources=rego)
+
+
+def _load_anchors(spec: PolicySpec, base_dir: Path, source: str) -> tuple[dict[str, TrustAnchor], dict[str, str]]:
+    anchors: dict[str, TrustAnchor] = {}
+    fingerprints: dict[str, str] = {}
+    for name, key in spec.trusted_keys.items():
+        field = f"{source}: trustedKeys.{name}"
+        try:
+            if key.file:
+                anchor: TrustAnchor = load_public_key_file(_resolve(base_dir, key.file), name=name)
+            elif key.pem:
+                anchor = load_public_key_pem(key.pem.encode(), name=name, source=f"trustedKeys.{name}.pem")
+            else:
+                assert key.keyless is not None
+                anchor = KeylessIdentity(
+                    name=name,
+                    subject=key.keyless.subject,
+                    subject_regexp=key.keyless.subject_regexp,
+                    issuer=key.keyless.issuer,
+                    issuer_regexp=key.keyless.issuer_regexp,
+                    trusted_root=_resolve(base_dir, key.trusted_root.file) if key.trusted_root else None,
+                )
+                if anchor.trusted_root is not None and not anchor.trusted_root.is_file():
+                    raise PolicyError(f"trusted root {anchor.trusted_root} does not exist")
+        except ModelsignError as exc:
+            raise PolicyError(f"{field}: {exc.message}", hint=exc.hint) from None
+        anchors[name] = anchor
+        fingerprints[name] = anchor.key_id if isinstance(anchor, PublicKey) else "keyless:" + anchor.describe()
+    return anchors, fingerprints
+
+
+def _resolve(base_dir: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else base_dir / path
+
+
+def default_rego_dir() -> Path:
+    """policies/ of a checkout (editable install), else the copy a wheel installs under
+    <prefix>/share/modelsign/policies."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "policies", Path(sys.prefix) / "share" / "modelsign" / "policies"):
+        if (candidate / "modelsign.rego").is_file():
+            return candidate
+    raise UsageError("cannot find the default Rego policy (policies/modelsign.rego)")
+
+
+def load_rego_dir(directory: Path) -> dict[str, str]:
+    sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(directory.glob("*.rego")) if not p.name.endswith("_test.rego")}
+    if not sources:
+        raise PolicyError(f"no .rego files in {directory}")
+    return sources
+
+
+def default_rego_sources() -> dict[str, str]:
+    return load_rego_dir(default_rego_dir())

@@ -1,0 +1,129 @@
+"""Gather evidence for each unique artifact: registry allowed?, digest, verified signatures.
+
+- The allowed-registry check needs no network and happens first; a disallowed artifact is
+  never contacted.
+- Each unique reference is resolved once per request (tags are not cached across requests:
+  a moved tag must be seen), then its digest's signatures are verified through a cache keyed
+  by (repository, digest, policy hash) with single-flight.
+- All lookups run in parallel under one deadline; whatever is not done by then is evidence
+  of failure ("did not finish within ..."), which the policy turns into a deny.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from signer.errors import ModelsignError
+from signer.oci.stores import Stores
+from signer.verification import SignatureReport, verify_signatures
+from webhook.cache import SingleFlightCache
+from webhook.config import LoadedPolicy
+from webhook.targets import Target
+
+NEGATIVE_TTL_SECONDS = 10.0  # an unsigned result is re-checked soon: someone may be signing it now
+
+
+@dataclass
+class Evidence:
+    """What the policy learns about one unique OCI reference."""
+
+    reference: str
+    registry: str
+    repository: str
+    registry_allowed: bool
+    digest: str | None = None
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    cached: bool = False
+    registry_error: bool = False
+
+    def to_input(self) -> dict[str, Any]:
+        return {
+            "registryAllowed": self.registry_allowed,
+            "digest": self.digest,
+            "signatures": self.signatures,
+            "rejected": self.rejected,
+            "error": self.error,
+            "cached": self.cached,
+        }
+
+
+def _signature_facts(report: SignatureReport) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    signatures = [
+        {
+            "signer": v.signer,
+            "keyId": v.key_id,
+            "form": v.form,
+            "annotations": v.annotations,
+            "dockerReference": v.docker_reference,
+            "identity": list(v.keyless.subjects) if v.keyless else None,
+            "issuer": v.keyless.issuer if v.keyless else None,
+        }
+        for v in report.verified
+    ]
+    rejected = [{"location": r.location, "reason": r.reason} for r in report.rejected]
+    return signatures, rejected
+
+
+class EvidenceGatherer:
+    def __init__(self, policy: LoadedPolicy, stores: Stores, cache: SingleFlightCache, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        self.policy = policy
+        self.stores = stores
+        self.cache = cache
+        self.executor = executor
+        self._anchors = list(policy.anchors.values())
+        self._positive_ttl = policy.spec.cache.ttl_seconds
+
+    def gather(self, targets: list[Target], deadline: float) -> dict[str, Evidence]:
+        """Evidence per `Target.key` for every OCI target; returns by `deadline` (monotonic)."""
+        evidence: dict[str, Evidence] = {}
+        futures: dict[concurrent.futures.Future[Evidence], str] = {}
+        for target in targets:
+            if target.kind != "oci" or target.key in evidence:
+                continue
+            reference = target.reference
+            assert reference is not None
+            item = Evidence(
+                reference=str(reference),
+                registry=reference.registry,
+                repository=reference.repository,
+                registry_allowed=self.policy.registry_allowed(reference.registry),
+            )
+            evidence[target.key] = item
+            if item.registry_allowed:
+                futures[self.executor.submit(self._verify, target, item)] = target.key
+        if futures:
+            done, pending = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+            for future in pending:
+                key = futures[future]
+                evidence[key].error = f"verification of {evidence[key].reference} did not finish within the {self.policy.spec.deadline_seconds:g}s deadline"
+                evidence[key].registry_error = True
+            for future in done:
+                exception = future.exception()
+                if exception is not None:  # _verify maps expected failures; anything else still fails closed
+                    evidence[futures[future]].error = f"internal error while verifying: {type(exception).__name__}: {exception}"
+        return evidence
+
+    def _verify(self, target: Target, item: Evidence) -> Evidence:
+        reference = target.reference
+        assert reference is not None
+        try:
+            repository = self.stores.repository(reference)
+            # A tag is resolved here, once per request; the digest is what gets verified.
+            digest = reference.digest or repository.resolve(reference.reference).digest
+            item.digest = digest
+            key = (reference.name, digest, self.policy.policy_hash)
+            report, item.cached = self.cache.get_or_compute(
+                key,
+                lambda: verify_signatures(repository, digest, self._anchors, reference=str(reference.pinned(digest))),
+                ttl=lambda result: self._positive_ttl if result.ok else min(self._positive_ttl, NEGATIVE_TTL_SECONDS),
+            )
+            item.signatures, item.rejected = _signature_facts(report)
+        except ModelsignError as exc:
+            item.error = str(exc)
+            item.registry_error = True
+        return item

@@ -1,0 +1,134 @@
+"""Every artifact an admitted object will run, per kind.
+
+Images come from pod specs (containers, initContainers, ephemeralContainers, image
+volumes); model artifacts from KServe storage URIs. Each is returned with the JSON path it
+was found at, so a deny message can point at the exact field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+POD_TEMPLATE_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController"}
+KSERVE_COMPONENTS = ("predictor", "transformer", "explainer")
+# Legacy framework fields of a KServe component (each may carry storageUri and an image override).
+KSERVE_FRAMEWORKS = (
+    "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "pmml", "lightgbm", "paddle",
+    "huggingface", "model", "alibi", "art", "aix", "custom",
+)
+_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+@dataclass(frozen=True)
+class Found:
+    source: str  # JSON path, e.g. spec.template.spec.containers[0].image
+    value: Any  # the raw field value (a string when well-formed)
+    role: str  # "image" (runs as a container/volume) or "model" (a storage URI)
+
+
+def extract(kind: str, obj: dict[str, Any] | None) -> list[Found]:
+    if not isinstance(obj, dict):
+        return []
+    spec = obj.get("spec")
+    if kind == "Pod":
+        return list(_pod_spec(spec, "spec"))
+    if kind in POD_TEMPLATE_KINDS:
+        return list(_pod_spec(_get(spec, "template", "spec"), "spec.template.spec"))
+    if kind == "CronJob":
+        return list(_pod_spec(_get(spec, "jobTemplate", "spec", "template", "spec"), "spec.jobTemplate.spec.template.spec"))
+    if kind == "InferenceService":
+        return list(_inference_service(spec))
+    if kind in ("ServingRuntime", "ClusterServingRuntime"):
+        return list(_serving_runtime(spec))
+    if kind == "TrainedModel":
+        return list(_uri(_get(spec, "model", "storageUri"), "spec.model.storageUri"))
+    if kind in ("LLMInferenceService", "LLMInferenceServiceConfig"):
+        return list(_llm_inference_service(spec))
+    return []
+
+
+def _get(value: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _items(value: Any) -> Iterator[tuple[int, Any]]:
+    return enumerate(value) if isinstance(value, list) else iter(())
+
+
+def _uri(value: Any, source: str) -> Iterator[Found]:
+    if value is not None:
+        yield Found(source=source, value=value, role="model")
+
+
+def _pod_spec(spec: Any, path: str) -> Iterator[Found]:
+    if not isinstance(spec, dict):
+        return
+    for field_name in _CONTAINER_LISTS:
+        for index, container in _items(spec.get(field_name)):
+            image = container.get("image") if isinstance(container, dict) else None
+            yield Found(source=f"{path}.{field_name}[{index}].image", value=image, role="image")
+    for index, volume in _items(spec.get("volumes")):
+        reference = _get(volume, "image", "reference")
+        if reference is not None:  # Kubernetes image volumes (OCI artifacts mounted read-only)
+            yield Found(source=f"{path}.volumes[{index}].image.reference", value=reference, role="image")
+
+
+def _storage_uris(value: Any, path: str) -> Iterator[Found]:
+    for index, entry in _items(value):
+        uri = entry.get("uri") if isinstance(entry, dict) else entry
+        yield Found(source=f"{path}[{index}]" + (".uri" if isinstance(entry, dict) else ""), value=uri, role="model")
+
+
+def _component(component: Any, path: str) -> Iterator[Found]:
+    if not isinstance(component, dict):
+        return
+    yield from _pod_spec(component, path)  # a component embeds a PodSpec
+    yield from _storage_uris(component.get("storageUris"), f"{path}.storageUris")
+    for framework in KSERVE_FRAMEWORKS:
+        section = component.get(framework)
+        if not isinstance(section, dict):
+            continue
+        base = f"{path}.{framework}"
+        yield from _uri(section.get("storageUri"), f"{base}.storageUri")
+        yield from _storage_uris(section.get("storageUris"), f"{base}.storageUris")
+        storage = section.get("storage")
+        if isinstance(storage, dict):  # KServe storage spec: a named storage key, not a URI
+            yield Found(source=f"{base}.storage", value=f"storage://{storage.get('key', '')}/{storage.get('path', '')}", role="model")
+        if section.get("image") is not None:
+            yield Found(source=f"{base}.image", value=section.get("image"), role="image")
+        container = section.get("container")  # v1alpha2 custom predictor
+        if isinstance(container, dict):
+            yield Found(source=f"{base}.container.image", value=container.get("image"), role="image")
+    worker = component.get("workerSpec")
+    yield from _pod_spec(worker, f"{path}.workerSpec")
+
+
+def _inference_service(spec: Any) -> Iterator[Found]:
+    if not isinstance(spec, dict):
+        return
+    for name in KSERVE_COMPONENTS:
+        yield from _component(spec.get(name), f"spec.{name}")
+    for version_key in ("default", "canary"):  # serving.kserve.io/v1alpha2 layout
+        section = spec.get(version_key)
+        for name in KSERVE_COMPONENTS:
+            yield from _component(_get(section, name), f"spec.{version_key}.{name}")
+
+
+def _serving_runtime(spec: Any) -> Iterator[Found]:
+    yield from _pod_spec(spec, "spec")
+    yield from _pod_spec(_get(spec, "workerSpec"), "spec.workerSpec")
+
+
+def _llm_inference_service(spec: Any) -> Iterator[Found]:
+    if not isinstance(spec, dict):
+        return
+    yield from _uri(_get(spec, "model", "uri"), "spec.model.uri")
+    for index, adapter in _items(_get(spec, "model", "lora", "adapters")):
+        yield from _uri(_get(adapter, "uri"), f"spec.model.lora.adapters[{index}].uri")
+    for path in (("template",), ("worker",), ("prefill", "template"), ("prefill", "worker"), ("router", "scheduler", "template")):
+        yield from _pod_spec(_get(spec, *path), "spec." + ".".join(path))

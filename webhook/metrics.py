@@ -1,0 +1,92 @@
+"""Prometheus metrics in the text exposition format (no client library needed).
+
+Per worker process: with several uvicorn workers each scrape reaches one of them; the
+`worker` label (the pid) keeps their series apart so Prometheus can sum them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+
+LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _labels(pairs: dict[str, str]) -> str:
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(pairs.items())) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decisions: dict[tuple[str, str], int] = defaultdict(int)
+        self._violations: dict[str, int] = defaultdict(int)
+        self._bad_requests = 0
+        self._registry_errors = 0
+        self._buckets = [0] * len(LATENCY_BUCKETS_SECONDS)
+        self._latency_count = 0
+        self._latency_sum = 0.0
+        self._worker = str(os.getpid())
+
+    def record_decision(self, outcome: str, reason: str, latency_seconds: float, violation_codes: list[str], registry_errors: int) -> None:
+        with self._lock:
+            self._decisions[(outcome, reason)] += 1
+            for code in violation_codes:
+                self._violations[code] += 1
+            self._registry_errors += registry_errors
+            self._latency_count += 1
+            self._latency_sum += latency_seconds
+            for index, bound in enumerate(LATENCY_BUCKETS_SECONDS):
+                if latency_seconds <= bound:
+                    self._buckets[index] += 1
+
+    def record_bad_request(self) -> None:
+        with self._lock:
+            self._bad_requests += 1
+
+    def render(self, cache_stats: object, cache_size: int) -> str:
+        worker = {"worker": self._worker}
+        lines = [
+            "# HELP modelsign_admission_decisions_total Admission decisions by outcome and reason.",
+            "# TYPE modelsign_admission_decisions_total counter",
+        ]
+        with self._lock:
+            for (outcome, reason), count in sorted(self._decisions.items()):
+                lines.append(f"modelsign_admission_decisions_total{_labels({**worker, 'outcome': outcome, 'reason': reason})} {count}")
+            lines += ["# HELP modelsign_policy_violations_total Policy violations by code.", "# TYPE modelsign_policy_violations_total counter"]
+            for code, count in sorted(self._violations.items()):
+                lines.append(f"modelsign_policy_violations_total{_labels({**worker, 'code': code})} {count}")
+            lines += [
+                "# HELP modelsign_bad_requests_total Requests answered 400 (not a usable AdmissionReview).",
+                "# TYPE modelsign_bad_requests_total counter",
+                f"modelsign_bad_requests_total{_labels(worker)} {self._bad_requests}",
+                "# HELP modelsign_registry_errors_total Artifacts that could not be verified because of registry errors or the deadline.",
+                "# TYPE modelsign_registry_errors_total counter",
+                f"modelsign_registry_errors_total{_labels(worker)} {self._registry_errors}",
+                "# HELP modelsign_admission_duration_seconds Time to decide one admission request.",
+                "# TYPE modelsign_admission_duration_seconds histogram",
+            ]
+            for bound, count in zip(LATENCY_BUCKETS_SECONDS, self._buckets):  # each bucket counts every value <= bound
+                lines.append(f"modelsign_admission_duration_seconds_bucket{_labels({**worker, 'le': repr(bound)})} {count}")
+            lines.append(f"modelsign_admission_duration_seconds_bucket{_labels({**worker, 'le': '+Inf'})} {self._latency_count}")
+            lines.append(f"modelsign_admission_duration_seconds_sum{_labels(worker)} {self._latency_sum:.6f}")
+            lines.append(f"modelsign_admission_duration_seconds_count{_labels(worker)} {self._latency_count}")
+        hits, misses, shared = (getattr(cache_stats, name, 0) for name in ("hits", "misses", "shared"))
+        lines += [
+            "# HELP modelsign_verification_cache_lookups_total Verification cache lookups: hit, miss, or shared (single-flight).",
+            "# TYPE modelsign_verification_cache_lookups_total counter",
+            f"modelsign_verification_cache_lookups_total{_labels({**worker, 'result': 'hit'})} {hits}",
+            f"modelsign_verification_cache_lookups_total{_labels({**worker, 'result': 'miss'})} {misses}",
+            f"modelsign_verification_cache_lookups_total{_labels({**worker, 'result': 'shared'})} {shared}",
+            "# HELP modelsign_verification_cache_entries Entries in the verification cache.",
+            "# TYPE modelsign_verification_cache_entries gauge",
+            f"modelsign_verification_cache_entries{_labels(worker)} {cache_size}",
+        ]
+        return "\n".join(lines) + "\n"

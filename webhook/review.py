@@ -1,0 +1,145 @@
+"""AdmissionReview I/O: strict parsing of what the API server sends, and the response.
+
+admission.k8s.io/v1 and v1beta1 are accepted and answered in kind. A body that is not a
+usable review (no JSON, no request, no uid) is a `ReviewError`, which the app answers with
+HTTP 400; everything else gets an AdmissionReview response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from signer.errors import FormatError
+from signer.jsonenc import load_json
+
+API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+MAX_BODY_BYTES = 4 * 1024 * 1024  # the API server's own request limit is 3 MiB
+OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+
+
+class ReviewError(Exception):
+    """The request body is not an AdmissionReview we can answer (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    username: str = ""
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AdmissionRequest:
+    api_version: str
+    uid: str
+    group: str
+    version: str
+    kind: str
+    resource: str
+    sub_resource: str
+    name: str
+    namespace: str
+    operation: str
+    user: UserInfo
+    dry_run: bool
+    object: dict[str, Any] | None = field(repr=False, default=None)
+    old_object: dict[str, Any] | None = field(repr=False, default=None)
+
+    def facts(self) -> dict[str, Any]:
+        """The request part of the policy input (documented in README)."""
+        return {
+            "uid": self.uid,
+            "kind": {"group": self.group, "version": self.version, "kind": self.kind},
+            "resource": self.resource,
+            "subResource": self.sub_resource,
+            "name": self.name,
+            "namespace": self.namespace,
+            "operation": self.operation,
+            "dryRun": self.dry_run,
+            "userInfo": {"username": self.user.username, "uid": self.user.uid, "groups": list(self.user.groups)},
+        }
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def parse_review(body: bytes) -> AdmissionRequest:
+    if len(body) > MAX_BODY_BYTES:
+        raise ReviewError(f"request body is {len(body)} bytes, more than the {MAX_BODY_BYTES} accepted")
+    try:
+        review = load_json(body, what="request body")
+    except FormatError as exc:
+        raise ReviewError(exc.message) from None
+    if not isinstance(review, dict):
+        raise ReviewError("request body is not an AdmissionReview object")
+    api_version = review.get("apiVersion")
+    if api_version not in API_VERSIONS:
+        raise ReviewError(f"apiVersion {api_version!r} is not one of {', '.join(API_VERSIONS)}")
+    if review.get("kind") != "AdmissionReview":
+        raise ReviewError(f"kind {review.get('kind')!r} is not AdmissionReview")
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise ReviewError("AdmissionReview has no request")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise ReviewError("AdmissionReview request has no uid")
+    return _request(api_version, uid, request)
+
+
+def _request(api_version: str, uid: str, request: dict[str, Any]) -> AdmissionRequest:
+    kind = request.get("kind") if isinstance(request.get("kind"), dict) else {}
+    resource = request.get("resource") if isinstance(request.get("resource"), dict) else {}
+    user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
+    obj = request.get("object")
+    old = request.get("oldObject")
+    groups = user.get("groups") if isinstance(user.get("groups"), list) else []
+    return AdmissionRequest(
+        api_version=api_version,
+        uid=uid,
+        group=_text(kind.get("group")),
+        version=_text(kind.get("version")),
+        kind=_text(kind.get("kind")) or (_text(obj.get("kind")) if isinstance(obj, dict) else ""),
+        resource=_text(resource.get("resource")),
+        sub_resource=_text(request.get("subResource")),
+        name=_text(request.get("name")) or _object_name(obj),
+        namespace=_text(request.get("namespace")) or _object_namespace(obj),
+        operation=_text(request.get("operation")).upper(),
+        user=UserInfo(username=_text(user.get("username")), uid=_text(user.get("uid")), groups=tuple(g for g in groups if isinstance(g, str))),
+        dry_run=request.get("dryRun") is True,
+        object=obj if isinstance(obj, dict) else None,
+        old_object=old if isinstance(old, dict) else None,
+    )
+
+
+def _object_name(obj: Any) -> str:
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    return _text(metadata.get("name")) or _text(metadata.get("generateName")) if isinstance(metadata, dict) else ""
+
+
+def _object_namespace(obj: Any) -> str:
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    return _text(metadata.get("namespace")) if isinstance(metadata, dict) else ""
+
+
+def review_response(
+    request_api_version: str,
+    uid: str,
+    *,
+    allowed: bool,
+    message: str | None = None,
+    warnings: list[str] | None = None,
+    audit_annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        response["status"] = {"code": 403, "reason": "Forbidden", "message": message or "denied by modelsign"}
+    elif message:
+        response["status"] = {"code": 200, "message": message}
+    if warnings:
+        # The API server limits each warning to 256 characters (longer ones are truncated).
+        response["warnings"] = [w if len(w) <= 256 else w[:253] + "..." for w in warnings[:20]]
+    if audit_annotations:
+        response["auditAnnotations"] = audit_annotations
+    return {"apiVersion": request_api_version, "kind": "AdmissionReview", "response": response}

@@ -1,0 +1,42 @@
+"""Classify each extracted field: an OCI artifact to verify, a URI modelsign cannot verify,
+or a malformed value. Pure functions; no network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from signer.errors import ReferenceFormatError
+from signer.references import REMOTE_SCHEMES, ImageReference, parse_image_reference, parse_reference
+from webhook.extract import Found
+
+
+@dataclass(frozen=True)
+class Target:
+    found: Found
+    kind: str  # "oci" (verifiable), "uri" (not verifiable), "invalid"
+    reference: ImageReference | None = None
+    scheme: str = ""
+    problem: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity for de-duplication: one verification per normalised reference."""
+        return str(self.reference) if self.reference else str(self.found.value)
+
+
+def classify(found: Found) -> Target:
+    value = found.value
+    if not isinstance(value, str) or not value.strip():
+        return Target(found=found, kind="invalid", problem=f"{found.source} must be a non-empty string, got {value!r}")
+    value = value.strip()
+    try:
+        if found.role == "image":
+            return Target(found=found, kind="oci", reference=parse_image_reference(value))
+        scheme, separator, _ = value.partition("://")
+        if separator and scheme in REMOTE_SCHEMES:
+            reference = parse_reference(value)
+            assert isinstance(reference, ImageReference)
+            return Target(found=found, kind="oci", reference=reference, scheme=scheme)
+        return Target(found=found, kind="uri", scheme=scheme if separator else "")
+    except ReferenceFormatError as exc:
+        return Target(found=found, kind="invalid", problem=f"{found.source}: {exc}")
