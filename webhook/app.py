@@ -77,13 +77,13 @@ class WebhookState:
         return files
 
     def _current_fingerprint(self, policy: LoadedPolicy | None) -> tuple:
-        fingerprint = []
+        fingerprint: list[tuple[str, int | None, int | None, int | None]] = []
         for path in self._watched_files(policy):
             try:
                 stat = path.stat()  # follows the ConfigMap ..data symlink swap
                 fingerprint.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
             except OSError:
-                fingerprint.append((str(path), None))
+                fingerprint.append((str(path), None, None, None))
         return tuple(fingerprint)
 
     def load(self) -> bool:

@@ -16,7 +16,7 @@ import yaml
 
 from signer.errors import UsageError
 from webhook.pipeline import AdmissionPipeline, Decision
-from webhook.review import AdmissionRequest, UserInfo
+from webhook.review import AdmissionRequest, UserInfo, mapping, text
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
@@ -62,20 +62,19 @@ def read_documents(path: str) -> list[tuple[str, Any]]:
 
 
 def admission_request(document: dict[str, Any], *, uid: str, default_namespace: str) -> AdmissionRequest:
-    api_version = document.get("apiVersion") if isinstance(document.get("apiVersion"), str) else ""
-    group, _, version = api_version.rpartition("/")
-    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
-    namespace = metadata.get("namespace") if isinstance(metadata.get("namespace"), str) else default_namespace
-    name = metadata.get("name") if isinstance(metadata.get("name"), str) else str(metadata.get("generateName", ""))
+    group, _, version = text(document.get("apiVersion")).rpartition("/")
+    metadata = mapping(document.get("metadata"))
+    namespace = text(metadata.get("namespace")) or default_namespace
+    name = text(metadata.get("name")) or text(metadata.get("generateName"))
     return AdmissionRequest(
-        api_version="admission.k8s.io/v1", uid=uid, group=group, version=version, kind=str(document.get("kind", "")),
+        api_version="admission.k8s.io/v1", uid=uid, group=group, version=version, kind=text(document.get("kind")),
         resource="", sub_resource="", name=name, namespace=namespace, operation="CREATE",
         user=UserInfo(username="modelsign-check"), dry_run=True, object=document,
     )
 
 
 def check_files(pipeline: AdmissionPipeline, paths: list[str], *, default_namespace: str = "default") -> list[CheckedObject]:
-    results = []
+    results: list[CheckedObject] = []
     for path in paths:
         for label, document in read_documents(path):
             if not isinstance(document, dict) or not isinstance(document.get("kind"), str):

@@ -14,10 +14,10 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from signer.errors import ModelsignError, UsageError
 from signer.keyless import KeylessIdentity
@@ -32,6 +32,15 @@ MAX_POLICY_BYTES = 4 * 1024 * 1024
 
 class PolicyError(ModelsignError):
     """The policy file is missing, malformed or refers to unusable keys."""
+
+
+def _host_glob(value: str) -> str:
+    if "/" in value or not value.strip():
+        raise ValueError(f"{value!r} must be a host[:port] glob without a path")
+    return value
+
+
+HostGlob = Annotated[str, AfterValidator(_host_glob)]
 
 
 class _Strict(BaseModel):
@@ -120,8 +129,10 @@ class PolicySpec(_Strict):
     metadata: Metadata = Field(default_factory=Metadata)
     mode: Literal["enforce", "warn"] = "enforce"
     exempt_namespaces: list[str] = Field(default_factory=lambda: ["kube-system", "modelsign-system"], alias="exemptNamespaces")
-    allowed_registries: list[str] = Field(default_factory=list, alias="allowedRegistries")
-    insecure_registries: list[str] = Field(default_factory=list, alias="insecureRegistries")
+    allowed_registries: list[HostGlob] = Field(default_factory=list, alias="allowedRegistries")
+    insecure_registries: list[HostGlob] = Field(default_factory=list, alias="insecureRegistries")
+    # registry host -> directory of OCI layouts (<dir>/<repository>), served from disk (demo, air-gapped)
+    local_registries: dict[str, str] = Field(default_factory=dict, alias="localRegistries")
     require_digest: bool = Field(default=False, alias="requireDigest")
     trusted_keys: dict[str, TrustedKeySpec] = Field(default_factory=dict, alias="trustedKeys")
     rules: list[Rule] = Field(default_factory=list)
@@ -130,14 +141,6 @@ class PolicySpec(_Strict):
     registry: RegistryAccess = Field(default_factory=RegistryAccess)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     opa: OpaSettings | None = None
-
-    @field_validator("allowed_registries", "insecure_registries")
-    @classmethod
-    def _hosts(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if "/" in value or not value.strip():
-                raise ValueError(f"{value!r} must be a host[:port] glob without a path")
-        return values
 
     @model_validator(mode="after")
     def _known_keys(self) -> PolicySpec:
@@ -162,6 +165,7 @@ class LoadedPolicy:
     key_fingerprints: dict[str, str]  # name -> cosign key id or keyless identity description
     rego_sources: dict[str, str]  # filename -> text
     policy_hash: str
+    base_dir: Path  # relative paths in the policy are relative to this
 
     @property
     def name(self) -> str:
@@ -179,6 +183,9 @@ class LoadedPolicy:
             docker_config=Path(access.docker_config) if access.docker_config else None,
         )
 
+    def local_registries(self) -> dict[str, Path]:
+        return {host: _resolve(self.base_dir, directory) for host, directory in self.spec.local_registries.items()}
+
     def registry_allowed(self, registry: str) -> bool:
         return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.spec.allowed_registries)
 
@@ -187,7 +194,7 @@ class LoadedPolicy:
         return {
             "name": self.name,
             "hash": self.policy_hash,
-            **self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind"}),
+            **self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind", "local_registries"}),
             "trustedKeys": self.key_fingerprints,
         }
 
@@ -221,7 +228,10 @@ def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | 
     digest.update(json.dumps(fingerprints, sort_keys=True).encode())
     for name in sorted(rego):
         digest.update(name.encode() + b"\0" + rego[name].encode())
-    return LoadedPolicy(spec=spec, source=source, anchors=anchors, key_fingerprints=fingerprints, rego_sources=rego, policy_hash="sha256:" + digest.hexdigest())
+    return LoadedPolicy(
+        spec=spec, source=source, anchors=anchors, key_fingerprints=fingerprints, rego_sources=rego,
+        policy_hash="sha256:" + digest.hexdigest(), base_dir=base_dir or Path.cwd(),
+    )
 
 
 def load_policy(path: Path, *, rego_dir: Path | None = None) -> LoadedPolicy:

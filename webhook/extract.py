@@ -71,7 +71,10 @@ def _pod_spec(spec: Any, path: str) -> Iterator[Found]:
     for field_name in _CONTAINER_LISTS:
         for index, container in _items(spec.get(field_name)):
             image = container.get("image") if isinstance(container, dict) else None
-            yield Found(source=f"{path}.{field_name}[{index}].image", value=image, role="image")
+            # No image here means it is defined elsewhere (KServe merges runtime/config
+            # templates; the resulting Pod is admitted, and checked, on its own).
+            if image is not None:
+                yield Found(source=f"{path}.{field_name}[{index}].image", value=image, role="image")
     for index, volume in _items(spec.get("volumes")):
         reference = _get(volume, "image", "reference")
         if reference is not None:  # Kubernetes image volumes (OCI artifacts mounted read-only)

@@ -2,7 +2,7 @@
 request -> artifacts -> evidence -> policy decision -> response (+ the record to audit).
 
 Requests that need no verification are answered before any evidence is gathered:
-DELETE/CONNECT, subresources (status, scale...), exempt namespaces, and UPDATEs whose
+DELETE/CONNECT, subresources other than ephemeralcontainers (status, scale...), exempt namespaces, and UPDATEs whose
 artifacts are unchanged from `oldObject` (the Pods such an update creates are admitted on
 their own). Every other request is decided by the Rego policy. Any failure on the way is a
 deny with the reason (a warning in warn mode): never an error, never a silent allow.
@@ -28,6 +28,7 @@ from webhook.review import AdmissionRequest, review_response
 from webhook.targets import Target, classify
 
 NO_VERIFICATION_OPERATIONS = ("DELETE", "CONNECT")
+VERIFIED_SUBRESOURCES = ("ephemeralcontainers",)  # `kubectl debug` adds images through it
 
 
 @dataclass
@@ -61,7 +62,7 @@ class AdmissionPipeline:
     def __init__(self, policy: LoadedPolicy, *, stores: Stores | None = None, executor: concurrent.futures.ThreadPoolExecutor | None = None,
                  cache: SingleFlightCache | None = None, engine: PolicyEngine | None = None) -> None:
         self.policy = policy
-        self.stores = stores or Stores(policy.registry_options())
+        self.stores = stores or Stores(policy.registry_options(), local_registries=policy.local_registries())
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="modelsign-verify")
         self.cache = cache or SingleFlightCache(max_entries=policy.spec.cache.max_entries)
         self.engine = engine or build_engine(policy)
@@ -116,7 +117,7 @@ class AdmissionPipeline:
     def _no_verification_needed(self, request: AdmissionRequest) -> tuple[str, str] | None:
         if request.operation in NO_VERIFICATION_OPERATIONS:
             return request.operation.lower(), f"{request.operation} needs no verification"
-        if request.sub_resource:
+        if request.sub_resource and request.sub_resource not in VERIFIED_SUBRESOURCES:
             return "subresource", f"subresource {request.sub_resource} needs no verification"
         if any(fnmatch.fnmatchcase(request.namespace, pattern) for pattern in self.policy.spec.exempt_namespaces):
             return "exempt-namespace", f"namespace {request.namespace} is exempt"

@@ -61,8 +61,14 @@ class AdmissionRequest:
         }
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A field that should be a string, or "" when it is anything else."""
     return value if isinstance(value, str) else ""
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """A field that should be an object, or {} when it is anything else."""
+    return value if isinstance(value, dict) else {}
 
 
 def parse_review(body: bytes) -> AdmissionRequest:
@@ -85,28 +91,29 @@ def parse_review(body: bytes) -> AdmissionRequest:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise ReviewError("AdmissionReview request has no uid")
+    operation = request.get("operation")
+    if operation not in OPERATIONS:
+        raise ReviewError(f"AdmissionReview request operation {operation!r} is not one of {', '.join(OPERATIONS)}")
     return _request(api_version, uid, request)
 
 
 def _request(api_version: str, uid: str, request: dict[str, Any]) -> AdmissionRequest:
-    kind = request.get("kind") if isinstance(request.get("kind"), dict) else {}
-    resource = request.get("resource") if isinstance(request.get("resource"), dict) else {}
-    user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
+    kind, resource, user = mapping(request.get("kind")), mapping(request.get("resource")), mapping(request.get("userInfo"))
     obj = request.get("object")
     old = request.get("oldObject")
-    groups = user.get("groups") if isinstance(user.get("groups"), list) else []
+    groups: list[Any] = user.get("groups") if isinstance(user.get("groups"), list) else []
     return AdmissionRequest(
         api_version=api_version,
         uid=uid,
-        group=_text(kind.get("group")),
-        version=_text(kind.get("version")),
-        kind=_text(kind.get("kind")) or (_text(obj.get("kind")) if isinstance(obj, dict) else ""),
-        resource=_text(resource.get("resource")),
-        sub_resource=_text(request.get("subResource")),
-        name=_text(request.get("name")) or _object_name(obj),
-        namespace=_text(request.get("namespace")) or _object_namespace(obj),
-        operation=_text(request.get("operation")).upper(),
-        user=UserInfo(username=_text(user.get("username")), uid=_text(user.get("uid")), groups=tuple(g for g in groups if isinstance(g, str))),
+        group=text(kind.get("group")),
+        version=text(kind.get("version")),
+        kind=text(kind.get("kind")) or text(mapping(obj).get("kind")),
+        resource=text(resource.get("resource")),
+        sub_resource=text(request.get("subResource")),
+        name=text(request.get("name")) or _object_name(obj),
+        namespace=text(request.get("namespace")) or _object_namespace(obj),
+        operation=text(request.get("operation")),
+        user=UserInfo(username=text(user.get("username")), uid=text(user.get("uid")), groups=tuple(g for g in groups if isinstance(g, str))),
         dry_run=request.get("dryRun") is True,
         object=obj if isinstance(obj, dict) else None,
         old_object=old if isinstance(old, dict) else None,
@@ -114,13 +121,12 @@ def _request(api_version: str, uid: str, request: dict[str, Any]) -> AdmissionRe
 
 
 def _object_name(obj: Any) -> str:
-    metadata = obj.get("metadata") if isinstance(obj, dict) else None
-    return _text(metadata.get("name")) or _text(metadata.get("generateName")) if isinstance(metadata, dict) else ""
+    metadata = mapping(mapping(obj).get("metadata"))
+    return text(metadata.get("name")) or text(metadata.get("generateName"))
 
 
 def _object_namespace(obj: Any) -> str:
-    metadata = obj.get("metadata") if isinstance(obj, dict) else None
-    return _text(metadata.get("namespace")) if isinstance(metadata, dict) else ""
+    return text(mapping(mapping(obj).get("metadata")).get("namespace"))
 
 
 def review_response(

@@ -22,7 +22,7 @@ CERT_RELOAD_SECONDS = 10.0
 
 
 def _stamp(*paths: str) -> tuple:
-    stamps = []
+    stamps: list[tuple[int, int, int] | None] = []
     for path in paths:
         try:
             stat = os.stat(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from signer.oci.layout import LayoutRepository
 from signer.oci.registry import RegistryClient, RegistryOptions
@@ -11,8 +12,13 @@ from signer.references import ArtifactReference, ImageReference
 
 
 class Stores:
-    def __init__(self, options: RegistryOptions | None = None) -> None:
+    """`local_registries` maps a registry host to a directory of OCI image layouts, one per
+    repository (`<dir>/<repository>`): references to that host are served from disk. This is
+    the embedded default store of the demo and of air-gapped checks."""
+
+    def __init__(self, options: RegistryOptions | None = None, *, local_registries: dict[str, Path] | None = None) -> None:
         self.options = options or RegistryOptions()
+        self.local_registries = dict(local_registries or {})
         self._clients: dict[str, RegistryClient] = {}
         self._lock = threading.Lock()
 
@@ -26,6 +32,9 @@ class Stores:
 
     def repository(self, reference: ArtifactReference, *, create: bool = False) -> Repository:
         if isinstance(reference, ImageReference):
+            local = self.local_registries.get(reference.registry)
+            if local is not None:
+                return LayoutRepository(local / reference.repository, create=create)
             return self.client(reference).repository(reference.repository)
         return LayoutRepository(reference.path, create=create)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,6 +19,7 @@ class FaultProxy:
         self.faults: deque[int] = deque()
         self.always: int | None = None
         self.redirect_blobs_to: str | None = None  # base URL that blob GETs are redirected to (307)
+        self.delay_seconds: float = 0.0  # added before forwarding each request (a slow registry)
         self.seen: list[str] = []
         self.lock = threading.Lock()
         proxy = self
@@ -34,6 +36,8 @@ class FaultProxy:
                 with proxy.lock:
                     proxy.seen.append(f"{self.command} {self.path}")
                     status = proxy.faults.popleft() if proxy.faults else proxy.always
+                if proxy.delay_seconds:
+                    time.sleep(proxy.delay_seconds)
                 if proxy.redirect_blobs_to and self.command == "GET" and "/blobs/sha256:" in self.path:
                     self.send_response(307)
                     self.send_header("Location", proxy.redirect_blobs_to + self.path)

@@ -1,0 +1,295 @@
+"""The admission pipeline against a real registry: request -> evidence -> Rego -> response."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from signer.oci.stores import Stores
+from signer.references import parse_reference
+from signer.samples import push_image
+from signer.signing import sign_artifact
+from signer.kitpack import pack_modelkit
+from support.registry import start_registry
+from webhook.config import parse_policy
+from webhook.pipeline import AdmissionPipeline
+from webhook.review import parse_review
+
+
+def policy_for(key_dir: Path, extra: str = "", registries: str = '["127.0.0.1:*"]') -> str:
+    return f"""
+apiVersion: modelsign.dev/v1alpha1
+kind: AdmissionPolicy
+exemptNamespaces: [kube-system]
+allowedRegistries: {registries}
+trustedKeys:
+  ml-team: {{file: {key_dir / 'ml-team.pub'}}}
+rules:
+  - name: models-signed
+    require: {{signedBy: [ml-team]}}
+{extra}
+"""
+
+
+def review(kind: str, obj: dict, *, operation: str = "CREATE", namespace: str = "ml", old: dict | None = None, sub_resource: str | None = None,
+           dry_run: bool = False, api_version: str = "admission.k8s.io/v1", uid: str = "uid-1") -> bytes:
+    request = {"uid": uid, "kind": {"group": "", "version": "v1", "kind": kind}, "operation": operation, "namespace": namespace,
+               "name": obj.get("metadata", {}).get("name", "x"), "object": obj, "oldObject": old, "dryRun": dry_run,
+               "userInfo": {"username": "alice", "groups": ["devs"]}}
+    if sub_resource:
+        request["subResource"] = sub_resource
+    return json.dumps({"apiVersion": api_version, "kind": "AdmissionReview", "request": request}).encode()
+
+
+def pod(*images: str, name: str = "p") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)]}}
+
+
+def isvc(storage_uri: str) -> dict:
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "llm"},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": storage_uri}}}}
+
+
+@pytest.fixture(scope="module")
+def artifacts(registry, tmp_path_factory, key_dir):
+    """Signed and unsigned images and ModelKits in the real registry."""
+    from signer.keys import load_signing_key_file
+
+    from conftest import PASSWORD
+
+    ml = load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode())
+    other = load_signing_key_file(key_dir / "other-team.key", password=lambda _: PASSWORD.encode())
+    host = registry.host
+    found = {}
+    with Stores() as stores:
+        for name, key in (("signed", ml), ("unsigned", None), ("wrongkey", other)):
+            ref = parse_reference(f"{host}/apps/{name}:1")
+            found[name] = push_image(stores.repository(ref), {"f": name.encode()}, tag="1")
+            if key:
+                sign_artifact(stores, ref, key)
+        context = tmp_path_factory.mktemp("kit")
+        (context / "model").mkdir()
+        (context / "model" / "weights.safetensors").write_bytes(b"weights")
+        kitfile = {"manifestVersion": "1.0.0", "package": {"name": "llm", "version": "1"}, "model": {"path": "./model"}}
+        for name, key in (("kit-signed", ml), ("kit-unsigned", None)):
+            ref = parse_reference(f"kit://{host}/models/{name}:1")
+            found[name] = pack_modelkit(stores.repository(ref), context, kitfile, tag="1")
+            if key:
+                sign_artifact(stores, ref, key)
+    return found
+
+
+@pytest.fixture
+def pipeline(key_dir):
+    built = AdmissionPipeline(parse_policy(policy_for(key_dir), source="test"))
+    yield built
+    built.close()
+
+
+def decide(pipeline: AdmissionPipeline, body: bytes):
+    request = parse_review(body)
+    return request, pipeline.decide(request)
+
+
+def test_signed_image_is_admitted_and_unsigned_is_denied(pipeline, registry, artifacts):
+    request, decision = decide(pipeline, review("Pod", pod(f"{registry.host}/apps/signed:1")))
+    assert decision.allowed and decision.outcome == "allow"
+    assert decision.artifacts[0]["evidence"]["digest"] == artifacts["signed"].digest
+    response = pipeline.response(request, decision)
+    assert response["response"]["allowed"] is True and response["response"]["uid"] == "uid-1"
+    assert response["response"]["auditAnnotations"]["modelsign.dev/decision"] == "allow"
+
+    request, decision = decide(pipeline, review("Pod", pod(f"{registry.host}/apps/unsigned:1")))
+    assert not decision.allowed
+    body = pipeline.response(request, decision)["response"]
+    assert body["status"]["code"] == 403
+    assert f"no signature by key ml-team for {registry.host}/apps/unsigned@{artifacts['unsigned'].digest}" in body["status"]["message"]
+    assert f"sign it with `modelsign sign {registry.host}/apps/unsigned@{artifacts['unsigned'].digest} --key ml-team.key`" in body["status"]["message"]
+
+
+def test_wrong_key_and_disallowed_registry(pipeline, registry, artifacts):
+    _, decision = decide(pipeline, review("Pod", pod(f"{registry.host}/apps/wrongkey:1")))
+    assert not decision.allowed and "signature not made by any trusted key" in decision.message
+    _, decision = decide(pipeline, review("Pod", pod("docker.io/library/nginx:1.25")))
+    assert not decision.allowed and "not in allowedRegistries" in decision.message
+    assert decision.artifacts[0]["evidence"]["digest"] is None  # never contacted
+
+
+def test_every_container_kind_is_checked(pipeline, registry, artifacts):
+    spec = {"initContainers": [{"name": "i", "image": f"{registry.host}/apps/unsigned:1"}],
+            "containers": [{"name": "c", "image": f"{registry.host}/apps/signed:1"}]}
+    deployment = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": spec}}}
+    _, decision = decide(pipeline, review("Deployment", deployment))
+    assert not decision.allowed and "spec.template.spec.initContainers[0].image" in decision.message
+
+
+def test_inference_service_with_signed_and_unsigned_kit_models(pipeline, registry, artifacts):
+    _, decision = decide(pipeline, review("InferenceService", isvc(f"kit://{registry.host}/models/kit-signed:1")))
+    assert decision.allowed, decision.message
+    _, decision = decide(pipeline, review("InferenceService", isvc(f"kit://{registry.host}/models/kit-unsigned:1")))
+    assert not decision.allowed and "spec.predictor.model.storageUri" in decision.message
+    _, decision = decide(pipeline, review("InferenceService", isvc("gs://bucket/model")))
+    assert not decision.allowed and "gs://bucket/model (spec.predictor.model.storageUri) cannot be verified" in decision.message
+
+
+def test_exempt_namespace_delete_and_status_need_no_verification(pipeline, registry, artifacts):
+    unsigned = pod(f"{registry.host}/apps/unsigned:1")
+    for body, reason in (
+        (review("Pod", unsigned, namespace="kube-system"), "exempt-namespace"),
+        (review("Pod", unsigned, operation="DELETE"), "delete"),
+        (review("Pod", unsigned, operation="UPDATE", old=unsigned, sub_resource="status"), "subresource"),
+    ):
+        _, decision = decide(pipeline, body)
+        assert decision.allowed and decision.reason == reason
+
+
+def test_ephemeral_containers_subresource_is_verified(pipeline, registry, artifacts):
+    old = pod(f"{registry.host}/apps/signed:1")
+    new = json.loads(json.dumps(old))
+    new["spec"]["ephemeralContainers"] = [{"name": "debug", "image": f"{registry.host}/apps/unsigned:1"}]
+    _, decision = decide(pipeline, review("Pod", new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers"))
+    assert not decision.allowed and "spec.ephemeralContainers[0].image" in decision.message
+
+
+def test_updates_with_unchanged_artifacts_skip_verification(pipeline, registry, artifacts):
+    old = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": f"{registry.host}/apps/unsigned:1"}]}}}}
+    scaled = json.loads(json.dumps(old))
+    scaled["spec"]["replicas"] = 5
+    _, decision = decide(pipeline, review("Deployment", scaled, operation="UPDATE", old=old))
+    assert decision.allowed and decision.reason == "unchanged-artifacts"
+    changed = json.loads(json.dumps(old))
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = f"{registry.host}/apps/wrongkey:1"
+    _, decision = decide(pipeline, review("Deployment", changed, operation="UPDATE", old=old))
+    assert not decision.allowed
+
+
+def test_dry_run_and_v1beta1_are_answered_in_kind(pipeline, registry, artifacts):
+    request, decision = decide(pipeline, review("Pod", pod(f"{registry.host}/apps/signed:1"), dry_run=True, api_version="admission.k8s.io/v1beta1"))
+    assert decision.dry_run and decision.allowed
+    assert pipeline.response(request, decision)["apiVersion"] == "admission.k8s.io/v1beta1"
+
+
+def test_warn_mode_admits_with_warnings(key_dir, registry, artifacts):
+    warn = AdmissionPipeline(parse_policy(policy_for(key_dir, extra="mode: warn"), source="warn"))
+    try:
+        request, decision = decide(warn, review("Pod", pod(f"{registry.host}/apps/unsigned:1")))
+        assert decision.allowed and decision.outcome == "warn"
+        response = warn.response(request, decision)["response"]
+        assert response["warnings"][0].startswith("modelsign would deny (warn mode): no signature by key ml-team")
+        assert "status" not in response
+    finally:
+        warn.close()
+
+
+def test_digest_is_bound_even_for_tags_and_cache_is_keyed_by_digest(pipeline, registry, artifacts, stores):
+    _, first = decide(pipeline, review("Pod", pod(f"{registry.host}/apps/signed:1")))
+    _, second = decide(pipeline, review("Pod", pod(f"{registry.host}/apps/signed@{artifacts['signed'].digest}")))
+    assert first.allowed and second.allowed and second.cache_hits == 1
+    # Re-point the tag at an unsigned image: the new digest is verified, not the cached one.
+    push_image(stores.repository(parse_reference(f"{registry.host}/apps/signed")), {"f": b"evil"}, tag="1")
+    _, third = decide(pipeline, review("Pod", pod(f"{registry.host}/apps/signed:1")))
+    assert not third.allowed and third.artifacts[0]["evidence"]["digest"] != artifacts["signed"].digest
+    push_image(stores.repository(parse_reference(f"{registry.host}/apps/signed")), {"f": b"signed"}, tag="1")  # restore
+
+
+def test_concurrent_identical_lookups_share_one_verification(key_dir, registry, artifacts):
+    fresh = AdmissionPipeline(parse_policy(policy_for(key_dir), source="fresh"))
+    try:
+        body = review("Pod", pod(f"{registry.host}/apps/signed@{artifacts['signed'].digest}"))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            decisions = list(pool.map(lambda _: decide(fresh, body)[1], range(32)))
+        assert all(d.allowed for d in decisions)
+        stats = fresh.cache.stats
+        assert stats.misses == 1 and stats.hits + stats.shared == 31
+    finally:
+        fresh.close()
+
+
+def test_registry_stopped_mid_test_denies_within_the_deadline(key_dir, tmp_path, artifacts):
+    own = start_registry(tmp_path / "registry")
+    try:
+        with Stores() as stores:
+            push_image(stores.repository(parse_reference(f"{own.host}/apps/x")), {"f": b"x"}, tag="1")
+        policy = parse_policy(policy_for(key_dir, extra="deadlineSeconds: 2\nregistry: {timeoutSeconds: 1, retries: 0}"), source="p")
+        stopped = AdmissionPipeline(policy)
+        own.stop()
+        started = time.monotonic()
+        _, decision = decide(stopped, review("Pod", pod(f"{own.host}/apps/x:1")))
+        assert time.monotonic() - started < 2.5
+        assert not decision.allowed and "cannot connect to registry" in decision.message and decision.registry_errors == 1
+        stopped.close()
+    finally:
+        own.stop()
+
+
+def test_a_hanging_registry_hits_the_deadline(key_dir):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+    threading.Thread(target=lambda: [accepted.append(listener.accept()) for _ in range(16)], daemon=True).start()
+    port = listener.getsockname()[1]
+    policy = parse_policy(policy_for(key_dir, extra="deadlineSeconds: 1\nregistry: {timeoutSeconds: 5, retries: 0}"), source="p")
+    hanging = AdmissionPipeline(policy)
+    try:
+        started = time.monotonic()
+        _, decision = decide(hanging, review("Pod", pod(f"127.0.0.1:{port}/apps/x:1")))
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.5, elapsed
+        assert not decision.allowed and "did not finish within the 1s deadline" in decision.message
+    finally:
+        hanging.close()
+        listener.close()
+
+
+def test_policy_engine_failure_fails_closed(key_dir, registry, artifacts):
+    from webhook.engine import PolicyEngineError
+
+    class BrokenEngine:
+        name = "broken"
+
+        def decide(self, _):
+            raise PolicyEngineError("OPA at http://opa:8181 did not answer")
+
+    broken = AdmissionPipeline(parse_policy(policy_for(key_dir), source="p"), engine=BrokenEngine())
+    try:
+        _, decision = decide(broken, review("Pod", pod(f"{registry.host}/apps/signed:1")))
+        assert not decision.allowed and decision.outcome == "error" and "OPA at http://opa:8181 did not answer" in decision.message
+    finally:
+        broken.close()
+
+
+def test_objects_missing_on_create_are_denied(pipeline):
+    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "request": {"uid": "u", "operation": "CREATE", "kind": {"kind": "Pod"}, "namespace": "ml"}}).encode()
+    _, decision = decide(pipeline, body)
+    assert not decision.allowed and "carries no object" in decision.message
+
+
+def test_opa_server_mode_gives_the_same_decisions_and_fails_closed(key_dir, registry, artifacts):
+    """Against an OPA API stand-in (see tests/support/opa_standin.py: no OPA binary here)."""
+    from support.opa_standin import OpaStandIn
+
+    opa = OpaStandIn()
+    policy = parse_policy(policy_for(key_dir, extra=f"opa: {{url: {opa.url}}}"), source="opa")
+    remote = AdmissionPipeline(policy)
+    try:
+        assert remote.engine.name == "opa"
+        _, allowed = decide(remote, review("Pod", pod(f"{registry.host}/apps/signed:1")))
+        _, denied = decide(remote, review("Pod", pod(f"{registry.host}/apps/unsigned:1")))
+        assert allowed.allowed and not denied.allowed and "no signature by key ml-team" in denied.message
+        assert "modelsign/modelsign.rego" in opa.policies and opa.data["modelsign"]["config"]["name"] == "default"
+        opa.forget()  # an OPA restart: the webhook pushes the policy again and still decides
+        _, again = decide(remote, review("Pod", pod(f"{registry.host}/apps/unsigned:1")))
+        assert not again.allowed and "no signature" in again.message
+        opa.stop()
+        _, down = decide(remote, review("Pod", pod(f"{registry.host}/apps/signed:1")))
+        assert not down.allowed and down.outcome == "error" and f"OPA at {opa.url}" in down.message
+    finally:
+        remote.close()
