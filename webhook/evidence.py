@@ -48,7 +48,6 @@ class Evidence:
             "signatures": self.signatures,
             "rejected": self.rejected,
             "error": self.error,
-            "cached": self.cached,
         }
 
 
@@ -94,8 +93,11 @@ class EvidenceGatherer:
                 registry_allowed=self.policy.registry_allowed(reference.registry),
             )
             evidence[target.key] = item
-            if item.registry_allowed:
-                futures[self.executor.submit(self._verify, target, item)] = target.key
+            if not item.registry_allowed:
+                continue
+            if reference.digest and self._from_cache(item, reference.name, reference.digest):
+                continue  # warm path: no thread hop, no network
+            futures[self.executor.submit(self._verify, target, item)] = target.key
         if futures:
             done, pending = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
             for future in pending:
@@ -107,6 +109,14 @@ class EvidenceGatherer:
                 if exception is not None:  # _verify maps expected failures; anything else still fails closed
                     evidence[futures[future]].error = f"internal error while verifying: {type(exception).__name__}: {exception}"
         return evidence
+
+    def _from_cache(self, item: Evidence, name: str, digest: str) -> bool:
+        report = self.cache.peek((name, digest, self.policy.policy_hash))
+        if report is None:
+            return False
+        item.digest, item.cached = digest, True
+        item.signatures, item.rejected = _signature_facts(report)
+        return True
 
     def _verify(self, target: Target, item: Evidence) -> Evidence:
         reference = target.reference

@@ -16,6 +16,8 @@ def configure_logging(level: str = "info") -> None:
     if _configured:
         return
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=getattr(logging, level.upper(), logging.INFO))
+    for noisy in ("httpx", "httpcore"):  # one line per registry request is noise, not audit
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -101,7 +101,8 @@ def _request(api_version: str, uid: str, request: dict[str, Any]) -> AdmissionRe
     kind, resource, user = mapping(request.get("kind")), mapping(request.get("resource")), mapping(request.get("userInfo"))
     obj = request.get("object")
     old = request.get("oldObject")
-    groups: list[Any] = user.get("groups") if isinstance(user.get("groups"), list) else []
+    raw_groups = user.get("groups")
+    groups = [g for g in raw_groups if isinstance(g, str)] if isinstance(raw_groups, list) else []
     return AdmissionRequest(
         api_version=api_version,
         uid=uid,
@@ -113,7 +114,7 @@ def _request(api_version: str, uid: str, request: dict[str, Any]) -> AdmissionRe
         name=text(request.get("name")) or _object_name(obj),
         namespace=text(request.get("namespace")) or _object_namespace(obj),
         operation=text(request.get("operation")),
-        user=UserInfo(username=text(user.get("username")), uid=text(user.get("uid")), groups=tuple(g for g in groups if isinstance(g, str))),
+        user=UserInfo(username=text(user.get("username")), uid=text(user.get("uid")), groups=tuple(groups)),
         dry_run=request.get("dryRun") is True,
         object=obj if isinstance(obj, dict) else None,
         old_object=old if isinstance(old, dict) else None,
