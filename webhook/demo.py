@@ -199,8 +199,8 @@ def _admission_demo(base: Path) -> None:
     _step("9. The webhook over TLS; AdmissionReviews for a signed and an unsigned model")
     process, url, ca = _start_webhook(base, policy)
     try:
-        context = ssl.create_default_context(cafile=str(ca))
-        with httpx.Client(base_url=url, verify=context, timeout=30) as client:
+        tls = ssl.create_default_context(cafile=str(ca))
+        with httpx.Client(base_url=url, verify=tls, timeout=30) as client:
             for uid, (name, expected) in enumerate((("llm", True), ("rogue", False))):
                 obj = _isvc(f"{name}-isvc", f"kit://{DEMO_REGISTRY}/models/{name}:1.0")
                 print(f"\nPOST {url}/validate  InferenceService {name}-isvc  storageUri {obj['spec']['predictor']['model']['storageUri']}")
