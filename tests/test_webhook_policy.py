@@ -227,3 +227,15 @@ def test_rego_sources_ship_with_the_package():
 
     assert (default_rego_dir() / "modelsign.rego").is_file()
     assert Path(default_rego_dir()).name == "policies"
+
+
+def test_the_readme_policy_example_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## The admission policy", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "ml-team.pub").write_bytes((COSIGN / "kwctl__cosign1.pub").read_bytes())
+    (tmp_path / "keys" / "trusted_root.json").write_bytes((COSIGN / "cosign__trusted_root_pgi.json").read_bytes())
+    (tmp_path / "policy.yaml").write_text(example)
+    policy = load_policy(tmp_path / "policy.yaml")
+    assert set(policy.anchors) == {"ml-team", "release-ci"} and policy.spec.opa is not None
