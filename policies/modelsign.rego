@@ -126,6 +126,21 @@ violations contains v if {
 	})
 }
 
+# An artifact no signing rule covers is not trusted: rules are what say which keys may sign it.
+violations contains v if {
+	not exempt
+	some a in input.artifacts
+	verifiable(a)
+	not covered_by_signing_rule(a)
+	v := violation(a, "no-rule", policy.mode, {"name": a.name, "namespace": input.request.namespace})
+}
+
+covered_by_signing_rule(artifact) if {
+	some rule in policy.rules
+	count(rule.require.signedBy) > 0
+	rule_applies(rule, artifact)
+}
+
 signed_as_required(artifact, rule) if {
 	some signature in artifact.evidence.signatures
 	signature.signer in rule.require.signedBy

@@ -27,9 +27,12 @@ EXPECTED_KSERVE = {
     "v1beta1__triton__bert__bert_v1beta1.yaml": [
         ("spec.predictor.triton.storageUri", "gs://kfserving-examples/models/triton/bert", "uri"),
         ("spec.transformer.containers[0].image", "kserve/bert-tokenizer:latest", "oci"),
+        # KServe's STORAGE_URI convention: the storage initializer downloads this too
+        ("spec.transformer.containers[0].env[0].value", "gs://kfserving-examples/models/triton/bert-transformer", "uri"),
     ],
     "v1beta1__transformer__collocation__collocation.yaml": [
         ("spec.predictor.containers[0].image", "pytorch/torchserve:0.9.0-cpu", "oci"),
+        ("spec.predictor.containers[0].env[1].value", "gs://kfserving-examples/models/torchserve/image_classifier/v1", "uri"),
         ("spec.predictor.containers[1].image", "kserve/image-transformer:latest", "oci"),
     ],
     "v1beta1__custom__custom_model__custom.yaml": [
@@ -39,7 +42,7 @@ EXPECTED_KSERVE = {
     "storage__oci-fetch__inference_service.yaml": [("spec.predictor.model.storageUri", "oci+fetch://ghcr.io/kliukovkin/kserve-oci-test-fixture:v1", "oci")],
     "storage__oci-image-volume__inference_service.yaml": [("spec.predictor.model.storageUri", "oci+native://ghcr.io/my-org/my-sklearn-model:v1", "oci")],
     "storage__hf__hf_isvc.yaml": [("spec.predictor.model.storageUri", "hf://meta-llama/Llama-2-7b-chat-hf", "uri")],
-    "storage__storageSpec__sklearn_storagespec.yaml": [("spec.predictor.sklearn.storage", "storage://localMinIO/sklearn", "uri")],
+    "storage__storageSpec__sklearn_storagespec.yaml": [("spec.predictor.sklearn.storage", "storage://localMinIO/sklearn?bucket=example-models", "uri")],
     "storage__pvc__mnist-pvc.yaml": [("spec.default.predictor.tensorflow.storageUri", "pvc://${PVC_NAME}/export", "uri")],
     "hist__v1alpha2__tensorflow__tensorflow-canary.yaml": [
         ("spec.default.predictor.tensorflow.storageUri", "gs://kfserving-samples/models/tensorflow/flowers", "uri"),
@@ -108,6 +111,19 @@ def test_every_kserve_file_is_handled(name):
     assert all(kind in ("oci", "uri") for _, _, kind in found), found  # every well-formed file yields well-formed artifacts
     if name in EXPECTED_KSERVE:
         assert sorted(found, key=repr) == sorted(EXPECTED_KSERVE[name], key=repr)
+
+
+def test_kserve_storage_annotations_on_pods_and_templates_are_model_sources():
+    annotations = {"internal.serving.kserve.io/storage-initializer-sourceuri": "s3://attacker/model", "other": "x"}
+    pod = {"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "c", "image": "app:1"}]}}
+    assert [(f.source, f.value, f.role) for f in extract("Pod", pod)] == [
+        ("metadata.annotations[internal.serving.kserve.io/storage-initializer-sourceuri]", "s3://attacker/model", "model"),
+        ("spec.containers[0].image", "app:1", "image"),
+    ]
+    deployment = {"spec": {"template": pod}}
+    assert ("spec.template.metadata.annotations[internal.serving.kserve.io/storage-initializer-sourceuri]", "s3://attacker/model") in [
+        (f.source, f.value) for f in extract("Deployment", deployment)
+    ]
 
 
 def test_llm_templates_without_images_defer_to_their_config():

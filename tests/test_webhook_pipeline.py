@@ -103,7 +103,7 @@ def test_signed_image_is_admitted_and_unsigned_is_denied(pipeline, registry, art
     assert decision.artifacts[0]["evidence"]["digest"] == artifacts["signed"].digest
     response = pipeline.response(request, decision)
     assert response["response"]["allowed"] is True and response["response"]["uid"] == "uid-1"
-    assert response["response"]["auditAnnotations"]["modelsign.dev/decision"] == "allow"
+    assert response["response"]["auditAnnotations"]["decision"] == "allow"
 
     request, decision = decide(pipeline, review("Pod", pod(f"{registry.host}/apps/unsigned:1")))
     assert not decision.allowed
@@ -293,3 +293,103 @@ def test_opa_server_mode_gives_the_same_decisions_and_fails_closed(key_dir, regi
         assert not down.allowed and down.outcome == "error" and f"OPA at {opa.url}" in down.message
     finally:
         remote.close()
+
+
+# -- bypass attempts (found in review) ------------------------------------------------------
+
+
+def test_kserve_storage_uri_env_and_pod_annotations_are_checked(pipeline, registry, artifacts):
+    signed = f"{registry.host}/apps/signed:1"
+    custom = {"kind": "InferenceService", "metadata": {"name": "c"}, "spec": {"predictor": {"containers": [
+        {"name": "kserve-container", "image": signed, "env": [{"name": "STORAGE_URI", "value": "s3://attacker/model"}]}]}}}
+    _, decision = decide(pipeline, review("InferenceService", custom))
+    assert not decision.allowed and "s3://attacker/model (spec.predictor.containers[0].env[0].value) cannot be verified" in decision.message
+    annotated = pod(signed)
+    annotated["metadata"]["annotations"] = {"internal.serving.kserve.io/storage-initializer-sourceuri": "s3://attacker/model"}
+    _, decision = decide(pipeline, review("Pod", annotated))
+    assert not decision.allowed and "internal.serving.kserve.io/storage-initializer-sourceuri" in decision.message
+
+
+def test_changing_storage_parameters_is_not_an_unchanged_update(key_dir, registry):
+    policy = parse_policy(policy_for(key_dir, extra='storageUris: {allow: ["storage://approved/models?bucket=ours"]}'), source="p")
+    storage = AdmissionPipeline(policy)
+    try:
+        def spec(parameters):
+            return {"kind": "InferenceService", "metadata": {"name": "s"}, "spec": {"predictor": {"sklearn": {"storage": {"key": "approved", "path": "models", "parameters": parameters}}}}}
+        _, ok = decide(storage, review("InferenceService", spec({"bucket": "ours"})))
+        assert ok.allowed, ok.message
+        _, moved = decide(storage, review("InferenceService", spec({"bucket": "attacker"}), operation="UPDATE", old=spec({"bucket": "ours"})))
+        assert not moved.allowed and moved.reason != "unchanged-artifacts" and "storage://approved/models?bucket=attacker" in moved.message
+    finally:
+        storage.close()
+
+
+def test_unknown_kinds_mismatched_kinds_and_namespace_claims_are_denied(pipeline, registry, artifacts):
+    unsigned = pod(f"{registry.host}/apps/unsigned:1")
+    _, decision = decide(pipeline, review("ConfigMap", unsigned))
+    assert not decision.allowed and "kind ConfigMap is not one modelsign checks" in decision.message
+    body = json.loads(review("Deployment", unsigned))  # request says Deployment, object is a Pod
+    _, decision = decide(pipeline, json.dumps(body).encode())
+    assert not decision.allowed and "the object is a Pod but the request says Deployment" in decision.message
+    claimed = json.loads(json.dumps(unsigned))
+    claimed["metadata"]["namespace"] = "kube-system"  # exempt, but only the API server's namespace counts
+    body = json.loads(review("Pod", claimed))
+    body["request"]["namespace"] = ""
+    _, decision = decide(pipeline, json.dumps(body).encode())
+    assert not decision.allowed and decision.reason != "exempt-namespace"
+
+
+def test_too_many_artifacts_in_one_object(pipeline, registry):
+    _, decision = decide(pipeline, review("Pod", pod(*[f"{registry.host}/apps/x{i}:1" for i in range(201)])))
+    assert not decision.allowed and "201 images and model URIs in one object, more than the 200" in decision.message
+
+
+def test_a_stalled_request_does_not_starve_the_next(key_dir, registry, artifacts):
+    """30 references to a registry that never answers: that request is denied at its deadline,
+    the next request for a healthy registry is still verified, and the hanging registry is
+    then treated as down for a few seconds instead of tying up threads again."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+    port = listener.getsockname()[1]
+    policy = parse_policy(policy_for(key_dir, extra="deadlineSeconds: 1\nregistry: {timeoutSeconds: 1, retries: 0}"), source="p")
+    shared = AdmissionPipeline(policy)
+    try:
+        _, stalled = decide(shared, review("Pod", pod(*[f"127.0.0.1:{port}/apps/x{i}:1" for i in range(30)])))
+        assert not stalled.allowed and "deadline" in stalled.message
+        _, next_one = decide(shared, review("Pod", pod(f"{registry.host}/apps/signed@{artifacts['signed'].digest}")))
+        assert next_one.allowed, next_one.message
+        waited = time.monotonic() + 5
+        while shared.gatherer._down(f"127.0.0.1:{port}") is None and time.monotonic() < waited:
+            time.sleep(0.1)  # the stalled lookups time out and mark the registry down
+        started = time.monotonic()
+        _, again = decide(shared, review("Pod", pod(f"127.0.0.1:{port}/apps/y:1")))
+        assert time.monotonic() - started < 0.5 and "did not answer moments ago" in again.message
+        _, too_many = decide(shared, review("Pod", pod(*[f"{registry.host}/apps/z{i}:1" for i in range(33)])))
+        assert not too_many.allowed and "33 distinct images and models in one object" in too_many.message
+    finally:
+        shared.close()
+        listener.close()
+
+
+def test_decision_memo_ignores_uid_and_skips_huge_inputs():
+    from webhook.engine import MAX_MEMO_INPUT_BYTES, MemoizedEngine
+
+    class Counting:
+        name = "counting"
+        calls = 0
+
+        def decide(self, policy_input):
+            Counting.calls += 1
+            return {"exempt": False, "violations": []}
+
+    memo = MemoizedEngine(Counting(), ttl_seconds=60, max_entries=100)
+    memo.decide({"request": {"uid": "a", "namespace": "ml"}, "artifacts": []})
+    memo.decide({"request": {"uid": "b", "namespace": "ml"}, "artifacts": []})
+    assert Counting.calls == 1
+    memo.decide({"request": {"uid": "c", "namespace": "other"}, "artifacts": []})
+    assert Counting.calls == 2
+    huge = {"request": {"uid": "d"}, "artifacts": [{"value": "x" * MAX_MEMO_INPUT_BYTES}]}
+    memo.decide(huge)
+    memo.decide(huge)
+    assert Counting.calls == 4

@@ -13,6 +13,7 @@ from webhook.engine import PolicyEngineError, RegoEngine
 from webhook.messages import render
 
 DIGEST = "sha256:" + "ab" * 32
+ONE_RULE = "rules: [{name: r, require: {signedBy: [k]}}]"
 
 
 def policy_text(extra: str = "", rules: str | None = None) -> str:
@@ -89,9 +90,11 @@ def test_policy_hash_covers_rules_and_keys():
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {}}", "trustedKeys.k"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {keyless: {issuer: x}}}", "needs subject or subjectRegExp"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\nrulez: []", "rulez: Extra inputs are not permitted"),
-        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {file: /does/not/exist.pub}}", "trustedKeys.k: public key /does/not/exist.pub does not exist"),
-        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {pem: nope}}", "trustedKeys.k: trustedKeys.k.pem is not a PEM file"),
-        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {keyless: {issuer: x, subjectRegExp: '('}}}", "invalid certificate identity regexp"),
+        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {file: /does/not/exist.pub}}\n" + ONE_RULE, "trustedKeys.k: public key /does/not/exist.pub does not exist"),
+        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {pem: nope}}\n" + ONE_RULE, "trustedKeys.k: trustedKeys.k.pem is not a PEM file"),
+        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {keyless: {issuer: x, subjectRegExp: '('}}}\n" + ONE_RULE, "invalid certificate identity regexp"),
+        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\n", "rules: at least one rule is needed"),
+        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {pem: nope}}\nrules: [{name: r, require: {annotations: {a: b}}}]", "rules[0]: Value error, rule 'r' requires nothing".replace("Value error, ", "")),
         ("[1, 2", "not valid YAML"),
         ("- a list", "must be a mapping"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ndeadlineSeconds: 60", "deadlineSeconds"),
@@ -106,7 +109,7 @@ def test_bad_policies_name_the_field(text, fragment):
 def test_relative_key_paths_are_relative_to_the_policy_file(tmp_path):
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "team.pub").write_bytes((COSIGN / "kwctl__cosign1.pub").read_bytes())
-    (tmp_path / "policy.yaml").write_text("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys:\n  team: {file: keys/team.pub}\n")
+    (tmp_path / "policy.yaml").write_text("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys:\n  team: {file: keys/team.pub}\nrules: [{name: r, require: {signedBy: [team]}}]\n")
     assert "team" in load_policy(tmp_path / "policy.yaml").anchors
     with pytest.raises(PolicyError, match="does not exist"):
         load_policy(tmp_path / "absent.yaml")
@@ -153,9 +156,11 @@ rules:
     engine = engine_for(policy_text(rules=rules))
     unsigned = artifact()
     assert codes(decide(engine, [unsigned], namespace="prod-eu")) == ["not-signed"]
-    assert codes(decide(engine, [unsigned], namespace="dev")) == []  # namespace not selected
-    other = artifact("registry.example.com/apps/web:1", name="registry.example.com/apps/web")
-    assert codes(decide(engine, [other], namespace="prod-eu")) == []  # artifact glob not matched
+    # No signing rule covers these, so they are not trusted either (fail closed), with their own reason:
+    assert codes(decide(engine, [unsigned], namespace="dev")) == ["no-rule"]  # namespace not selected
+    other = artifact("registry.example.com/apps/web:1", name="registry.example.com/apps/web", signers=["ml-team"])
+    (violation,) = decide(engine, [other], namespace="prod-eu")["violations"]  # artifact glob not matched
+    assert violation["code"] == "no-rule" and "not covered by any rule that requires a signature" in render(violation)
 
 
 def test_required_annotations_and_any_of_several_keys():
@@ -239,3 +244,34 @@ def test_the_readme_policy_example_is_valid(tmp_path):
     (tmp_path / "policy.yaml").write_text(example)
     policy = load_policy(tmp_path / "policy.yaml")
     assert set(policy.anchors) == {"ml-team", "release-ci"} and policy.spec.opa is not None
+
+
+def test_registry_files_are_resolved_and_checked(tmp_path):
+    text = policy_text(extra="registry: {caFile: ca.pem}")
+    with pytest.raises(PolicyError, match=r"registry.caFile: .*ca.pem does not exist"):
+        parse_policy(text, source="p", base_dir=tmp_path)
+    (tmp_path / "ca.pem").write_text("x")
+    policy = parse_policy(text, source="p", base_dir=tmp_path)
+    assert policy.registry_options().ca_file == tmp_path / "ca.pem"
+
+
+def test_unreadable_rego_is_a_policy_error(tmp_path):
+    from webhook.config import load_rego_dir
+
+    (tmp_path / "bad.rego").write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(PolicyError, match="cannot read Rego file"):
+        load_rego_dir(tmp_path)
+
+
+def test_reload_notices_a_key_file_that_appears_after_a_failed_load(tmp_path):
+    from webhook.app import Settings, WebhookState
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {file: keys/k.pub}}\n" + ONE_RULE + "\n")
+    state = WebhookState(Settings(policy_path=policy))
+    assert state.load() is False and "does not exist" in state.last_error
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "k.pub").write_bytes((COSIGN / "kwctl__cosign1.pub").read_bytes())
+    state.reload_if_changed()
+    assert state.pipeline is not None and state.last_error is None
+    state.stop()

@@ -76,7 +76,7 @@ def test_signed_admitted_unsigned_denied_over_tls(server, registry, images):
     with server.client() as client:
         allowed = post(client, review("Pod", pod(f"{registry.host}/srv/signed:1"))).json()["response"]
         denied = post(client, review("Pod", pod(f"{registry.host}/srv/unsigned:1"))).json()["response"]
-    assert allowed["allowed"] is True and allowed["auditAnnotations"]["modelsign.dev/policy"].startswith("server-test@sha256:")
+    assert allowed["allowed"] is True and allowed["auditAnnotations"]["policy"].startswith("server-test@sha256:")
     assert denied["allowed"] is False and denied["status"]["code"] == 403
     assert f"{registry.host}/srv/unsigned@{images['unsigned'].digest}" in denied["status"]["message"]
 

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from signer.errors import ModelsignError
-from webhook.config import LoadedPolicy, default_rego_dir, load_policy
+from webhook.config import default_rego_dir, load_policy, referenced_files
 from webhook.logs import configure_logging, get_logger
 from webhook.metrics import Metrics
 from webhook.pipeline import AdmissionPipeline, Decision
@@ -64,21 +65,21 @@ class WebhookState:
         self._watcher: threading.Thread | None = None
         self.log = get_logger(component="webhook")
 
-    def _watched_files(self, policy: LoadedPolicy | None) -> list[Path]:
+    def _watched_files(self) -> list[Path]:
+        """The policy file, the Rego files, and every file the policy file names now (read
+        leniently, so a fix to a key file is noticed even while the policy is invalid)."""
         files = [self.settings.policy_path]
         rego_dir = self.settings.rego_dir or default_rego_dir()
         files += sorted(rego_dir.glob("*.rego"))
-        if policy is not None:
-            base = self.settings.policy_path.parent
-            for key in policy.spec.trusted_keys.values():
-                for value in (key.file, key.trusted_root.file if key.trusted_root else None):
-                    if value:
-                        files.append(Path(value) if Path(value).is_absolute() else base / value)
-        return files
+        try:
+            document = yaml.safe_load(self.settings.policy_path.read_bytes())
+        except (OSError, yaml.YAMLError, RecursionError):
+            document = None
+        return files + referenced_files(document, self.settings.policy_path.parent)
 
-    def _current_fingerprint(self, policy: LoadedPolicy | None) -> tuple:
+    def _current_fingerprint(self) -> tuple:
         fingerprint: list[tuple[str, int | None, int | None, int | None]] = []
-        for path in self._watched_files(policy):
+        for path in self._watched_files():
             try:
                 stat = path.stat()  # follows the ConfigMap ..data symlink swap
                 fingerprint.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
@@ -88,26 +89,26 @@ class WebhookState:
 
     def load(self) -> bool:
         current = self.pipeline.policy if self.pipeline else None
+        fingerprint = self._current_fingerprint()  # taken first: a change during loading triggers another load
         try:
             policy = load_policy(self.settings.policy_path, rego_dir=self.settings.rego_dir or default_rego_dir())
             pipeline = AdmissionPipeline(policy)
-        except ModelsignError as exc:
-            self.last_error = str(exc)
-            self._fingerprint = self._current_fingerprint(current)
+        except Exception as exc:  # any failure keeps the last good policy; the reason is shown on /readyz
+            self.last_error = str(exc) if isinstance(exc, ModelsignError) else f"{type(exc).__name__}: {exc}"
+            self._fingerprint = fingerprint
             self.log.error("policy_load_failed", error=self.last_error, keeping=current.policy_hash if current else None)
             return False
         old, self.pipeline = self.pipeline, pipeline
         self.last_error = None
         self.loaded_at = time.time()
-        self._fingerprint = self._current_fingerprint(policy)
+        self._fingerprint = fingerprint
         self.log.info("policy_loaded", policy=policy.name, policy_hash=policy.policy_hash, keys=policy.key_fingerprints, engine=pipeline.engine.name)
         if old is not None:
-            threading.Timer(old.policy.spec.deadline_seconds + 5, old.close).start()
+            old.retire()
         return True
 
     def reload_if_changed(self) -> None:
-        current = self.pipeline.policy if self.pipeline else None
-        if self._current_fingerprint(current) != self._fingerprint:
+        if self._current_fingerprint() != self._fingerprint:
             self.load()
 
     def start_watching(self) -> None:

@@ -62,13 +62,23 @@ class SingleFlightCache(Generic[K, V]):
         lifetime = ttl(value)
         with self._lock:  # store before leaving in-flight, so no caller recomputes in between
             if lifetime > 0:
-                self._entries[key] = (self._clock() + lifetime, value)
+                now = self._clock()
+                self._entries[key] = (now + lifetime, value)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self._max_entries:
                     self._entries.popitem(last=False)
+                self._drop_expired(now)
             self._inflight.pop(key, None)
         future.set_result(value)
         return value, False
+
+    def _drop_expired(self, now: float) -> None:
+        # Least recently used first: stop at the first live entry (amortised, no full scans).
+        while self._entries:
+            first_key, (expires, _) = next(iter(self._entries.items()))
+            if expires > now:
+                break
+            del self._entries[first_key]
 
     def peek(self, key: K) -> V | None:
         """The cached value if fresh, counted as a hit; None (no miss counted) otherwise."""

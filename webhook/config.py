@@ -92,7 +92,13 @@ class Rule(_Strict):
     artifacts: list[str] = Field(default_factory=lambda: ["**"])
     namespaces: list[str] = Field(default_factory=lambda: ["*"])
     mode: Literal["enforce", "warn"] | None = None
-    require: Requirements = Field(default_factory=Requirements)
+    require: Requirements
+
+    @model_validator(mode="after")
+    def _requires_something(self) -> Rule:
+        if not self.require.signed_by:
+            raise ValueError(f"rule {self.name!r} requires nothing: list the keys that must have signed in require.signedBy")
+        return self
 
 
 class StorageUris(_Strict):
@@ -119,7 +125,7 @@ class CacheSettings(_Strict):
 class OpaSettings(_Strict):
     url: str
     decision_path: str = Field(default="modelsign/decision", alias="decisionPath")
-    timeout_seconds: float = Field(default=2.0, alias="timeoutSeconds", gt=0)
+    timeout_seconds: float = Field(default=1.0, alias="timeoutSeconds", gt=0, le=2)
 
 
 class Metadata(_Strict):
@@ -140,13 +146,16 @@ class PolicySpec(_Strict):
     trusted_keys: dict[str, TrustedKeySpec] = Field(default_factory=dict, alias="trustedKeys")
     rules: list[Rule] = Field(default_factory=list)
     storage_uris: StorageUris = Field(default_factory=StorageUris, alias="storageUris")
-    deadline_seconds: float = Field(default=8.0, alias="deadlineSeconds", gt=0, le=29)
+    # Must leave room for the policy step inside the API server's webhook timeout (10 s in manifests/).
+    deadline_seconds: float = Field(default=8.0, alias="deadlineSeconds", gt=0, le=9)
     registry: RegistryAccess = Field(default_factory=RegistryAccess)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     opa: OpaSettings | None = None
 
     @model_validator(mode="after")
     def _known_keys(self) -> PolicySpec:
+        if not self.rules:
+            raise ValueError("rules: at least one rule is needed; artifacts no rule covers are denied")
         known = set(self.trusted_keys)
         for index, rule in enumerate(self.rules):
             for position, name in enumerate(rule.require.signed_by):
@@ -178,12 +187,12 @@ class LoadedPolicy:
         access = self.spec.registry
         return RegistryOptions(
             insecure_registries=tuple(self.spec.insecure_registries),
-            ca_file=Path(access.ca_file) if access.ca_file else None,
+            ca_file=_resolve(self.base_dir, access.ca_file) if access.ca_file else None,
             timeout_seconds=access.timeout_seconds,
             connect_timeout_seconds=min(access.timeout_seconds, 2.0),
             retries=access.retries,
             backoff_seconds=0.05,
-            docker_config=Path(access.docker_config) if access.docker_config else None,
+            docker_config=_resolve(self.base_dir, access.docker_config) if access.docker_config else None,
         )
 
     def local_registries(self) -> dict[str, Path]:
@@ -224,7 +233,11 @@ def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | 
         spec = PolicySpec.model_validate(document)
     except ValidationError as exc:
         raise PolicyError(_format_validation_error(exc, source), hint="see the policy reference in README.md") from None
-    anchors, fingerprints = _load_anchors(spec, base_dir or Path.cwd(), source)
+    base = base_dir or Path.cwd()
+    anchors, fingerprints = _load_anchors(spec, base, source)
+    for field, value in (("registry.caFile", spec.registry.ca_file), ("registry.dockerConfig", spec.registry.docker_config)):
+        if value and not _resolve(base, value).is_file():
+            raise PolicyError(f"{source}: {field}: {_resolve(base, value)} does not exist")
     rego = rego_sources if rego_sources is not None else default_rego_sources()
     digest = hashlib.sha256()
     digest.update(json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True).encode())
@@ -279,6 +292,23 @@ def _load_anchors(spec: PolicySpec, base_dir: Path, source: str) -> tuple[dict[s
     return anchors, fingerprints
 
 
+def referenced_files(document: Any, base_dir: Path) -> list[Path]:
+    """Files a policy document names (keys, trusted roots, CA, Docker config), read leniently
+    so that even a policy that failed validation can be watched for the fix."""
+    document = document if isinstance(document, dict) else {}
+    names: list[Any] = []
+    keys = document.get("trustedKeys")
+    for key in keys.values() if isinstance(keys, dict) else []:
+        if isinstance(key, dict):
+            names.append(key.get("file"))
+            root = key.get("trustedRoot")
+            names.append(root.get("file") if isinstance(root, dict) else None)
+    registry = document.get("registry")
+    if isinstance(registry, dict):
+        names += [registry.get("caFile"), registry.get("dockerConfig")]
+    return [_resolve(base_dir, name) for name in names if isinstance(name, str) and name]
+
+
 def _resolve(base_dir: Path, value: str) -> Path:
     path = Path(value)
     return path if path.is_absolute() else base_dir / path
@@ -295,7 +325,14 @@ def default_rego_dir() -> Path:
 
 
 def load_rego_dir(directory: Path) -> dict[str, str]:
-    sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(directory.glob("*.rego")) if not p.name.endswith("_test.rego")}
+    sources = {}
+    for path in sorted(directory.glob("*.rego")):
+        if path.name.endswith("_test.rego"):
+            continue
+        try:
+            sources[path.name] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"cannot read Rego file {path}: {exc}") from None
     if not sources:
         raise PolicyError(f"no .rego files in {directory}")
     return sources

@@ -7,6 +7,7 @@ that into a deny (fail closed).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from signer.errors import ModelsignError
 from webhook.cache import SingleFlightCache
 
 DECISION_QUERY = "data.modelsign.decision"
+MAX_MEMO_INPUT_BYTES = 64 * 1024
 
 
 class PolicyEngineError(ModelsignError):
@@ -135,7 +137,10 @@ class MemoizedEngine:
 
     def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
         request = {k: v for k, v in policy_input.get("request", {}).items() if k != "uid"}
-        key = json.dumps({**policy_input, "request": request}, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps({**policy_input, "request": request}, sort_keys=True, separators=(",", ":"))
+        if len(canonical) > MAX_MEMO_INPUT_BYTES:  # huge objects are rare: not worth the memory
+            return self._engine.decide(policy_input)
+        key = hashlib.sha256(canonical.encode()).hexdigest()
         value, _ = self._cache.get_or_compute(key, lambda: self._engine.decide(policy_input), ttl=lambda _: self._ttl)
         return value
 

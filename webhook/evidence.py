@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from signer.errors import ModelsignError
+from signer.errors import ModelsignError, NotFoundError, RegistryError
 from signer.oci.stores import Stores
 from signer.verification import SignatureReport, verify_signatures
 from webhook.cache import SingleFlightCache
@@ -24,6 +25,7 @@ from webhook.config import LoadedPolicy
 from webhook.targets import Target
 
 NEGATIVE_TTL_SECONDS = 10.0  # an unsigned result is re-checked soon: someone may be signing it now
+UNREACHABLE_PAUSE_SECONDS = 5.0  # after a timeout or refused connection, fail fast for this long
 
 
 @dataclass
@@ -74,6 +76,10 @@ class EvidenceGatherer:
         self.stores = stores
         self.cache = cache
         self.executor = executor
+        # registry -> (monotonic time until which it is treated as down, why): a registry that
+        # hangs must not tie up every verification thread, request after request.
+        self._unreachable: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
         self._anchors = list(policy.anchors.values())
         self._positive_ttl = policy.spec.cache.ttl_seconds
 
@@ -97,10 +103,15 @@ class EvidenceGatherer:
                 continue
             if reference.digest and self._from_cache(item, reference.name, reference.digest):
                 continue  # warm path: no thread hop, no network
-            futures[self.executor.submit(self._verify, target, item)] = target.key
+            down = self._down(reference.registry)
+            if down is not None:
+                item.error, item.registry_error = down, True
+                continue
+            futures[self.executor.submit(self._verify, target, item, deadline)] = target.key
         if futures:
             done, pending = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
             for future in pending:
+                future.cancel()  # not started yet: do not let it hold a worker after the answer went out
                 key = futures[future]
                 evidence[key].error = f"verification of {evidence[key].reference} did not finish within the {self.policy.spec.deadline_seconds:g}s deadline"
                 evidence[key].registry_error = True
@@ -110,6 +121,17 @@ class EvidenceGatherer:
                     evidence[futures[future]].error = f"internal error while verifying: {type(exception).__name__}: {exception}"
         return evidence
 
+    def _down(self, registry: str) -> str | None:
+        with self._lock:
+            until, reason = self._unreachable.get(registry, (0.0, ""))
+        if time.monotonic() < until:
+            return f"registry {registry} did not answer moments ago ({reason}); not contacted again for {UNREACHABLE_PAUSE_SECONDS:g}s"
+        return None
+
+    def _mark_down(self, registry: str, reason: str) -> None:
+        with self._lock:
+            self._unreachable[registry] = (time.monotonic() + UNREACHABLE_PAUSE_SECONDS, reason)
+
     def _from_cache(self, item: Evidence, name: str, digest: str) -> bool:
         report = self.cache.peek((name, digest, self.policy.policy_hash))
         if report is None:
@@ -118,9 +140,13 @@ class EvidenceGatherer:
         item.signatures, item.rejected = _signature_facts(report)
         return True
 
-    def _verify(self, target: Target, item: Evidence) -> Evidence:
+    def _verify(self, target: Target, item: Evidence, deadline: float) -> Evidence:
         reference = target.reference
         assert reference is not None
+        if time.monotonic() >= deadline:  # queued behind other work for too long: the answer has gone out
+            item.error = f"verification of {item.reference} did not start before the {self.policy.spec.deadline_seconds:g}s deadline"
+            item.registry_error = True
+            return item
         try:
             repository = self.stores.repository(reference)
             # A tag is resolved here, once per request; the digest is what gets verified.
@@ -131,9 +157,15 @@ class EvidenceGatherer:
                 key,
                 lambda: verify_signatures(repository, digest, self._anchors, reference=str(reference.pinned(digest))),
                 ttl=lambda result: self._positive_ttl if result.ok else min(self._positive_ttl, NEGATIVE_TTL_SECONDS),
+                wait_seconds=max(0.0, deadline - time.monotonic()),
             )
             item.signatures, item.rejected = _signature_facts(report)
         except ModelsignError as exc:
             item.error = str(exc)
+            item.registry_error = True
+            if isinstance(exc, RegistryError) and exc.status is None and not isinstance(exc, NotFoundError):
+                self._mark_down(reference.registry, str(exc))
+        except concurrent.futures.TimeoutError:  # another request's lookup of this digest outlived our deadline
+            item.error = f"verification of {item.reference} did not finish within the {self.policy.spec.deadline_seconds:g}s deadline"
             item.registry_error = True
         return item

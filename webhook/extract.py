@@ -18,6 +18,14 @@ KSERVE_FRAMEWORKS = (
     "huggingface", "model", "alibi", "art", "aix", "custom",
 )
 _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+# KServe's pod mutator downloads whatever these annotations name (set by its controllers,
+# but anyone creating a Pod, template or KServe object can set them).
+KSERVE_STORAGE_ANNOTATION_PREFIX = "internal.serving.kserve.io/storage"
+STORAGE_URI_ENV = "STORAGE_URI"  # KServe custom containers: the storage initializer fetches it
+KNOWN_KINDS = POD_TEMPLATE_KINDS | {
+    "Pod", "CronJob", "InferenceService", "ServingRuntime", "ClusterServingRuntime", "TrainedModel",
+    "LLMInferenceService", "LLMInferenceServiceConfig",
+}
 
 
 @dataclass(frozen=True)
@@ -28,24 +36,26 @@ class Found:
 
 
 def extract(kind: str, obj: dict[str, Any] | None) -> list[Found]:
+    """Artifacts of a known kind (see KNOWN_KINDS; callers deny the others)."""
     if not isinstance(obj, dict):
         return []
     spec = obj.get("spec")
+    found = list(_storage_annotations(obj, "metadata"))
     if kind == "Pod":
-        return list(_pod_spec(spec, "spec"))
-    if kind in POD_TEMPLATE_KINDS:
-        return list(_pod_spec(_get(spec, "template", "spec"), "spec.template.spec"))
-    if kind == "CronJob":
-        return list(_pod_spec(_get(spec, "jobTemplate", "spec", "template", "spec"), "spec.jobTemplate.spec.template.spec"))
-    if kind == "InferenceService":
-        return list(_inference_service(spec))
-    if kind in ("ServingRuntime", "ClusterServingRuntime"):
-        return list(_serving_runtime(spec))
-    if kind == "TrainedModel":
-        return list(_uri(_get(spec, "model", "storageUri"), "spec.model.storageUri"))
-    if kind in ("LLMInferenceService", "LLMInferenceServiceConfig"):
-        return list(_llm_inference_service(spec))
-    return []
+        found += _pod_spec(spec, "spec")
+    elif kind in POD_TEMPLATE_KINDS:
+        found += _pod_template(_get(spec, "template"), "spec.template")
+    elif kind == "CronJob":
+        found += _pod_template(_get(spec, "jobTemplate", "spec", "template"), "spec.jobTemplate.spec.template")
+    elif kind == "InferenceService":
+        found += _inference_service(spec)
+    elif kind in ("ServingRuntime", "ClusterServingRuntime"):
+        found += _serving_runtime(spec)
+    elif kind == "TrainedModel":
+        found += _uri(_get(spec, "model", "storageUri"), "spec.model.storageUri")
+    elif kind in ("LLMInferenceService", "LLMInferenceServiceConfig"):
+        found += _llm_inference_service(spec)
+    return found
 
 
 def _get(value: Any, *path: str) -> Any:
@@ -65,7 +75,20 @@ def _uri(value: Any, source: str) -> Iterator[Found]:
         yield Found(source=source, value=value, role="model")
 
 
-def _pod_spec(spec: Any, path: str) -> Iterator[Found]:
+def _storage_annotations(obj: Any, path: str) -> Iterator[Found]:
+    annotations = _get(obj, "metadata", "annotations") if path == "metadata" else _get(obj, "annotations")
+    for key, value in sorted(annotations.items()) if isinstance(annotations, dict) else []:
+        if isinstance(key, str) and key.startswith(KSERVE_STORAGE_ANNOTATION_PREFIX):
+            yield Found(source=f"{path}.annotations[{key}]", value=value, role="model")
+
+
+def _pod_template(template: Any, path: str) -> Iterator[Found]:
+    yield from _storage_annotations(_get(template, "metadata"), f"{path}.metadata")
+    yield from _pod_spec(_get(template, "spec"), f"{path}.spec")
+
+
+def _pod_spec(spec: Any, path: str, *, storage_env: bool = False) -> Iterator[Found]:
+    """Images of a pod spec; with `storage_env`, KServe's STORAGE_URI container variables too."""
     if not isinstance(spec, dict):
         return
     for field_name in _CONTAINER_LISTS:
@@ -75,6 +98,10 @@ def _pod_spec(spec: Any, path: str) -> Iterator[Found]:
             # templates; the resulting Pod is admitted, and checked, on its own).
             if image is not None:
                 yield Found(source=f"{path}.{field_name}[{index}].image", value=image, role="image")
+            if storage_env:
+                for position, variable in _items(_get(container, "env")):
+                    if isinstance(variable, dict) and variable.get("name") == STORAGE_URI_ENV:
+                        yield Found(source=f"{path}.{field_name}[{index}].env[{position}].value", value=variable.get("value"), role="model")
     for index, volume in _items(spec.get("volumes")):
         reference = _get(volume, "image", "reference")
         if reference is not None:  # Kubernetes image volumes (OCI artifacts mounted read-only)
@@ -90,7 +117,7 @@ def _storage_uris(value: Any, path: str) -> Iterator[Found]:
 def _component(component: Any, path: str) -> Iterator[Found]:
     if not isinstance(component, dict):
         return
-    yield from _pod_spec(component, path)  # a component embeds a PodSpec
+    yield from _pod_spec(component, path, storage_env=True)  # a component embeds a PodSpec
     yield from _storage_uris(component.get("storageUris"), f"{path}.storageUris")
     for framework in KSERVE_FRAMEWORKS:
         section = component.get(framework)
@@ -101,14 +128,22 @@ def _component(component: Any, path: str) -> Iterator[Found]:
         yield from _storage_uris(section.get("storageUris"), f"{base}.storageUris")
         storage = section.get("storage")
         if isinstance(storage, dict):  # KServe storage spec: a named storage key, not a URI
-            yield Found(source=f"{base}.storage", value=f"storage://{storage.get('key', '')}/{storage.get('path', '')}", role="model")
+            yield Found(source=f"{base}.storage", value=_storage_spec_uri(storage), role="model")
         if section.get("image") is not None:
             yield Found(source=f"{base}.image", value=section.get("image"), role="image")
         container = section.get("container")  # v1alpha2 custom predictor
         if isinstance(container, dict):
             yield Found(source=f"{base}.container.image", value=container.get("image"), role="image")
     worker = component.get("workerSpec")
-    yield from _pod_spec(worker, f"{path}.workerSpec")
+    yield from _pod_spec(worker, f"{path}.workerSpec", storage_env=True)
+
+
+def _storage_spec_uri(storage: dict[str, Any]) -> str:
+    """`storage://key/path?param=value`: parameters (bucket, endpoint...) are part of what is
+    loaded, so they are part of the value policies match and updates compare."""
+    parameters = storage.get("parameters")
+    query = "&".join(f"{k}={parameters[k]}" for k in sorted(parameters)) if isinstance(parameters, dict) and parameters else ""
+    return f"storage://{storage.get('key', '')}/{storage.get('path', '')}" + (f"?{query}" if query else "")
 
 
 def _inference_service(spec: Any) -> Iterator[Found]:
@@ -123,8 +158,8 @@ def _inference_service(spec: Any) -> Iterator[Found]:
 
 
 def _serving_runtime(spec: Any) -> Iterator[Found]:
-    yield from _pod_spec(spec, "spec")
-    yield from _pod_spec(_get(spec, "workerSpec"), "spec.workerSpec")
+    yield from _pod_spec(spec, "spec", storage_env=True)
+    yield from _pod_spec(_get(spec, "workerSpec"), "spec.workerSpec", storage_env=True)
 
 
 def _llm_inference_service(spec: Any) -> Iterator[Found]:
@@ -134,4 +169,4 @@ def _llm_inference_service(spec: Any) -> Iterator[Found]:
     for index, adapter in _items(_get(spec, "model", "lora", "adapters")):
         yield from _uri(_get(adapter, "uri"), f"spec.model.lora.adapters[{index}].uri")
     for path in (("template",), ("worker",), ("prefill", "template"), ("prefill", "worker"), ("router", "scheduler", "template")):
-        yield from _pod_spec(_get(spec, *path), "spec." + ".".join(path))
+        yield from _pod_spec(_get(spec, *path), "spec." + ".".join(path), storage_env=True)

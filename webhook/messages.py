@@ -49,6 +49,10 @@ _RENDERERS = {
         "store the model as a signed OCI artifact (kit:// or oci://) or allow the URI under storageUris.allow"
     ),
     "not-signed": _not_signed,
+    "no-rule": lambda v: (
+        f"{v.get('value')} ({v.get('source')}) is not covered by any rule that requires a signature "
+        f"(artifact {v.get('name')}, namespace {v.get('namespace') or '(cluster-scoped)'}); add a rule whose artifacts and namespaces globs match it"
+    ),
 }
 
 

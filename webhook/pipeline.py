@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import fnmatch
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,12 +23,15 @@ from webhook.cache import SingleFlightCache
 from webhook.config import LoadedPolicy
 from webhook.engine import PolicyEngine, build_engine
 from webhook.evidence import Evidence, EvidenceGatherer
-from webhook.extract import extract
+from webhook.extract import KNOWN_KINDS, extract
 from webhook.messages import render
 from webhook.review import AdmissionRequest, review_response
 from webhook.targets import Target, classify
 
 NO_VERIFICATION_OPERATIONS = ("DELETE", "CONNECT")
+POLICY_BUDGET_SECONDS = 0.5
+MAX_ARTIFACTS_PER_REQUEST = 200  # far above any real workload; bounds policy work per request
+MAX_DISTINCT_REFERENCES = 32  # distinct images/ModelKits verified per request; bounds registry work
 VERIFIED_SUBRESOURCES = ("ephemeralcontainers",)  # `kubectl debug` adds images through it
 
 
@@ -51,11 +55,9 @@ class Decision:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def audit_annotations(self) -> dict[str, str]:
-        return {
-            "modelsign.dev/decision-id": self.decision_id,
-            "modelsign.dev/decision": self.outcome,
-            "modelsign.dev/policy": f"{self.policy_name}@{self.policy_hash}",
-        }
+        # The API server prefixes each key with the webhook name ("artifacts.modelsign.dev/decision");
+        # keys must be plain names: a key with its own "/" would be dropped.
+        return {"decision-id": self.decision_id, "decision": self.outcome, "policy": f"{self.policy_name}@{self.policy_hash}"}
 
 
 class AdmissionPipeline:
@@ -63,23 +65,48 @@ class AdmissionPipeline:
                  cache: SingleFlightCache | None = None, engine: PolicyEngine | None = None) -> None:
         self.policy = policy
         self.stores = stores or Stores(policy.registry_options(), local_registries=policy.local_registries())
-        self.executor = executor or concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="modelsign-verify")
+        # Registry lookups are I/O bound; enough threads that two requests at the per-request cap still run.
+        self.executor = executor or concurrent.futures.ThreadPoolExecutor(max_workers=2 * MAX_DISTINCT_REFERENCES, thread_name_prefix="modelsign-verify")
         self.cache = cache or SingleFlightCache(max_entries=policy.spec.cache.max_entries)
         self.engine = engine or build_engine(policy)
         self.gatherer = EvidenceGatherer(policy, self.stores, self.cache, self.executor)
+        self._inflight = 0
+        self._retired = False
+        self._closed = False
+        self._lock = threading.Lock()
 
     def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.stores.close()
+
+    def retire(self) -> None:
+        """A newer policy took over: close once the requests still using this one are done."""
+        with self._lock:
+            self._retired = True
+            idle = self._inflight == 0
+        if idle:
+            self.close()
 
     # -- decisions ----------------------------------------------------------------------
 
     def decide(self, request: AdmissionRequest) -> Decision:
         started = time.monotonic()
+        with self._lock:
+            self._inflight += 1
         try:
             decision = self._decide(request, started + self.policy.spec.deadline_seconds)
         except Exception as exc:  # fail closed: whatever broke, the answer is a deny with the reason
             decision = self._failure(request, f"modelsign could not decide: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                finished = self._retired and self._inflight == 0
+            if finished:
+                self.close()
         decision.latency_ms = round((time.monotonic() - started) * 1000, 3)
         return decision
 
@@ -89,11 +116,25 @@ class AdmissionPipeline:
             return self._allowed(request, skip[0], skip[1])
         if request.object is None:
             return self._failure(request, f"{request.operation} {request.kind} request carries no object to check")
-        targets = [classify(found) for found in extract(request.kind, request.object)]
+        if request.kind not in KNOWN_KINDS:
+            return self._failure(request, f"kind {request.kind or '(none)'} is not one modelsign checks; remove it from the webhook's rules")
+        object_kind = request.object.get("kind")
+        if isinstance(object_kind, str) and object_kind and object_kind != request.kind:
+            return self._failure(request, f"the object is a {object_kind} but the request says {request.kind}")
+        found = extract(request.kind, request.object)
+        if len(found) > MAX_ARTIFACTS_PER_REQUEST:
+            return self._failure(request, f"{len(found)} images and model URIs in one object, more than the {MAX_ARTIFACTS_PER_REQUEST} modelsign checks per request")
+        targets = [classify(item) for item in found]
+        distinct = {t.key for t in targets if t.kind == "oci"}
+        if len(distinct) > MAX_DISTINCT_REFERENCES:
+            return self._failure(request, f"{len(distinct)} distinct images and models in one object, more than the {MAX_DISTINCT_REFERENCES} modelsign verifies per request")
         if request.operation == "UPDATE" and request.old_object is not None and self._unchanged(request, targets):
             return self._allowed(request, "unchanged-artifacts", "artifacts unchanged from the existing object")
-        evidence = self.gatherer.gather(targets, deadline)
+        # Registry work stops a little before the deadline so the policy step still fits in it.
+        evidence = self.gatherer.gather(targets, deadline - min(POLICY_BUDGET_SECONDS, self.policy.spec.deadline_seconds / 10))
         artifacts = [self._artifact_input(target, evidence.get(target.key)) for target in targets]
+        if time.monotonic() > deadline:
+            return self._failure(request, f"the {self.policy.spec.deadline_seconds:g}s deadline passed before the policy could be evaluated")
         result = self.engine.decide({"request": request.facts(), "artifacts": artifacts})
         if result.get("exempt"):
             return self._allowed(request, "exempt-namespace", f"namespace {request.namespace} is exempt", artifacts)

@@ -112,7 +112,8 @@ def _request(api_version: str, uid: str, request: dict[str, Any]) -> AdmissionRe
         resource=text(resource.get("resource")),
         sub_resource=text(request.get("subResource")),
         name=text(request.get("name")) or _object_name(obj),
-        namespace=text(request.get("namespace")) or _object_namespace(obj),
+        # Only the API server's namespace counts: an object cannot claim an exempt namespace.
+        namespace=text(request.get("namespace")),
         operation=text(request.get("operation")),
         user=UserInfo(username=text(user.get("username")), uid=text(user.get("uid")), groups=tuple(groups)),
         dry_run=request.get("dryRun") is True,
@@ -125,9 +126,6 @@ def _object_name(obj: Any) -> str:
     metadata = mapping(mapping(obj).get("metadata"))
     return text(metadata.get("name")) or text(metadata.get("generateName"))
 
-
-def _object_namespace(obj: Any) -> str:
-    return text(mapping(mapping(obj).get("metadata")).get("namespace"))
 
 
 def review_response(
