@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from signer.modelkit import ModelKitInfo, describe_modelkit
-from signer.oci.manifest import Manifest
+from signer.oci.manifest import Descriptor, Manifest
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference
 from signer.errors import NotFoundError
@@ -52,6 +52,13 @@ def resolve_artifact(stores: Stores, reference: ArtifactReference) -> ResolvedAr
     if manifest is None:
         raise NotFoundError(f"{reference} not found in {repository.display_name}", hint="check the repository and tag, or push the artifact first")
     return ResolvedArtifact(reference=reference, digest=manifest.digest, manifest=manifest)
+
+
+def resolve_target(stores: Stores, reference: ArtifactReference) -> tuple[ResolvedArtifact, Descriptor]:
+    """Resolve once and describe the manifest (media type, size) that signed objects point at."""
+    resolved = resolve_artifact(stores, reference)
+    descriptor = resolved.manifest.descriptor() if resolved.manifest else stores.repository(reference).resolve(resolved.digest)
+    return resolved, descriptor
 
 
 def verify_artifact(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
+from typing import Iterable
 
 from signer.errors import FormatError
 
@@ -65,3 +67,20 @@ def attestation_tag(digest: str) -> str:
 
 def referrers_fallback_tag(digest: str) -> str:
     return tag_prefix(digest)
+
+
+def write_checked(chunks: Iterable[bytes], path: Path, digest: str, max_bytes: int, what: str) -> None:
+    """Write `chunks` to `path`; refuse more than `max_bytes` or content of another digest."""
+    algorithm = digest.split(":", 1)[0]
+    hasher = hashlib.new(algorithm)
+    total = 0
+    with path.open("wb") as handle:
+        for chunk in chunks:
+            total += len(chunk)
+            if total > max_bytes:
+                raise FormatError(f"{what} is larger than the {max_bytes} bytes allowed")
+            hasher.update(chunk)
+            handle.write(chunk)
+    if f"{algorithm}:{hasher.hexdigest()}" != digest:
+        path.unlink(missing_ok=True)
+        raise FormatError(f"{what}: content does not match its digest", hint="the store returned different bytes than it advertised")

@@ -46,3 +46,18 @@ def parse_json_object(data: bytes | str, *, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FormatError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """A field that should be an object, or {} when it is anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+def text(value: Any) -> str:
+    """A field that should be a string, or "" when it is anything else."""
+    return value if isinstance(value, str) else ""
+
+
+def strings(value: Any) -> list[str]:
+    """A field that should be a list of strings: its strings, or []."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []

@@ -28,6 +28,9 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_PREDICATE_TYPE = "predicateType"
 
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+VULN_PREDICATE = "https://cosign.sigstore.dev/attestation/vuln/v1"
+CUSTOM_PREDICATE = "https://cosign.sigstore.dev/attestation/v1"
+APPROVAL_PREDICATE = "https://modelsign.dev/attestation/approval/v1"
 INTOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 
 KITOPS_CONFIG = "application/vnd.kitops.modelkit.config.v1+json"

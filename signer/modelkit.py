@@ -9,6 +9,7 @@ import yaml
 
 from signer import mediatypes as mt
 from signer.errors import FormatError
+from signer.jsonenc import mapping
 from signer.oci.manifest import Manifest
 from signer.oci.repository import Repository
 
@@ -44,7 +45,7 @@ def describe_modelkit(repository: Repository, manifest: Manifest) -> ModelKitInf
     else:
         kitfile_text = repository.fetch_blob(manifest.config.digest, max_bytes=MAX_CONFIG_BYTES)
     kitfile = parse_kitfile(kitfile_text)
-    package, model = _section(kitfile, "package"), _section(kitfile, "model")
+    package, model = mapping(kitfile.get("package")), mapping(kitfile.get("model"))
     return ModelKitInfo(
         package_name=_text(package.get("name")),
         package_version=_text(package.get("version")),
@@ -65,11 +66,6 @@ def parse_kitfile(data: bytes | str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FormatError("Kitfile must be a mapping")
     return value
-
-
-def _section(kitfile: dict[str, Any], name: str) -> dict[str, Any]:
-    value = kitfile.get(name)
-    return value if isinstance(value, dict) else {}
 
 
 def _text(value: Any) -> str | None:

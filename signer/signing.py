@@ -11,19 +11,18 @@ from __future__ import annotations
 import base64
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from signer import mediatypes as mt
 from signer.bundles import build_key_bundle
 from signer.digests import signature_tag
 from signer.dsse import sign_envelope
-from signer.artifacts import resolve_artifact
+from signer.artifacts import resolve_target
 from signer.errors import FormatError
 from signer.intoto import encode_statement, subject_for_digest
 from signer.keys import SigningKey
 from signer.legacy import MAX_LAYER_BYTES, Layer, append_layer
-from signer.oci.manifest import Descriptor, encode_image_manifest
-from signer.oci.referrers import attach_referrer
+from signer.bundle_referrer import push_bundle_referrer
+from signer.oci.manifest import Descriptor
 from signer.oci.repository import Repository
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference
@@ -55,9 +54,8 @@ def sign_artifact(
     signature_format: SignatureFormat = SignatureFormat.LEGACY,
     annotations: dict[str, str] | None = None,
 ) -> SignResult:
-    resolved = resolve_artifact(stores, reference)
+    resolved, target = resolve_target(stores, reference)
     repository = stores.repository(reference)
-    target = resolved.manifest.descriptor() if resolved.manifest else repository.resolve(resolved.digest)
     pinned = str(resolved.pinned)
     written: list[str] = []
     unchanged: list[str] = []
@@ -95,20 +93,5 @@ def _write_legacy(repository: Repository, reference: ArtifactReference, digest: 
 
 def _write_bundle(repository: Repository, target: Descriptor, key: SigningKey, annotations: dict[str, str] | None) -> str:
     statement = encode_statement([subject_for_digest(target.digest, annotations=dict(annotations) if annotations else None)], mt.COSIGN_SIGN_PREDICATE, {})
-    envelope = sign_envelope(mt.INTOTO_PAYLOAD, statement, key)
-    bundle = build_key_bundle(envelope, key.public.key_id)
-    repository.push_blob(bundle)
-    repository.push_blob(b"{}")
-    manifest_annotations = {
-        mt.ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
-        mt.ANNOTATION_BUNDLE_PREDICATE: mt.COSIGN_SIGN_PREDICATE,
-        mt.ANNOTATION_CREATED: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    manifest = encode_image_manifest(
-        Descriptor(media_type=mt.OCI_EMPTY, digest=mt.OCI_EMPTY_DIGEST, size=2),
-        [Descriptor.for_content(mt.SIGSTORE_BUNDLE_V03, bundle)],
-        artifact_type=mt.SIGSTORE_BUNDLE_V03,
-        subject=Descriptor(media_type=target.media_type, digest=target.digest, size=target.size),
-        annotations=manifest_annotations,
-    )
-    return attach_referrer(repository, manifest, artifact_type=mt.SIGSTORE_BUNDLE_V03, annotations=manifest_annotations, subject_digest=target.digest)
+    bundle = build_key_bundle(sign_envelope(mt.INTOTO_PAYLOAD, statement, key), key.public.key_id)
+    return push_bundle_referrer(repository, target, bundle, mt.COSIGN_SIGN_PREDICATE)

@@ -1,9 +1,11 @@
-"""Verify the signatures on one manifest digest: cosign legacy `.sig` layers and sigstore
-bundle referrers. Only signature objects are fetched, never the image itself.
+"""Verify the signed statements about one manifest digest: signatures (cosign legacy `.sig`
+layers, sigstore bundle referrers) and attestations (`.att` DSSE layers, bundle referrers
+with other predicate types). Only these objects are fetched, never the image itself.
 
-A signature counts when it (a) verifies against a trusted key or keyless identity and
-(b) names exactly this digest. Attestations (bundles with another predicate type) are
-never counted. Every signature that does not count is reported with its reason.
+A statement counts when it (a) verifies against a trusted key or keyless identity and
+(b) names exactly this digest. An attestation is never counted as a signature, and only
+the attestation types asked for are collected. Everything that does not count is reported
+with its reason.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from typing import Any
 
 from signer import mediatypes as mt
 from signer.bundles import parse_bundle
-from signer.digests import signature_tag
+from signer.digests import attestation_tag, signature_tag
+from signer.dsse import Envelope, parse_envelope
+from signer.jsonenc import load_json
 from signer.errors import FormatError, ModelsignError, NotFoundError
 from signer.intoto import Statement, parse_statement
 from signer.keyless import KeylessIdentity, KeylessSigner, verify_bundle_dsse, verify_legacy
@@ -42,6 +47,17 @@ class VerifiedSignature:
 
 
 @dataclass(frozen=True)
+class VerifiedAttestation:
+    predicate_type: str
+    predicate: Any
+    form: str  # "legacy" (.att layer) or "bundle" (sigstore bundle referrer)
+    signer: str
+    key_id: str | None
+    keyless: KeylessSigner | None
+    location: str
+
+
+@dataclass(frozen=True)
 class Rejection:
     location: str
     reason: str
@@ -60,6 +76,16 @@ class SignatureReport:
         return bool(self.verified)
 
 
+@dataclass(frozen=True)
+class AttestationReport:
+    digest: str
+    verified: tuple[VerifiedAttestation, ...]
+    rejected: tuple[Rejection, ...]
+
+    def of_type(self, predicate_type: str) -> list[VerifiedAttestation]:
+        return [a for a in self.verified if a.predicate_type == predicate_type]
+
+
 def verify_signatures(
     repository: Repository,
     digest: str,
@@ -71,28 +97,49 @@ def verify_signatures(
     """Collect and check every signature on `digest`. Registry (transport) failures
     propagate; malformed signature objects become rejections, so one broken source never
     hides valid signatures in the other."""
-    checker = _Checker(digest, anchors, required_annotations or {})
-    sig_tag = signature_tag(digest)
-    where = f"{repository.display_name}:{sig_tag}"
-    try:
-        layers = read_layers(repository.fetch_manifest(sig_tag), where=where)
-    except FormatError as exc:
-        checker.reject(where, str(exc))
-        layers = []
-    for index, layer in enumerate(layers[:MAX_SIGNATURES_PER_SOURCE]):
-        checker.check_legacy_layer(repository, layer, f"{where} layer {index}")
+    return collect_statements(repository, digest, anchors, reference=reference, required_annotations=required_annotations)[0]
+
+
+def verify_attestations(repository: Repository, digest: str, anchors: list[TrustAnchor], *, predicate_types: set[str]) -> AttestationReport:
+    return collect_statements(repository, digest, anchors, reference=digest, attestation_types=predicate_types, signatures=False)[1]
+
+
+def collect_statements(
+    repository: Repository,
+    digest: str,
+    anchors: list[TrustAnchor],
+    *,
+    reference: str,
+    required_annotations: dict[str, str] | None = None,
+    attestation_types: set[str] | frozenset[str] = frozenset(),
+    signatures: bool = True,
+) -> tuple[SignatureReport, AttestationReport]:
+    """Signatures and the requested attestation types, fetching each source once."""
+    checker = _Checker(digest, anchors, required_annotations or {}, set(attestation_types), signatures)
+    if signatures:
+        sig_tag = signature_tag(digest)
+        for index, layer in checker.layers(repository, sig_tag):
+            checker.check_legacy_layer(repository, layer, f"{repository.display_name}:{sig_tag} layer {index}")
+    if attestation_types:
+        att_tag = attestation_tag(digest)
+        for index, layer in checker.layers(repository, att_tag):
+            checker.check_attestation_layer(repository, layer, f"{repository.display_name}:{att_tag} layer {index}")
+    where = f"{repository.display_name} referrers of {digest}"
     try:
         referrers = list_referrers(repository, digest, mt.SIGSTORE_BUNDLE_V03)
     except FormatError as exc:
-        checker.reject(f"{repository.display_name} referrers of {digest}", str(exc))
+        checker.reject(where, str(exc))
         referrers = []
-    for descriptor in referrers[:MAX_SIGNATURES_PER_SOURCE]:
+    wanted = [d for d in referrers if checker.wants(d.annotations.get(mt.ANNOTATION_BUNDLE_PREDICATE))]
+    for skipped in (d for d in referrers if d not in wanted):  # typed by their annotation: not fetched
+        checker.ignored.append(f"{repository.display_name}@{skipped.digest}: attestation of type {skipped.annotations[mt.ANNOTATION_BUNDLE_PREDICATE]} (not a signature)")
+    for descriptor in wanted[:MAX_SIGNATURES_PER_SOURCE]:
         checker.check_bundle_referrer(repository, descriptor)
-    for source, count in ((where, len(layers)), (f"{repository.display_name} referrers of {digest}", len(referrers))):
-        if count > MAX_SIGNATURES_PER_SOURCE:
-            checker.reject(source, f"{count} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
-    return SignatureReport(
-        reference=reference, digest=digest, verified=tuple(checker.verified), rejected=tuple(checker.rejected), ignored=tuple(checker.ignored)
+    if len(wanted) > MAX_SIGNATURES_PER_SOURCE:
+        checker.reject(where, f"{len(wanted)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
+    return (
+        SignatureReport(reference=reference, digest=digest, verified=tuple(checker.verified), rejected=tuple(checker.rejected), ignored=tuple(checker.ignored)),
+        AttestationReport(digest=digest, verified=tuple(checker.attestations), rejected=tuple(checker.attestation_rejections)),
     )
 
 
@@ -109,17 +156,41 @@ def failure_message(report: SignatureReport, anchors: list[TrustAnchor], *, sign
 
 
 class _Checker:
-    def __init__(self, digest: str, anchors: list[TrustAnchor], required: dict[str, str]) -> None:
+    def __init__(self, digest: str, anchors: list[TrustAnchor], required: dict[str, str], attestation_types: set[str], signatures: bool) -> None:
         self.digest = digest
         self.keys = [a for a in anchors if isinstance(a, PublicKey)]
         self.identities = [a for a in anchors if isinstance(a, KeylessIdentity)]
         self.required = required
+        self.attestation_types = attestation_types
+        self.signatures = signatures
         self.verified: list[VerifiedSignature] = []
         self.rejected: list[Rejection] = []
         self.ignored: list[str] = []
+        self.attestations: list[VerifiedAttestation] = []
+        self.attestation_rejections: list[Rejection] = []
 
     def reject(self, location: str, reason: str) -> None:
         self.rejected.append(Rejection(location=location, reason=reason))
+
+    def reject_attestation(self, location: str, reason: str) -> None:
+        self.attestation_rejections.append(Rejection(location=location, reason=reason))
+
+    def wants(self, predicate_type: str | None) -> bool:
+        """Whether a referrer is worth fetching (an unannotated one might be anything)."""
+        if predicate_type is None:
+            return True
+        return (self.signatures and predicate_type == mt.COSIGN_SIGN_PREDICATE) or predicate_type in self.attestation_types
+
+    def layers(self, repository: Repository, tag: str) -> list[tuple[int, Descriptor]]:
+        where = f"{repository.display_name}:{tag}"
+        try:
+            layers = read_layers(repository.fetch_manifest(tag), where=where)
+        except FormatError as exc:
+            (self.reject if tag.endswith(".sig") else self.reject_attestation)(where, str(exc))
+            return []
+        if len(layers) > MAX_SIGNATURES_PER_SOURCE:
+            (self.reject if tag.endswith(".sig") else self.reject_attestation)(where, f"{len(layers)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
+        return list(enumerate(layers[:MAX_SIGNATURES_PER_SOURCE]))
 
     def _missing_annotations(self, annotations: dict[str, str]) -> str | None:
         missing = [f"{k}={v}" for k, v in self.required.items() if annotations.get(k) != v]
@@ -223,13 +294,18 @@ class _Checker:
             self.reject(location, str(exc))
             return
         if statement.predicate_type != mt.COSIGN_SIGN_PREDICATE:
-            self.ignored.append(f"{location}: attestation of type {statement.predicate_type} (not a signature)")
+            if statement.predicate_type not in self.attestation_types:
+                self.ignored.append(f"{location}: attestation of type {statement.predicate_type} (not a signature)")
+                return
+            self._attestation("bundle", statement, location, lambda: self._bundle_signer(bundle, statement, location, self.reject_attestation))
+            return
+        if not self.signatures:
             return
         subject = statement.subject_for(self.digest)
         if subject is None:
             self.reject(location, f"signed statement does not name {self.digest} as its subject")
             return
-        signer = self._bundle_signer(bundle, statement, location)
+        signer = self._bundle_signer(bundle, statement, location, self.reject)
         if signer is None:
             return
         annotations = {k: v for k, v in subject.annotations.items() if isinstance(v, str)}
@@ -239,7 +315,7 @@ class _Checker:
             return
         self.verified.append(self._verified("bundle", signer, None, location, annotations))
 
-    def _bundle_signer(self, bundle, statement: Statement, location: str) -> tuple[str, str | None, KeylessSigner | None] | None:
+    def _bundle_signer(self, bundle, statement: Statement, location: str, reject) -> tuple[str, str | None, KeylessSigner | None] | None:
         if bundle.is_keyless:
             reasons = []
             for identity in self.identities:
@@ -253,10 +329,55 @@ class _Checker:
                     reasons.append(f"{identity.name}: verified payload differs from the envelope")
                     continue
                 return identity.name, None, signer
-            self.reject(location, "keyless bundle rejected: " + ("; ".join(reasons) if reasons else "no trusted keyless identity configured"))
+            reject(location, "keyless bundle rejected: " + ("; ".join(reasons) if reasons else "no trusted keyless identity configured"))
             return None
         for key in self.keys:
             if bundle.envelope.verified_by(key):
                 return key.name, key.key_id, None
-        self.reject(location, "bundle signature not made by any trusted key")
+        reject(location, "bundle signature not made by any trusted key")
         return None
+
+    # -- attestations -----------------------------------------------------------------------
+
+    def check_attestation_layer(self, repository: Repository, layer: Descriptor, location: str) -> None:
+        hinted = layer.annotations.get(mt.ANNOTATION_PREDICATE_TYPE)
+        if hinted is not None and hinted not in self.attestation_types:
+            return  # another kind of attestation: not fetched
+        if layer.media_type != mt.DSSE_ENVELOPE:
+            self.reject_attestation(location, f"layer media type {layer.media_type} is not a DSSE envelope")
+            return
+        try:
+            envelope = parse_envelope(load_json(repository.fetch_blob(layer.digest, max_bytes=MAX_LAYER_BYTES), what="attestation envelope"))
+            if envelope.payload_type != mt.INTOTO_PAYLOAD:
+                raise FormatError(f"attestation payload type is {envelope.payload_type!r}, not in-toto")
+            statement = parse_statement(envelope.payload)
+        except (NotFoundError, FormatError) as exc:
+            self.reject_attestation(location, str(exc))
+            return
+        if statement.predicate_type not in self.attestation_types:
+            return
+        self._attestation("legacy", statement, location, lambda: self._envelope_signer(envelope, layer, location))
+
+    def _envelope_signer(self, envelope: Envelope, layer: Descriptor, location: str) -> tuple[str, str | None, KeylessSigner | None] | None:
+        for key in self.keys:
+            if envelope.verified_by(key):
+                return key.name, key.key_id, None
+        if layer.annotations.get(mt.ANNOTATION_CERTIFICATE):
+            self.reject_attestation(location, "keyless .att attestations are not supported; attach it as a sigstore bundle (--format bundle)")
+        else:
+            self.reject_attestation(location, "attestation not signed by any trusted key")
+        return None
+
+    def _attestation(self, form: str, statement: Statement, location: str, verify_signer) -> None:
+        if statement.subject_for(self.digest) is None:
+            self.reject_attestation(location, f"attestation is about another artifact, not {self.digest}")
+            return
+        signer = verify_signer()
+        if signer is None:
+            return
+        self.attestations.append(
+            VerifiedAttestation(
+                predicate_type=statement.predicate_type, predicate=statement.predicate, form=form,
+                signer=signer[0], key_id=signer[1], keyless=signer[2], location=location,
+            )
+        )

@@ -16,7 +16,8 @@ import yaml
 
 from signer.errors import UsageError
 from webhook.pipeline import AdmissionPipeline, Decision
-from webhook.review import AdmissionRequest, UserInfo, mapping, text
+from signer.jsonenc import mapping, text
+from webhook.review import AdmissionRequest, UserInfo
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 

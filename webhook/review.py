@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signer.errors import FormatError
-from signer.jsonenc import load_json
+from signer.jsonenc import load_json, mapping, strings, text
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the API server's own request limit is 3 MiB
@@ -61,14 +61,6 @@ class AdmissionRequest:
         }
 
 
-def text(value: Any) -> str:
-    """A field that should be a string, or "" when it is anything else."""
-    return value if isinstance(value, str) else ""
-
-
-def mapping(value: Any) -> dict[str, Any]:
-    """A field that should be an object, or {} when it is anything else."""
-    return value if isinstance(value, dict) else {}
 
 
 def parse_review(body: bytes) -> AdmissionRequest:
@@ -101,8 +93,7 @@ def _request(api_version: str, uid: str, request: dict[str, Any]) -> AdmissionRe
     kind, resource, user = mapping(request.get("kind")), mapping(request.get("resource")), mapping(request.get("userInfo"))
     obj = request.get("object")
     old = request.get("oldObject")
-    raw_groups = user.get("groups")
-    groups = [g for g in raw_groups if isinstance(g, str)] if isinstance(raw_groups, list) else []
+    groups = strings(user.get("groups"))
     return AdmissionRequest(
         api_version=api_version,
         uid=uid,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from signer import mediatypes as mt
-from signer.digests import check_content, is_digest, sha256_digest
+from signer.digests import check_content, is_digest, sha256_digest, write_checked
 from signer.errors import FormatError, NotFoundError, RegistryError
 from signer.jsonenc import parse_json_object
 from signer.oci.manifest import Descriptor, Manifest, parse_descriptor, parse_manifest
@@ -148,6 +148,14 @@ class LayoutRepository:
         data = _read_capped(path, max_bytes, what)
         check_content(data, digest, what=what)
         return data
+
+    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int) -> None:
+        source = self._blob_path(digest)
+        what = f"blob {digest} in {self.display_name}"
+        if not source.is_file():
+            raise NotFoundError(f"{what} not found")
+        with source.open("rb") as handle:
+            write_checked(iter(lambda: handle.read(8 * 1024 * 1024), b""), path, digest, max_bytes, what)
 
     def has_blob(self, digest: str) -> bool:
         return self._blob_path(digest).is_file()

@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urljoin
 import httpx
 
 from signer import mediatypes as mt
-from signer.digests import check_content, digest_of, is_digest, sha256_digest
+from signer.digests import check_content, digest_of, is_digest, sha256_digest, write_checked
 from signer.errors import AuthenticationError, FormatError, NotFoundError, RegistryError
 from signer.jsonenc import load_json
 from signer.oci.auth import Challenge, Credentials, basic_header, load_credentials, parse_challenge
@@ -451,6 +451,16 @@ class RegistryRepository:
             response.close()
         check_content(data, digest, what=what)
         return data
+
+    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int) -> None:
+        what = f"blob {digest} in {self.display_name}"
+        response = self.client.request("GET", f"/v2/{self.name}/blobs/{digest}", scope=self._scope(), stream=True, follow_redirects=True)
+        try:
+            if response.status_code != 200:
+                raise self.client.error_for(response, what)
+            write_checked(response.iter_bytes(UPLOAD_CHUNK_BYTES), path, digest, max_bytes, what)
+        finally:
+            response.close()
 
     def has_blob(self, digest: str) -> bool:
         response = self.client.request("HEAD", f"/v2/{self.name}/blobs/{digest}", scope=self._scope(push=True), follow_redirects=True)

@@ -45,6 +45,10 @@ class Repository(Protocol):
     def fetch_blob(self, digest: str, *, max_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> bytes:
         ...
 
+    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int) -> None:
+        """Stream a possibly large blob to `path`, checking its digest on the way."""
+        ...
+
     def has_blob(self, digest: str) -> bool:
         ...
 
