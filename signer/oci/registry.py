@@ -8,6 +8,7 @@ retried with backoff on 429/5xx and connection failures; every error names the r
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import random
@@ -16,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlencode, urljoin
 
 import httpx
@@ -73,6 +75,7 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._auth = _AuthState(credentials=None)
         self._referrers_supported: bool | None = None
+        self._upload_locks = [threading.Lock() for _ in range(64)]
         self._http = httpx.Client(
             verify=self._ssl_context(),
             timeout=httpx.Timeout(self.options.timeout_seconds, connect=self.options.connect_timeout_seconds),
@@ -335,6 +338,12 @@ class RegistryClient:
             status=status,
         )
 
+    @contextlib.contextmanager
+    def upload_lock(self, repository: str, digest: str) -> Iterator[None]:
+        # Striped locks: bounded memory, and the same blob always maps to the same lock.
+        with self._upload_locks[hash((repository, digest)) % len(self._upload_locks)]:
+            yield
+
     # -- referrers capability ----------------------------------------------------------
 
     @property
@@ -472,8 +481,14 @@ class RegistryRepository:
 
     def push_blob(self, data: bytes) -> str:
         digest = sha256_digest(data)
-        if self.has_blob(digest):
-            return digest
+        # One upload per blob at a time from this process: concurrent uploads of the same
+        # content (e.g. the empty config every referrer shares) race inside some registries.
+        with self.client.upload_lock(self.name, digest):
+            if self.has_blob(digest):
+                return digest
+            return self._upload(data, digest)
+
+    def _upload(self, data: bytes, digest: str) -> str:
         location = self._start_upload()
         response = self.client.request(
             "PUT",
