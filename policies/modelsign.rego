@@ -151,3 +151,143 @@ annotation_mismatch(signature, wanted) if {
 	value := wanted[key]
 	object.get(signature.annotations, key, null) != value
 }
+
+# -- scan requirements (verified scan attestations; newest first) --------------------------
+
+scan_checks contains [rule, a] if {
+	not exempt
+	some rule in policy.rules
+	rule.require.scan != null
+	some a in input.artifacts
+	verifiable(a)
+	rule_applies(rule, a)
+}
+
+trusted_scans(a, req) := [s | s := a.evidence.scans[_]; s.signer in req.signedBy]
+
+scan_violation(pair, code, details) := violation(pair[1], code, rule_mode(pair[0]), object.union(
+	{"rule": pair[0].name, "name": pair[1].name, "digest": pair[1].evidence.digest, "signedBy": pair[0].require.scan.signedBy},
+	details,
+))
+
+violations contains v if {
+	pair := scan_checks[_]
+	count(trusted_scans(pair[1], pair[0].require.scan)) == 0
+	v := scan_violation(pair, "scan-missing", {"otherScans": count(pair[1].evidence.scans)})
+}
+
+violations contains v if {
+	pair := scan_checks[_]
+	req := pair[0].require.scan
+	latest := trusted_scans(pair[1], req)[0]
+	latest.ageSeconds > req.maxAgeSeconds
+	v := scan_violation(pair, "scan-too-old", {"ageSeconds": latest.ageSeconds, "maxAgeSeconds": req.maxAgeSeconds})
+}
+
+violations contains v if {
+	pair := scan_checks[_]
+	req := pair[0].require.scan
+	latest := trusted_scans(pair[1], req)[0]
+	counts := scan_counts(latest, req)
+	limit := req.maxSeverity[severity]
+	counts[severity] > limit
+	v := scan_violation(pair, "scan-over-threshold", {
+		"severity": severity, "count": counts[severity], "max": limit,
+		"ids": object.get(latest.findings, severity, []), "unfixedIgnored": req.ignoreUnfixed,
+	})
+}
+
+scan_counts(scan, req) := scan.fixableSeverityCounts if req.ignoreUnfixed
+
+scan_counts(scan, req) := scan.severityCounts if not req.ignoreUnfixed
+
+violations contains v if {
+	pair := scan_checks[_]
+	req := pair[0].require.scan
+	req.unsafeModelFiles == "deny"
+	latest := trusted_scans(pair[1], req)[0]
+	latest.unsafeModelFiles == null
+	v := scan_violation(pair, "scan-no-model-files", {})
+}
+
+violations contains v if {
+	pair := scan_checks[_]
+	req := pair[0].require.scan
+	req.unsafeModelFiles == "deny"
+	latest := trusted_scans(pair[1], req)[0]
+	latest.unsafeModelFiles != null
+	latest.unsafeModelFiles > 0
+	v := scan_violation(pair, "unsafe-model-files", {"count": latest.unsafeModelFiles, "files": latest.unsafeFiles})
+}
+
+violations contains v if {
+	pair := scan_checks[_]
+	req := pair[0].require.scan
+	req.maxSecrets != null
+	latest := trusted_scans(pair[1], req)[0]
+	latest.secretCount > req.maxSecrets
+	v := scan_violation(pair, "scan-secrets", {"count": latest.secretCount, "max": req.maxSecrets})
+}
+
+# -- approval requirements (verified approval attestations, status computed as of now) -----
+
+approval_checks contains [rule, a] if {
+	not exempt
+	some rule in policy.rules
+	rule.require.approval != null
+	some a in input.artifacts
+	verifiable(a)
+	rule_applies(rule, a)
+}
+
+approval_environment(req) := req.environment if req.environment != null
+
+approval_environment(req) := object.get(input.request, "environment", "") if req.environment == null
+
+by_approvers(a, req) := [x | x := a.evidence.approvals[_]; x.decision == "approved"; x.signer in req.signedBy]
+
+for_environment(a, req) := [x | x := by_approvers(a, req)[_]; x.environment == approval_environment(req)]
+
+active_approvals(a, req) := [x | x := for_environment(a, req)[_]; x.status == "active"]
+
+namespace_approvals(a, req) := [x | x := active_approvals(a, req)[_]; namespace_covered(x.namespaces)]
+
+namespace_covered(patterns) if {
+	some pattern in patterns
+	glob.match(pattern, [], input.request.namespace)
+}
+
+# Distinct approvers; the person who asked for the approval never counts.
+approvers(a, req) := {x.approverId | x := namespace_approvals(a, req)[_]; x.identity != x.requester}
+
+approval_problem(a, req) := {"code": "approval-no-environment"} if {
+	approval_environment(req) == ""
+} else := {"code": "approval-missing", "byOtherKeys": count([x | x := a.evidence.approvals[_]; x.decision == "approved"])} if {
+	count(by_approvers(a, req)) == 0
+} else := {"code": "approval-wrong-environment", "environments": {x.environment | x := by_approvers(a, req)[_]}} if {
+	count(for_environment(a, req)) == 0
+} else := {"code": status_code(a, req), "statuses": {x.status | x := for_environment(a, req)[_]}} if {
+	count(active_approvals(a, req)) == 0
+} else := {"code": "approval-namespace", "namespaces": {n | x := active_approvals(a, req)[_]; n := x.namespaces[_]}} if {
+	count(namespace_approvals(a, req)) == 0
+} else := {"code": "approval-insufficient", "approvers": count(approvers(a, req))} if {
+	count(approvers(a, req)) < req.minApprovers
+}
+
+status_code(a, req) := "approval-revoked" if {
+	some x in for_environment(a, req)
+	x.status == "revoked"
+} else := "approval-expired" if {
+	some x in for_environment(a, req)
+	x.status == "expired"
+} else := "approval-not-yet-valid"
+
+violations contains v if {
+	pair := approval_checks[_]
+	req := pair[0].require.approval
+	problem := approval_problem(pair[1], req)
+	v := violation(pair[1], problem.code, rule_mode(pair[0]), object.union(problem, {
+		"rule": pair[0].name, "name": pair[1].name, "digest": pair[1].evidence.digest, "signedBy": req.signedBy,
+		"environment": approval_environment(req), "minApprovers": req.minApprovers, "namespace": input.request.namespace,
+	}))
+}

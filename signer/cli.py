@@ -11,21 +11,29 @@ import json
 import os
 import sys
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
+from signer import mediatypes as mt
 from signer import render
-from signer.artifacts import verify_artifact
+from signer.approvals import approval_facts, approval_predicate, parse_duration, parse_time, with_status
+from signer.artifacts import resolve_artifact, verify_artifact
+from signer.attestations import attest, predicate_type_for
 from signer.blobs import verify_blob
 from signer.errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION_FAILED, ModelsignError, UsageError
 from signer.keyless import KeylessIdentity
-from signer.keys import generate_key_pair, load_public_key_file, load_signing_key_file, password_from_environment_or_prompt
+from signer.jsonenc import load_json
+from signer.keys import SigningKey, generate_key_pair, load_public_key_file, load_signing_key_file, password_from_environment_or_prompt
 from signer.modeldir import HashingChoice, sign_model_dir, verify_model_dir
 from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference, parse_reference
+from signer.scanning import scan_artifact
 from signer.signing import SignatureFormat, sign_artifact
-from signer.trust import TrustAnchor
-from signer.verification import failure_message
+from signer.trivy import Trivy
+from signer.trust import TrustAnchor, describe_anchors
+from signer.unpack import UnpackLimits
+from signer.verification import failure_message, verify_attestations
 
 
 def _annotation(text: str) -> tuple[str, str]:
@@ -98,7 +106,75 @@ def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[
     blob.add_argument("--bundle", required=True, type=Path)
     _trust_options(blob)
     blob.set_defaults(handler=cmd_verify_blob)
+
+    attest = commands.add_parser("attest", help="sign an in-toto attestation about an artifact digest (like cosign attest)")
+    attest.add_argument("target")
+    attest.add_argument("--key", required=True, type=Path)
+    attest.add_argument("--predicate-type", "--type", dest="predicate_type", required=True, help="URI, or vuln / approval / custom")
+    attest.add_argument("--predicate", required=True, type=Path, help="JSON file with the predicate")
+    _attestation_options(attest)
+    attest.set_defaults(handler=cmd_attest)
+
+    check_att = commands.add_parser("verify-attestation", help="verify attestations of a type on an artifact")
+    check_att.add_argument("target")
+    check_att.add_argument("--type", required=True, help="vuln, approval, custom, or a predicate-type URI")
+    _trust_options(check_att)
+    _registry_options(check_att)
+    _output_option(check_att)
+    check_att.set_defaults(handler=cmd_verify_attestation)
+
+    scan = commands.add_parser("scan", help="scan with trivy (+ model-file checks) and attach a signed scan attestation")
+    scan.add_argument("target")
+    scan.add_argument("--key", required=True, type=Path, help="the scanner's private key")
+    scan.add_argument("--from-report", type=Path, help="attest this trivy JSON report instead of running trivy")
+    scan.add_argument("--trivy", type=Path, help="trivy binary (default: trivy on PATH)")
+    scan.add_argument("--scanners", default="vuln,secret,misconfig", help="trivy --scanners (default vuln,secret,misconfig)")
+    scan.add_argument("--offline", action="store_true", help="do not let trivy download its DB or checks")
+    scan.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="trivy timeout (default 600)")
+    scan.add_argument("--max-bytes", type=int, default=100 * 1024**3, help="ModelKits: unpack at most this many bytes")
+    _attestation_options(scan)
+    scan.set_defaults(handler=cmd_scan)
+
+    approve = commands.add_parser("approve", help="sign an expiring approval of a digest for an environment")
+    approve.add_argument("target")
+    approve.add_argument("--key", required=True, type=Path, help="the approver's private key")
+    approve.add_argument("--environment", required=True)
+    approve.add_argument("--namespace", action="append", default=[], help="namespace glob the approval covers (repeatable; default *)")
+    approve.add_argument("--expires", required=True, help="lifetime: 30d, 12h, 2w...")
+    approve.add_argument("--not-before", help="RFC 3339 time it becomes valid (default now)")
+    approve.add_argument("--ticket", required=True, help="change ticket, e.g. CHG-1234")
+    approve.add_argument("--url", default="")
+    approve.add_argument("--reason", default="")
+    approve.add_argument("--requester", default="", help="who asked for it (never counts as an approver)")
+    approve.add_argument("--approver", default=None, help="who approves (default: $USER)")
+    _attestation_options(approve)
+    approve.set_defaults(handler=cmd_approve)
+
+    revoke = commands.add_parser("revoke", help="revoke the approvals of a digest (signed)")
+    revoke.add_argument("target")
+    revoke.add_argument("--key", required=True, type=Path)
+    revoke.add_argument("--environment", default="*", help="environment to revoke (default: all)")
+    revoke.add_argument("--ticket", required=True)
+    revoke.add_argument("--reason", default="")
+    revoke.add_argument("--approver", default=None, help="who revokes (default: $USER)")
+    _attestation_options(revoke)
+    revoke.set_defaults(handler=cmd_revoke)
+
+    approvals = commands.add_parser("approvals", help="approvals of an artifact")
+    approvals_commands = approvals.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
+    listing = approvals_commands.add_parser("list", help="who approved what, for where, until when (verified)")
+    listing.add_argument("target")
+    _trust_options(listing)
+    _registry_options(listing)
+    _output_option(listing)
+    listing.set_defaults(handler=cmd_approvals_list)
     return parser, commands
+
+
+def _attestation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("legacy", "bundle"), default="legacy", help="legacy .att layer (default) or a sigstore bundle referrer")
+    _registry_options(parser)
+    _output_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,6 +294,114 @@ def cmd_verify_blob(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
     signer = verify_blob(artifact, bundle, anchors, what=f"bundle {args.bundle}")
     print(f"Verified {args.file}: signed by {signer}")
+    return EXIT_OK
+
+
+def _load_predicate(path: Path) -> Any:
+    try:
+        return load_json(path.read_bytes(), what=f"predicate {path}")
+    except OSError as exc:
+        raise UsageError(f"cannot read predicate {path}: {exc.strerror}") from None
+
+
+def _attest_and_report(args: argparse.Namespace, stores: Stores, reference: ArtifactReference, key: SigningKey, predicate_type: str, predicate: Any) -> int:
+    result = attest(stores, reference, key, predicate_type, predicate, form=args.format)
+    _emit(args, f"Attested {result.reference} ({result.predicate_type}) with key {result.key_name} (key id {result.key_id})\n  wrote {result.written}",
+          {**render.to_jsonable(result), "predicate": predicate})
+    return EXIT_OK
+
+
+def cmd_attest(args: argparse.Namespace) -> int:
+    key = load_signing_key_file(args.key)
+    reference = parse_reference(args.target)
+    with _stores(args) as stores:
+        return _attest_and_report(args, stores, reference, key, predicate_type_for(args.predicate_type), _load_predicate(args.predicate))
+
+
+def cmd_verify_attestation(args: argparse.Namespace) -> int:
+    anchors = _anchors(args)
+    predicate_type = predicate_type_for(args.type)
+    reference = parse_reference(args.target)
+    with _stores(args) as stores:
+        resolved = resolve_artifact(stores, reference)
+        report = verify_attestations(stores.repository(reference), resolved.digest, anchors, predicate_types={predicate_type})
+    found = report.of_type(predicate_type)
+    if args.output == "json":
+        print(json.dumps({"verified": bool(found), "digest": resolved.digest, "attestations": render.to_jsonable(found), "rejected": render.to_jsonable(report.rejected)}, indent=2))
+    else:
+        print(f"{len(found)} verified {predicate_type} attestation(s) for {resolved.pinned}")
+        for item in found:
+            print(f"  by {item.signer} ({item.form}, {item.location})")
+        for rejection in report.rejected:
+            print(f"  rejected: {rejection.location}: {rejection.reason}")
+    if not found:
+        print(f"error: no {predicate_type} attestation by {describe_anchors(anchors)} for {resolved.pinned}", file=sys.stderr)
+        return EXIT_VERIFICATION_FAILED
+    return EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    key = load_signing_key_file(args.key)
+    reference = parse_reference(args.target)
+    trivy = None if args.from_report else Trivy.find(args.trivy, timeout_seconds=args.timeout)
+    with _stores(args) as stores:
+        outcome = scan_artifact(stores, reference, trivy=trivy, from_report=args.from_report, scanners=args.scanners, offline=args.offline,
+                                limits=UnpackLimits(max_bytes=args.max_bytes))
+        result = outcome.predicate["scanner"]["result"]
+        counts = ", ".join(f"{n} {s}" for s, n in result["severityCounts"].items() if n)
+        model = result.get("modelFiles")
+        if args.output == "text":
+            print(f"Scanned {outcome.reference}: {counts or 'no vulnerabilities'}; {result['secretCount']} secret(s); "
+                  f"{result['misconfigurationCount']} misconfiguration(s)" + (f"; {model['unsafeFiles']} unsafe model file(s)" if model else ""))
+            for item in (model or {}).get("files", []):
+                if item.get("safe") is False:
+                    print(f"  UNSAFE {item['path']}: {', '.join(item.get('dangerousImports', [])) or item.get('issue', '')}")
+        return _attest_and_report(args, stores, reference, key, mt.VULN_PREDICATE, outcome.predicate)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    key = load_signing_key_file(args.key)
+    reference = parse_reference(args.target)
+    not_before = parse_time(args.not_before) if args.not_before else None
+    if args.not_before and not_before is None:
+        raise UsageError(f"--not-before {args.not_before!r} is not an RFC 3339 time")
+    predicate = approval_predicate(decision="approved", environment=args.environment, namespaces=args.namespace,
+                                   approver=args.approver or os.environ.get("USER", ""), requester=args.requester, ticket=args.ticket,
+                                   url=args.url, reason=args.reason, not_before=not_before, expires_in_seconds=parse_duration(args.expires))
+    with _stores(args) as stores:
+        return _attest_and_report(args, stores, reference, key, mt.APPROVAL_PREDICATE, predicate)
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    key = load_signing_key_file(args.key)
+    reference = parse_reference(args.target)
+    predicate = approval_predicate(decision="revoked", environment=args.environment, namespaces=["*"], approver=args.approver or os.environ.get("USER", ""),
+                                   requester="", ticket=args.ticket, reason=args.reason)
+    with _stores(args) as stores:
+        return _attest_and_report(args, stores, reference, key, mt.APPROVAL_PREDICATE, predicate)
+
+
+def cmd_approvals_list(args: argparse.Namespace) -> int:
+    anchors = _anchors(args)
+    reference = parse_reference(args.target)
+    with _stores(args) as stores:
+        resolved = resolve_artifact(stores, reference)
+        report = verify_attestations(stores.repository(reference), resolved.digest, anchors, predicate_types={mt.APPROVAL_PREDICATE})
+    now = datetime.now(timezone.utc)
+    facts = [f for f in (approval_facts(a) for a in report.verified) if f is not None]
+    listed = [{**f.to_input(status, now), "reason": f.reason, "location": f.location} for f, status in with_status(facts, now)]
+    if args.output == "json":
+        print(json.dumps({"digest": resolved.digest, "approvals": listed, "rejected": render.to_jsonable(report.rejected)}, indent=2))
+    else:
+        print(f"Approvals of {resolved.pinned} (signatures verified):")
+        for item in listed:
+            until = f" until {item['expiresAt']}" if item["expiresAt"] else ""
+            print(f"  {item['status']:<13} {item['decision']:<8} {item['environment']} {','.join(item['namespaces'])} by {item['signer']} "
+                  f"({item['approver'] or '?'}) for {item['requester'] or '?'}, ticket {item['ticket'] or '-'}, at {item['approvedAt']}{until}")
+        if not listed:
+            print("  none")
+        for rejection in report.rejected:
+            print(f"  rejected: {rejection.location}: {rejection.reason}")
     return EXIT_OK
 
 

@@ -86,7 +86,7 @@ def scan_artifact(
             report = trivy.scan("fs", str(unpacked.context), scanners=scanners, offline=offline)
             model_report = scan_model_files(unpacked.context)
             model_layers = scan_model_files(unpacked.models)
-            model_report.files += [{**f, "path": "model/" + f["path"]} for f in model_layers.files]
+            model_report.files = [{**f, "layer": "context"} for f in model_report.files] + [{**f, "layer": "model"} for f in model_layers.files]
             model_report.unsafe += model_layers.unsafe
             model_report.suspicious += model_layers.suspicious
             model_files = model_report.to_json()

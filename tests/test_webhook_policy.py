@@ -93,7 +93,7 @@ def test_policy_hash_covers_rules_and_keys():
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {file: /does/not/exist.pub}}\n" + ONE_RULE, "trustedKeys.k: public key /does/not/exist.pub does not exist"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {pem: nope}}\n" + ONE_RULE, "trustedKeys.k: trustedKeys.k.pem is not a PEM file"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {keyless: {issuer: x, subjectRegExp: '('}}}\n" + ONE_RULE, "invalid certificate identity regexp"),
-        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\n", "rules: at least one rule is needed"),
+        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\n", "rules: at least one rule with require.signedBy is needed"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {pem: nope}}\nrules: [{name: r, require: {annotations: {a: b}}}]", "rules[0]: Value error, rule 'r' requires nothing".replace("Value error, ", "")),
         ("[1, 2", "not valid YAML"),
         ("- a list", "must be a mapping"),

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from signer import mediatypes as mt
+from signer.approvals import parse_duration
 from signer.errors import ModelsignError, UsageError
 from signer.keyless import KeylessIdentity
 from signer.keys import PublicKey, load_public_key_file, load_public_key_pem
@@ -82,9 +84,51 @@ class TrustedKeySpec(_Strict):
         return self
 
 
+def _duration(value: str) -> int:
+    try:
+        return parse_duration(value)
+    except UsageError as exc:
+        raise ValueError(exc.message) from None
+
+
+Duration = Annotated[str, AfterValidator(lambda v: (_duration(v), v)[1])]
+
+
+class ScanRequirement(_Strict):
+    signed_by: list[str] = Field(alias="signedBy", min_length=1)
+    max_age: Duration = Field(default="168h", alias="maxAge")
+    max_severity: dict[Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"], Annotated[int, Field(ge=0)]] = Field(default_factory=dict, alias="maxSeverity")
+    ignore_unfixed: bool = Field(default=False, alias="ignoreUnfixed")
+    unsafe_model_files: Literal["deny", "allow"] = Field(default="deny", alias="unsafeModelFiles")
+    max_secrets: Annotated[int, Field(ge=0)] | None = Field(default=None, alias="maxSecrets")
+
+
+class ApprovalRequirement(_Strict):
+    signed_by: list[str] = Field(alias="signedBy", min_length=1)
+    environment: str | None = None  # default: the environment the namespace maps to
+    min_approvers: int = Field(default=1, alias="minApprovers", ge=1, le=10)
+
+
 class Requirements(_Strict):
     signed_by: list[str] = Field(default_factory=list, alias="signedBy")
     annotations: dict[str, str] = Field(default_factory=dict)
+    scan: ScanRequirement | None = None
+    approval: ApprovalRequirement | None = None
+
+
+class EnvironmentMapping(_Strict):
+    name: str = Field(min_length=1)
+    namespaces: list[str] = Field(min_length=1)
+
+
+class Environments(_Strict):
+    """Which environment a namespace belongs to: its label `namespaceLabel` if set (read
+    from the API server), else the first mapping whose namespace globs match."""
+
+    mappings: list[EnvironmentMapping] = Field(default_factory=list)
+    namespace_label: str | None = Field(default=None, alias="namespaceLabel")
+    label_cache_seconds: float = Field(default=60, alias="labelCacheSeconds", ge=0)
+    api_server: str | None = Field(default=None, alias="apiServer")  # default: in-cluster configuration
 
 
 class Rule(_Strict):
@@ -96,8 +140,11 @@ class Rule(_Strict):
 
     @model_validator(mode="after")
     def _requires_something(self) -> Rule:
-        if not self.require.signed_by:
-            raise ValueError(f"rule {self.name!r} requires nothing: list the keys that must have signed in require.signedBy")
+        require = self.require
+        if not (require.signed_by or require.scan or require.approval):
+            raise ValueError(f"rule {self.name!r} requires nothing: give require.signedBy, require.scan or require.approval")
+        if require.annotations and not require.signed_by:
+            raise ValueError(f"rule {self.name!r}: require.annotations apply to signatures; add require.signedBy")
         return self
 
 
@@ -151,18 +198,26 @@ class PolicySpec(_Strict):
     registry: RegistryAccess = Field(default_factory=RegistryAccess)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     opa: OpaSettings | None = None
+    environments: Environments = Field(default_factory=Environments)
 
     @model_validator(mode="after")
     def _known_keys(self) -> PolicySpec:
-        if not self.rules:
-            raise ValueError("rules: at least one rule is needed; artifacts no rule covers are denied")
+        if not any(rule.require.signed_by for rule in self.rules):
+            raise ValueError("rules: at least one rule with require.signedBy is needed; artifacts no signing rule covers are denied")
         known = set(self.trusted_keys)
         for index, rule in enumerate(self.rules):
-            for position, name in enumerate(rule.require.signed_by):
-                if name not in known:
-                    raise ValueError(
-                        f"rules[{index}].require.signedBy[{position}]: unknown key {name!r} (trustedKeys: {', '.join(sorted(known)) or 'none'})"
-                    )
+            lists = [("signedBy", rule.require.signed_by)]
+            lists += [("scan.signedBy", rule.require.scan.signed_by)] if rule.require.scan else []
+            lists += [("approval.signedBy", rule.require.approval.signed_by)] if rule.require.approval else []
+            for field, names in lists:
+                for position, name in enumerate(names):
+                    if name not in known:
+                        raise ValueError(
+                            f"rules[{index}].require.{field}[{position}]: unknown key {name!r} (trustedKeys: {', '.join(sorted(known)) or 'none'})"
+                        )
+            approval = rule.require.approval
+            if approval and not approval.environment and not (self.environments.mappings or self.environments.namespace_label):
+                raise ValueError(f"rules[{index}].require.approval: name an environment, or map namespaces to environments under environments")
         names = [rule.name for rule in self.rules]
         if len(names) != len(set(names)):
             raise ValueError("rule names must be unique")
@@ -201,14 +256,25 @@ class LoadedPolicy:
     def registry_allowed(self, registry: str) -> bool:
         return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.spec.allowed_registries)
 
+    @property
+    def attestation_types(self) -> set[str]:
+        """The attestations some rule needs (none: they are not even fetched)."""
+        types = set()
+        for rule in self.spec.rules:
+            if rule.require.scan:
+                types.add(mt.VULN_PREDICATE)
+            if rule.require.approval:
+                types.add(mt.APPROVAL_PREDICATE)
+        return types
+
     def data_document(self) -> dict[str, Any]:
-        """What the Rego policy sees as `data.modelsign.config`."""
-        return {
-            "name": self.name,
-            "hash": self.policy_hash,
-            **self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind", "local_registries"}),
-            "trustedKeys": self.key_fingerprints,
-        }
+        """What the Rego policy sees as `data.modelsign.config` (durations in seconds)."""
+        document = self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind", "local_registries", "environments"})
+        for rule in document["rules"]:
+            scan = rule["require"].get("scan")
+            if scan:
+                scan["maxAgeSeconds"] = parse_duration(scan["maxAge"])
+        return {"name": self.name, "hash": self.policy_hash, **document, "trustedKeys": self.key_fingerprints}
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

@@ -15,16 +15,21 @@ import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from signer.errors import ModelsignError, NotFoundError, RegistryError
 from signer.oci.stores import Stores
-from signer.verification import SignatureReport, verify_signatures
+from signer import mediatypes as mt
+from signer.approvals import approval_facts, parse_time, with_status
+from signer.scanning import scan_facts
+from signer.verification import AttestationReport, SignatureReport, collect_statements
 from webhook.cache import SingleFlightCache
 from webhook.config import LoadedPolicy
 from webhook.targets import Target
 
 NEGATIVE_TTL_SECONDS = 10.0  # an unsigned result is re-checked soon: someone may be signing it now
+ATTESTATION_TTL_SECONDS = 30.0  # a new approval, scan or revocation takes effect within this
 UNREACHABLE_PAUSE_SECONDS = 5.0  # after a timeout or refused connection, fail fast for this long
 
 
@@ -39,6 +44,8 @@ class Evidence:
     digest: str | None = None
     signatures: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
+    scans: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    approvals: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     cached: bool = False
     registry_error: bool = False
@@ -49,8 +56,27 @@ class Evidence:
             "digest": self.digest,
             "signatures": self.signatures,
             "rejected": self.rejected,
+            "scans": self.scans,
+            "approvals": self.approvals,
             "error": self.error,
         }
+
+    def fill(self, reports: tuple[SignatureReport, AttestationReport]) -> None:
+        """Facts from verified statements; time-dependent ones (scan age, approval status) as of now."""
+        signatures, attestations = reports
+        self.signatures, self.rejected = _signature_facts(signatures)
+        now = datetime.now(timezone.utc)
+        scans = []
+        for attestation in attestations.of_type(mt.VULN_PREDICATE):
+            facts = scan_facts(attestation.predicate)
+            finished = parse_time(facts["finishedOn"]) if facts else None
+            if facts is None or finished is None:
+                self.rejected.append({"location": attestation.location, "reason": "scan attestation has a malformed predicate"})
+                continue
+            scans.append({**facts, "signer": attestation.signer, "keyId": attestation.key_id, "ageSeconds": int((now - finished).total_seconds())})
+        self.scans = sorted(scans, key=lambda s: s["ageSeconds"])
+        approvals = [f for f in (approval_facts(a) for a in attestations.of_type(mt.APPROVAL_PREDICATE)) if f is not None]
+        self.approvals = [{**f.to_input(status, now), "approverId": f.key_id or f.identity} for f, status in with_status(approvals, now)]
 
 
 def _signature_facts(report: SignatureReport) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -82,6 +108,7 @@ class EvidenceGatherer:
         self._lock = threading.Lock()
         self._anchors = list(policy.anchors.values())
         self._positive_ttl = policy.spec.cache.ttl_seconds
+        self._attestation_types = policy.attestation_types
 
     def gather(self, targets: list[Target], deadline: float) -> dict[str, Evidence]:
         """Evidence per `Target.key` for every OCI target; returns by `deadline` (monotonic)."""
@@ -133,12 +160,16 @@ class EvidenceGatherer:
             self._unreachable[registry] = (time.monotonic() + UNREACHABLE_PAUSE_SECONDS, reason)
 
     def _from_cache(self, item: Evidence, name: str, digest: str) -> bool:
-        report = self.cache.peek((name, digest, self.policy.policy_hash))
-        if report is None:
+        reports = self.cache.peek((name, digest, self.policy.policy_hash))
+        if reports is None:
             return False
         item.digest, item.cached = digest, True
-        item.signatures, item.rejected = _signature_facts(report)
+        item.fill(reports)
         return True
+
+    def _ttl(self, reports: tuple[SignatureReport, AttestationReport]) -> float:
+        ttl = self._positive_ttl if reports[0].ok else min(self._positive_ttl, NEGATIVE_TTL_SECONDS)
+        return min(ttl, ATTESTATION_TTL_SECONDS) if self._attestation_types else ttl
 
     def _verify(self, target: Target, item: Evidence, deadline: float) -> Evidence:
         reference = target.reference
@@ -153,13 +184,13 @@ class EvidenceGatherer:
             digest = reference.digest or repository.resolve(reference.reference).digest
             item.digest = digest
             key = (reference.name, digest, self.policy.policy_hash)
-            report, item.cached = self.cache.get_or_compute(
+            reports, item.cached = self.cache.get_or_compute(
                 key,
-                lambda: verify_signatures(repository, digest, self._anchors, reference=str(reference.pinned(digest))),
-                ttl=lambda result: self._positive_ttl if result.ok else min(self._positive_ttl, NEGATIVE_TTL_SECONDS),
+                lambda: collect_statements(repository, digest, self._anchors, reference=str(reference.pinned(digest)), attestation_types=self._attestation_types),
+                ttl=self._ttl,
                 wait_seconds=max(0.0, deadline - time.monotonic()),
             )
-            item.signatures, item.rejected = _signature_facts(report)
+            item.fill(reports)
         except ModelsignError as exc:
             item.error = str(exc)
             item.registry_error = True

@@ -14,10 +14,19 @@ def _pinned(v: dict[str, Any]) -> str:
     return f"{v.get('name')}@{v.get('digest')}" if v.get("digest") else str(v.get("value"))
 
 
-def _not_signed(v: dict[str, Any]) -> str:
+def _keys(v: dict[str, Any]) -> str:
     keys = [str(k) for k in v.get("signedBy") or []]
+    return (f"key {keys[0]}" if len(keys) == 1 else "any of keys " + ", ".join(keys)) if keys else "a trusted key"
+
+
+def _key_file(v: dict[str, Any]) -> str:
+    keys = [str(k) for k in v.get("signedBy") or []]
+    return f"{keys[0]}.key" if keys else "KEY"
+
+
+def _not_signed(v: dict[str, Any]) -> str:
     annotations = v.get("annotations") or {}
-    wanted = (f"key {keys[0]}" if len(keys) == 1 else "any of keys " + ", ".join(keys)) if keys else "a trusted key"
+    wanted = _keys(v)
     if annotations:
         wanted += " with " + ", ".join(f"{k}={val}" for k, val in sorted(annotations.items()))
     rejected = v.get("rejected") or []
@@ -29,10 +38,47 @@ def _not_signed(v: dict[str, Any]) -> str:
     else:
         why = " [no signatures found]"
     flags = "".join(f" -a {k}={val}" for k, val in sorted(annotations.items()))
-    key_file = f"{keys[0]}.key" if keys else "KEY"
     return (
         f"no signature by {wanted} for {_pinned(v)} ({v.get('source')}, rule {v.get('rule')}){why}; "
-        f"sign it with `modelsign sign {_pinned(v)} --key {key_file}{flags}`"
+        f"sign it with `modelsign sign {_pinned(v)} --key {_key_file(v)}{flags}`"
+    )
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _rescan(v: dict[str, Any]) -> str:
+    return f"`modelsign scan {_pinned(v)} --key {_key_file(v)}`"
+
+
+def _scan_over_threshold(v: dict[str, Any]) -> str:
+    ids = [str(i) for i in v.get("ids") or []]
+    shown = f" ({', '.join(ids)}{', ...' if isinstance(v.get('count'), int) and v['count'] > len(ids) else ''})" if ids else ""
+    fixable = "fixable " if v.get("unfixedIgnored") else ""
+    return (
+        f"{_pinned(v)} ({v.get('source')}) has {v.get('count')} {fixable}{v.get('severity')} vulnerabilities{shown}, "
+        f"rule {v.get('rule')} allows {v.get('max')}; fix them and rebuild, then rescan with {_rescan(v)}"
+    )
+
+
+def _approve(v: dict[str, Any], environment: Any = None) -> str:
+    return (
+        f"`modelsign approve {_pinned(v)} --key {_key_file(v)} --environment {environment or v.get('environment') or 'ENV'}"
+        f" --namespace '{v.get('namespace') or '*'}' --ticket CHG-... --expires 30d`"
+    )
+
+
+def _approval_status(v: dict[str, Any]) -> str:
+    what = {"approval-revoked": "revoked", "approval-expired": "expired", "approval-not-yet-valid": "not valid yet"}[str(v.get("code"))]
+    return (
+        f"the approval of {_pinned(v)} ({v.get('source')}) for environment {v.get('environment')} by {_keys(v)} is {what}; "
+        f"ask an approver for a new one: {_approve(v)}"
     )
 
 
@@ -52,6 +98,54 @@ _RENDERERS = {
     "no-rule": lambda v: (
         f"{v.get('value')} ({v.get('source')}) is not covered by any rule that requires a signature "
         f"(artifact {v.get('name')}, namespace {v.get('namespace') or '(cluster-scoped)'}); add a rule whose artifacts and namespaces globs match it"
+    ),
+    "scan-missing": lambda v: (
+        f"no scan attestation by {_keys(v)} for {_pinned(v)} ({v.get('source')}, rule {v.get('rule')})"
+        + (f" [{v.get('otherScans')} scan(s) by other keys ignored]" if v.get("otherScans") else "")
+        + f"; scan it with {_rescan(v)}"
+    ),
+    "scan-too-old": lambda v: (
+        f"the newest scan of {_pinned(v)} ({v.get('source')}) by {_keys(v)} is {_duration(v.get('ageSeconds'))} old, "
+        f"rule {v.get('rule')} accepts at most {_duration(v.get('maxAgeSeconds'))}; rescan it with {_rescan(v)}"
+    ),
+    "scan-over-threshold": _scan_over_threshold,
+    "scan-no-model-files": lambda v: (
+        f"the scan of {_pinned(v)} ({v.get('source')}) did not examine its model files (an image scan or --from-report), "
+        f"and rule {v.get('rule')} requires unsafe model files to be ruled out; scan the ModelKit itself with {_rescan(v)}"
+    ),
+    "unsafe-model-files": lambda v: (
+        f"{_pinned(v)} ({v.get('source')}) contains {v.get('count')} unsafe model file(s) "
+        f"({', '.join(str(f) for f in v.get('files') or []) or 'see the scan'}): pickles that can run code on load; "
+        "convert them to safetensors (or another format that is only data) and repackage"
+    ),
+    "scan-secrets": lambda v: (
+        f"the scan of {_pinned(v)} ({v.get('source')}) found {v.get('count')} secret(s), rule {v.get('rule')} allows {v.get('max')}; "
+        f"remove them from the package, rotate them, and rescan with {_rescan(v)} (`modelsign verify-attestation {_pinned(v)} --type vuln --key KEY.pub --output json` shows where)"
+    ),
+    "approval-no-environment": lambda v: (
+        f"rule {v.get('rule')} requires an approval for {_pinned(v)} ({v.get('source')}) but namespace "
+        f"{v.get('namespace')} maps to no environment; set approval.environment in the rule or map the namespace under environments"
+    ),
+    "approval-missing": lambda v: (
+        f"no approval by {_keys(v)} for {_pinned(v)} ({v.get('source')}) in environment {v.get('environment')}"
+        + (f" [{v.get('byOtherKeys')} approval(s) by other keys ignored]" if v.get("byOtherKeys") else "")
+        + f"; ask an approver: {_approve(v)}"
+    ),
+    "approval-wrong-environment": lambda v: (
+        f"{_pinned(v)} ({v.get('source')}) is approved by {_keys(v)} for {', '.join(sorted(str(e) for e in v.get('environments') or []))} "
+        f"but not for environment {v.get('environment')}; ask an approver: {_approve(v)}"
+    ),
+    "approval-revoked": _approval_status,
+    "approval-expired": _approval_status,
+    "approval-not-yet-valid": _approval_status,
+    "approval-namespace": lambda v: (
+        f"the approvals of {_pinned(v)} ({v.get('source')}) for environment {v.get('environment')} cover namespaces "
+        f"{', '.join(sorted(str(n) for n in v.get('namespaces') or []))}, not {v.get('namespace')}; ask for an approval with "
+        f"--namespace {v.get('namespace')}: {_approve(v)}"
+    ),
+    "approval-insufficient": lambda v: (
+        f"{_pinned(v)} ({v.get('source')}) has {v.get('approvers')} distinct approver(s) for environment {v.get('environment')} "
+        f"(the requester never counts), rule {v.get('rule')} needs {v.get('minApprovers')}; ask another approver: {_approve(v)}"
     ),
 }
 

@@ -22,6 +22,7 @@ from signer.oci.stores import Stores
 from webhook.cache import SingleFlightCache
 from webhook.config import LoadedPolicy
 from webhook.engine import PolicyEngine, build_engine
+from webhook.environments import EnvironmentResolver
 from webhook.evidence import Evidence, EvidenceGatherer
 from webhook.extract import KNOWN_KINDS, extract
 from webhook.messages import render
@@ -70,6 +71,7 @@ class AdmissionPipeline:
         self.cache = cache or SingleFlightCache(max_entries=policy.spec.cache.max_entries)
         self.engine = engine or build_engine(policy)
         self.gatherer = EvidenceGatherer(policy, self.stores, self.cache, self.executor)
+        self.environments = EnvironmentResolver(policy.spec.environments)
         self._inflight = 0
         self._retired = False
         self._closed = False
@@ -135,7 +137,10 @@ class AdmissionPipeline:
         artifacts = [self._artifact_input(target, evidence.get(target.key)) for target in targets]
         if time.monotonic() > deadline:
             return self._failure(request, f"the {self.policy.spec.deadline_seconds:g}s deadline passed before the policy could be evaluated")
-        result = self.engine.decide({"request": request.facts(), "artifacts": artifacts})
+        facts = request.facts()
+        if self.policy.attestation_types:
+            facts["environment"] = self.environments.environment(request.namespace)
+        result = self.engine.decide({"request": facts, "artifacts": artifacts})
         if result.get("exempt"):
             return self._allowed(request, "exempt-namespace", f"namespace {request.namespace} is exempt", artifacts)
         violations = [{**v, "message": render(v)} for v in result["violations"] if isinstance(v, dict)]
