@@ -131,7 +131,8 @@ def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[
     scan.add_argument("--scanners", default="vuln,secret,misconfig", help="trivy --scanners (default vuln,secret,misconfig)")
     scan.add_argument("--offline", action="store_true", help="do not let trivy download its DB or checks")
     scan.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="trivy timeout (default 600)")
-    scan.add_argument("--max-bytes", type=int, default=100 * 1024**3, help="ModelKits: unpack at most this many bytes")
+    scan.add_argument("--max-bytes", type=int, default=100 * 1024**3, help="unpack at most this many bytes (default 100 GiB)")
+    scan.add_argument("--model-files", action="store_true", help="images: also unpack the layers and check model files (KServe modelcars); ModelKits always are")
     _attestation_options(scan)
     scan.set_defaults(handler=cmd_scan)
 
@@ -346,7 +347,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     trivy = None if args.from_report else Trivy.find(args.trivy, timeout_seconds=args.timeout)
     with _stores(args) as stores:
         outcome = scan_artifact(stores, reference, trivy=trivy, from_report=args.from_report, scanners=args.scanners, offline=args.offline,
-                                limits=UnpackLimits(max_bytes=args.max_bytes))
+                                limits=UnpackLimits(max_bytes=args.max_bytes), image_model_files=args.model_files)
         result = outcome.predicate["scanner"]["result"]
         counts = ", ".join(f"{n} {s}" for s, n in result["severityCounts"].items() if n)
         model = result.get("modelFiles")

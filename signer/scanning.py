@@ -18,15 +18,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import certifi
+
 from signer.artifacts import resolve_target
 from signer.errors import UsageError
 from signer.jsonenc import mapping, text
 from signer.modelfiles import scan_model_files
 from signer.modelkit import is_modelkit
+from signer.oci.auth import load_credentials
+from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference, ImageReference, is_loopback_host
 from signer.trivy import SEVERITIES, ScanSummary, Trivy, load_report, summarize_report
-from signer.unpack import UnpackLimits, unpack_modelkit
+from signer.unpack import UnpackLimits, unpack_image, unpack_modelkit
 
 
 def now_rfc3339() -> str:
@@ -54,6 +58,32 @@ def vuln_predicate(summary: ScanSummary, model_files: dict[str, Any] | None, *, 
     }
 
 
+def _check_report_subject(report: dict[str, Any], path: Path, digest: str, pinned: str) -> None:
+    """A report pulled from a registry names the digests it scanned: refuse to attest it onto
+    another artifact. Reports of tarballs and directories carry none; their ArtifactName and
+    ImageID are recorded in the predicate instead."""
+    repo_digests = [d for d in mapping(report.get("Metadata")).get("RepoDigests") or [] if isinstance(d, str)]
+    if repo_digests and not any(d.endswith("@" + digest) for d in repo_digests):
+        raise UsageError(f"report {path} is about {', '.join(repo_digests[:3])}, not {pinned}",
+                         hint="attest the report of this very digest (trivy image REF@sha256:...)")
+
+
+def trivy_registry_env(registry: str, options: RegistryOptions, workdir: Path) -> dict[str, str]:
+    """What trivy needs to pull from `registry` as we would: our credentials (in its
+    environment, never on its command line) and our extra CA bundle added to the system ones."""
+    env: dict[str, str] = {}
+    credentials = load_credentials(registry, options.docker_config)
+    if options.docker_config is not None:
+        env["DOCKER_CONFIG"] = str(options.docker_config.parent)  # identity tokens: trivy exchanges them itself
+    if credentials is not None and credentials.username and not credentials.identity_token:
+        env["TRIVY_USERNAME"], env["TRIVY_PASSWORD"] = credentials.username, credentials.password or ""
+    if options.ca_file is not None:
+        bundle = workdir / "ca-bundle.pem"
+        bundle.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + options.ca_file.read_bytes())
+        env["SSL_CERT_FILE"] = str(bundle)  # Go reads its roots from here; the system roots are kept in the bundle
+    return env
+
+
 def scan_artifact(
     stores: Stores,
     reference: ArtifactReference,
@@ -63,16 +93,22 @@ def scan_artifact(
     scanners: str = "vuln,secret,misconfig",
     offline: bool = False,
     limits: UnpackLimits = UnpackLimits(),
+    image_model_files: bool = False,
 ) -> ScanOutcome:
+    """`image_model_files`: also unpack an image's layers and check its model files (a KServe
+    modelcar); ModelKits always get that check."""
     resolved, _ = resolve_target(stores, reference)
     repository = stores.repository(reference)
     started = now_rfc3339()
     if from_report is not None:
         report = load_report(from_report)
+        _check_report_subject(report, from_report, resolved.digest, str(resolved.pinned))
         summary = summarize_report(report)
         version = text(mapping(report.get("Trivy")).get("Version")) or "unknown"
-        predicate = vuln_predicate(summary, None, scanner_version=version, db_version="unknown", started=str(report.get("CreatedAt", started)),
-                                   finished=str(report.get("CreatedAt", started)), parameters=["--from-report", from_report.name])
+        created = text(report.get("CreatedAt")) or started
+        subject = [f"ArtifactName={text(report.get('ArtifactName'))}", f"ImageID={text(mapping(report.get('Metadata')).get('ImageID'))}"]
+        predicate = vuln_predicate(summary, None, scanner_version=version, db_version="unknown", started=created, finished=created,
+                                   parameters=["--from-report", from_report.name, *subject])
         return ScanOutcome(reference=str(resolved.pinned), digest=resolved.digest, predicate=predicate)
     if trivy is None:
         raise UsageError("no trivy to run", hint="install trivy, pass --trivy PATH, or use --from-report")
@@ -94,7 +130,13 @@ def scan_artifact(
     elif isinstance(reference, ImageReference):
         insecure = is_loopback_host(reference.registry) or stores.options.is_insecure(reference.registry)
         target = str(reference.pinned(resolved.digest))
-        report = trivy.scan("image", target, scanners=scanners, offline=offline, extra=["--insecure"] if insecure else [])
+        with tempfile.TemporaryDirectory(prefix="modelsign-trivy-") as workdir:
+            env = trivy_registry_env(reference.registry, stores.options, Path(workdir))
+            report = trivy.scan("image", target, scanners=scanners, offline=offline, extra=["--insecure"] if insecure else [], env=env)
+            if image_model_files:
+                if manifest is None or manifest.is_index:
+                    raise UsageError(f"{target} is an image index; the model-file check needs one image", hint="scan the platform image's digest")
+                model_files = scan_model_files(unpack_image(repository, manifest, Path(workdir), limits).models).to_json()
         parameters = ["image", "--scanners", scanners, target]
     else:
         raise UsageError(f"{reference} is an image in a local layout; trivy cannot pull it from there", hint="scan it in a registry, or attest a report with --from-report")

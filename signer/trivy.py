@@ -159,8 +159,9 @@ class Trivy:
             raise ScanError(f"cannot run trivy at {self.binary}: {exc.strerror}") from None
         if completed.returncode != 0:
             tail = completed.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            db_trouble = any("db" in line.lower() for line in tail)
             raise ScanError(f"trivy failed (exit {completed.returncode}): {' | '.join(tail) or 'no message'}",
-                            hint="offline, trivy has no vulnerability DB: use --scanners secret,misconfig or --from-report")
+                            hint="offline, trivy has no vulnerability DB: use --scanners secret,misconfig or --from-report" if db_trouble else None)
         return completed.stdout
 
     def version(self) -> dict[str, Any]:

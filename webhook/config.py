@@ -267,6 +267,11 @@ class LoadedPolicy:
                 types.add(mt.APPROVAL_PREDICATE)
         return types
 
+    @property
+    def needs_environment(self) -> bool:
+        """Some approval rule takes its environment from the request's namespace."""
+        return any(rule.require.approval is not None and rule.require.approval.environment is None for rule in self.spec.rules)
+
     def data_document(self) -> dict[str, Any]:
         """What the Rego policy sees as `data.modelsign.config` (durations in seconds)."""
         document = self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind", "local_registries", "environments"})

@@ -44,6 +44,7 @@ class EnvironmentResolver:
             if self.settings.api_server:
                 configuration = client.Configuration()
                 configuration.host = self.settings.api_server
+                configuration.retries = 0  # the admission deadline is short: one attempt, then deny
                 api_client = client.ApiClient(configuration)
             else:
                 try:
@@ -51,6 +52,7 @@ class EnvironmentResolver:
                 except config.ConfigException as exc:
                     raise EnvironmentLookupError(f"cannot reach the Kubernetes API for namespace labels: {exc}",
                                                  hint="run in-cluster, set environments.apiServer, or map namespaces with environments.mappings") from None
+                client.Configuration.get_default_copy().retries = 0
                 api_client = client.ApiClient()
             self._api = client.CoreV1Api(api_client)
         return self._api

@@ -111,7 +111,8 @@ _RENDERERS = {
     "scan-over-threshold": _scan_over_threshold,
     "scan-no-model-files": lambda v: (
         f"the scan of {_pinned(v)} ({v.get('source')}) did not examine its model files (an image scan or --from-report), "
-        f"and rule {v.get('rule')} requires unsafe model files to be ruled out; scan the ModelKit itself with {_rescan(v)}"
+        f"and rule {v.get('rule')} requires unsafe model files to be ruled out; rescan with {_rescan(v)} "
+        "(ModelKits get the model-file check; add --model-files for a modelcar image)"
     ),
     "unsafe-model-files": lambda v: (
         f"{_pinned(v)} ({v.get('source')}) contains {v.get('count')} unsafe model file(s) "

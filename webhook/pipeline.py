@@ -22,7 +22,7 @@ from signer.oci.stores import Stores
 from webhook.cache import SingleFlightCache
 from webhook.config import LoadedPolicy
 from webhook.engine import PolicyEngine, build_engine
-from webhook.environments import EnvironmentResolver
+from webhook.environments import EnvironmentLookupError, EnvironmentResolver
 from webhook.evidence import Evidence, EvidenceGatherer
 from webhook.extract import KNOWN_KINDS, extract
 from webhook.messages import render
@@ -138,8 +138,11 @@ class AdmissionPipeline:
         if time.monotonic() > deadline:
             return self._failure(request, f"the {self.policy.spec.deadline_seconds:g}s deadline passed before the policy could be evaluated")
         facts = request.facts()
-        if self.policy.attestation_types:
-            facts["environment"] = self.environments.environment(request.namespace)
+        if self.policy.needs_environment:
+            try:
+                facts["environment"] = self.environments.environment(request.namespace)
+            except EnvironmentLookupError as exc:
+                return self._failure(request, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
         result = self.engine.decide({"request": facts, "artifacts": artifacts})
         if result.get("exempt"):
             return self._allowed(request, "exempt-namespace", f"namespace {request.namespace} is exempt", artifacts)
