@@ -258,8 +258,13 @@ namespace_covered(patterns) if {
 	glob.match(pattern, [], input.request.namespace)
 }
 
-# Distinct approvers; the person who asked for the approval never counts.
-approvers(a, req) := {x.approverId | x := namespace_approvals(a, req)[_]; x.identity != x.requester}
+# Distinct approvers (by key, or keyless identity); the person who asked for the approval never counts.
+approvers(a, req) := {x.approverId | x := namespace_approvals(a, req)[_]; not requested_by_self(x)}
+
+requested_by_self(x) if {
+	x.requester != ""
+	x.identity == x.requester
+}
 
 approval_problem(a, req) := {"code": "approval-no-environment"} if {
 	approval_environment(req) == ""

@@ -78,7 +78,7 @@ def approval_predicate(*, decision: str, environment: str, namespaces: list[str]
 class ApprovalFacts:
     signer: str
     key_id: str | None
-    identity: str  # whom the approval counts as: the keyless subject, else the approver named in it
+    identity: str  # who approved: the keyless subject, else the approver named in it, else the key's name
     decision: str
     environment: str
     namespaces: tuple[str, ...]
@@ -114,7 +114,8 @@ def approval_facts(attestation: VerifiedAttestation) -> ApprovalFacts | None:
     if p["decision"] == "approved" and expires_at is None:
         return None  # an approval without an expiry is not accepted
     namespaces = strings(p.get("namespaces")) if "namespaces" in p else ["*"]
-    identity = attestation.keyless.subjects[0] if attestation.keyless and attestation.keyless.subjects else text(p.get("approver"))
+    keyless = attestation.keyless.subjects[0] if attestation.keyless and attestation.keyless.subjects else ""
+    identity = keyless or text(p.get("approver")) or attestation.signer
     return ApprovalFacts(
         signer=attestation.signer, key_id=attestation.key_id, identity=identity, decision=p["decision"], environment=environment,
         namespaces=tuple(namespaces), approver=text(p.get("approver")), requester=text(p.get("requester")),

@@ -176,5 +176,5 @@ def scan_facts(predicate: Any) -> dict[str, Any] | None:
         "secretCount": result.get("secretCount") if isinstance(result.get("secretCount"), int) else 0,
         "unsafeModelFiles": mapping(model_files).get("unsafeFiles") if isinstance(mapping(model_files).get("unsafeFiles"), int) else None,
         "unsafeFiles": [text(f.get("path")) for f in files if isinstance(f, dict) and f.get("safe") is False][:10] if isinstance(files, list) else [],
-        "findings": {s: [str(v.get("id")) for v in top if v.get("severity") == s][:5] for s in ("CRITICAL", "HIGH")},
+        "findings": {s: list(dict.fromkeys(str(v.get("id")) for v in top if v.get("severity") == s))[:5] for s in ("CRITICAL", "HIGH")},
     }

@@ -19,10 +19,10 @@ from signer.oci.stores import Stores
 from signer.references import parse_reference
 from signer.samples import push_image
 from signer.signing import sign_artifact
+from support.admission import pod, review
 from support.faults import FaultProxy
 from support.webhook_server import start_webhook
 from test_webhook_extract import BAD_REVIEWS, _review_body
-from test_webhook_pipeline import pod, review
 from webhook.certs import generate, rotate_serving_cert
 
 

@@ -59,10 +59,10 @@ def _rescan(v: dict[str, Any]) -> str:
 
 def _scan_over_threshold(v: dict[str, Any]) -> str:
     ids = [str(i) for i in v.get("ids") or []]
-    shown = f" ({', '.join(ids)}{', ...' if isinstance(v.get('count'), int) and v['count'] > len(ids) else ''})" if ids else ""
+    shown = f" ({', '.join(ids)})" if ids else ""
     fixable = "fixable " if v.get("unfixedIgnored") else ""
     return (
-        f"{_pinned(v)} ({v.get('source')}) has {v.get('count')} {fixable}{v.get('severity')} vulnerabilities{shown}, "
+        f"{_pinned(v)} ({v.get('source')}) has {v.get('count')} {fixable}{v.get('severity')} vulnerability findings{shown}, "
         f"rule {v.get('rule')} allows {v.get('max')}; fix them and rebuild, then rescan with {_rescan(v)}"
     )
 

@@ -1,0 +1,442 @@
+"""Scan thresholds and approvals at admission: signed attestations in a real registry,
+verified by the pipeline, decided by the Rego policy, explained with a fix hint; then the
+same through the HTTPS webhook and `modelsign check`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import FIXTURES, PASSWORD, run_cli
+from signer import mediatypes as mt
+from signer.approvals import approval_predicate, format_time
+from signer.attestations import attest
+from signer.digests import attestation_tag
+from signer.keys import SigningKey, generate_key_pair, load_signing_key_file
+from signer.kitpack import pack_modelkit
+from signer.oci.stores import Stores
+from signer.references import parse_reference
+from signer.samples import push_image
+from signer.scanning import vuln_predicate
+from signer.signing import sign_artifact
+from signer.trivy import load_report, summarize_report
+from support.admission import isvc, pod, review
+from support.webhook_server import start_webhook
+from test_scanning import EVIL_PICKLE, KITFILE, make_context, safetensors_bytes
+from webhook.certs import generate
+from webhook.config import parse_policy
+from webhook.pipeline import AdmissionPipeline
+from webhook.review import parse_review
+
+NOW = datetime.now(timezone.utc)
+CLEAN_REPORT = FIXTURES / "trivy" / "trivy__alpine-39-skip.json.golden"  # a real report with no findings
+CLEAN_MODEL_FILES = {"scanner": "picklescan", "unsafeFiles": 0, "suspiciousFiles": 0, "truncated": False,
+                     "files": [{"path": "model/weights.safetensors", "format": "safetensors", "safe": True, "layer": "model"}]}
+KEY_NAMES = ("scanner", "approver-a", "approver-b")
+
+
+def scan_predicate(report: Path = CLEAN_REPORT, *, age: timedelta = timedelta(0), model_files: dict | None = CLEAN_MODEL_FILES) -> dict:
+    finished = format_time(NOW - age)
+    return vuln_predicate(summarize_report(load_report(report)), model_files, scanner_version="0.59.1", db_version="test",
+                          started=finished, finished=finished, parameters=["test"])
+
+
+def approval(*, environment: str = "prod", namespaces: list[str] | None = None, approver: str = "alice", requester: str = "bob",
+             issued: datetime | None = None, not_before: datetime | None = None, lifetime: timedelta = timedelta(days=30)) -> dict:
+    return approval_predicate(decision="approved", environment=environment, namespaces=namespaces or ["prod-*"], approver=approver,
+                              requester=requester, ticket="CHG-1234", reason="eval passed", now=issued or NOW, not_before=not_before,
+                              expires_in_seconds=int(lifetime.total_seconds()))
+
+
+def revocation(*, environment: str = "prod") -> dict:
+    return approval_predicate(decision="revoked", environment=environment, namespaces=["*"], approver="carol", requester="",
+                              ticket="CHG-1300", reason="bias found", now=NOW + timedelta(seconds=1))
+
+
+class Keys:
+    def __init__(self, directory: Path, shared: Path) -> None:
+        self.dir = directory
+        for name in KEY_NAMES:
+            generate_key_pair(directory / name, PASSWORD.encode())
+        self.signing = {name: load_signing_key_file(folder / f"{name}.key", password=lambda _: PASSWORD.encode())
+                        for name, folder in [(n, directory) for n in KEY_NAMES] + [(n, shared) for n in ("ml-team", "other-team", "second-signer")]}
+
+    def __getitem__(self, name: str) -> SigningKey:
+        return self.signing[name]
+
+
+def policy_text(key_dir: Path, keys_dir: Path, extra: str = "") -> str:
+    return f"""
+apiVersion: modelsign.dev/v1alpha1
+kind: AdmissionPolicy
+metadata: {{name: gated}}
+allowedRegistries: ["127.0.0.1:*"]
+trustedKeys:
+  ml-team: {{file: {key_dir / 'ml-team.pub'}}}
+  other-team: {{file: {key_dir / 'other-team.pub'}}}
+  scanner: {{file: {keys_dir / 'scanner.pub'}}}
+  approver-a: {{file: {keys_dir / 'approver-a.pub'}}}
+  approver-b: {{file: {keys_dir / 'approver-b.pub'}}}
+environments:
+  mappings:
+    - {{name: prod, namespaces: ["prod-*", "critical"]}}
+    - {{name: staging, namespaces: [staging]}}
+rules:
+  - name: signed-and-scanned
+    require:
+      signedBy: [ml-team]
+      scan: {{signedBy: [scanner], maxAge: 168h, maxSeverity: {{CRITICAL: 0, HIGH: 3}}, unsafeModelFiles: deny, ignoreUnfixed: true}}
+  - name: prod-approved
+    namespaces: ["prod-*", unmapped]
+    require:
+      approval: {{signedBy: [approver-a, approver-b]}}
+  - name: two-person
+    namespaces: [critical]
+    require:
+      approval: {{signedBy: [approver-a, approver-b], environment: prod, minApprovers: 2}}
+{extra}"""
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory, key_dir) -> Keys:
+    return Keys(tmp_path_factory.mktemp("gate-keys"), key_dir)
+
+
+@pytest.fixture(scope="module")
+def kits(registry, tmp_path_factory, keys) -> dict[str, str]:
+    """name -> kit://...@digest, each signed by ml-team, with the statements its name says."""
+    safe_context = make_context(tmp_path_factory.mktemp("safe"), {"weights.safetensors": safetensors_bytes()})
+    evil_context = make_context(tmp_path_factory.mktemp("evil"), {"pytorch_model.bin": EVIL_PICKLE})
+    scan = ("scanner", mt.VULN_PREDICATE, scan_predicate())
+    ok = ("approver-a", mt.APPROVAL_PREDICATE, approval())
+    plans: dict[str, list[tuple[str, str, dict]]] = {
+        "approved": [scan, ok],
+        "no-scan": [ok],
+        "old-scan": [("scanner", mt.VULN_PREDICATE, scan_predicate(age=timedelta(days=9))), ok],
+        "untrusted-scanner": [("other-team", mt.VULN_PREDICATE, scan_predicate()), ok],
+        "unknown-scanner": [("second-signer", mt.VULN_PREDICATE, scan_predicate()), ok],  # a key the policy does not know
+        "critical-vulns": [("scanner", mt.VULN_PREDICATE, scan_predicate(FIXTURES / "trivy" / "trivy__photon-30.json.golden")), ok],
+        "unfixed-only": [("scanner", mt.VULN_PREDICATE, scan_predicate(FIXTURES / "trivy" / "trivy__ubuntu-1804.json.golden")), ok],
+        "image-style-scan": [("scanner", mt.VULN_PREDICATE, scan_predicate(model_files=None)), ok],
+        "no-approval": [scan],
+        "wrong-environment": [scan, ("approver-a", mt.APPROVAL_PREDICATE, approval(environment="staging", namespaces=["*"]))],
+        "expired": [scan, ("approver-a", mt.APPROVAL_PREDICATE, approval(issued=NOW - timedelta(days=40)))],
+        "not-yet-valid": [scan, ("approver-a", mt.APPROVAL_PREDICATE, approval(not_before=NOW + timedelta(days=1)))],
+        "revoked": [scan, ok, ("approver-b", mt.APPROVAL_PREDICATE, revocation())],
+        "non-approver": [scan, ("other-team", mt.APPROVAL_PREDICATE, approval())],
+        "other-namespace": [scan, ("approver-a", mt.APPROVAL_PREDICATE, approval(namespaces=["prod-eu-*"]))],
+        "same-key-twice": [scan, ("approver-a", mt.APPROVAL_PREDICATE, approval(namespaces=["*"])),
+                           ("approver-a", mt.APPROVAL_PREDICATE, approval(approver="alice-again", namespaces=["*"]))],
+        "requester-approves": [scan, ok, ("approver-b", mt.APPROVAL_PREDICATE, approval(approver="bob", requester="bob", namespaces=["*"]))],
+        "two-approvers": [scan, ("approver-a", mt.APPROVAL_PREDICATE, approval(namespaces=["*"])),
+                          ("approver-b", mt.APPROVAL_PREDICATE, approval(approver="dave", namespaces=["*"]))],
+        "replayed": [scan],
+    }
+    found = {}
+    with Stores() as stores:
+        for name, plan in plans.items():
+            reference = parse_reference(f"kit://{registry.host}/models/{name}:1")
+            digest = pack_modelkit(stores.repository(reference), safe_context, {**KITFILE, "package": {"name": name}}, tag="1").digest
+            sign_artifact(stores, reference, keys["ml-team"])
+            for index, (key, predicate_type, predicate) in enumerate(plan):
+                attest(stores, reference, keys[key], predicate_type, predicate, form="bundle" if index % 2 else "legacy")
+            found[name] = f"kit://{registry.host}/models/{name}@{digest}"
+        evil = parse_reference(f"kit://{registry.host}/models/evil:1")
+        digest = pack_modelkit(stores.repository(evil), evil_context, KITFILE, tag="1").digest
+        sign_artifact(stores, evil, keys["ml-team"])
+        evil_scan = scan_predicate(model_files={"scanner": "picklescan", "unsafeFiles": 1, "suspiciousFiles": 0, "truncated": False, "files": [
+            {"path": "model/pytorch_model.bin", "format": "pickle", "safe": False, "dangerousImports": ["os.system"], "layer": "model"}]})
+        attest(stores, evil, keys["scanner"], mt.VULN_PREDICATE, evil_scan)
+        attest(stores, evil, keys["approver-a"], mt.APPROVAL_PREDICATE, approval())
+        found["evil"] = f"kit://{registry.host}/models/evil@{digest}"
+        # Replay: copy the approved kit's attestation manifest onto the other digest's .att tag.
+        source = parse_reference(found["approved"].removeprefix("kit://"))
+        target = parse_reference(found["replayed"].removeprefix("kit://"))
+        repository = stores.repository(source)
+        copied = repository.fetch_manifest(attestation_tag(source.digest))
+        repository.push_manifest(copied.raw, copied.media_type, tag=attestation_tag(target.digest))
+    return found
+
+
+@pytest.fixture(scope="module")
+def pipeline(key_dir, keys) -> Iterator[AdmissionPipeline]:
+    built = AdmissionPipeline(parse_policy(policy_text(key_dir, keys.dir), source="test"))
+    yield built
+    built.close()
+
+
+def decide(pipeline: AdmissionPipeline, uri: str, namespace: str = "prod-1"):
+    return pipeline.decide(parse_review(review("InferenceService", isvc(uri), namespace=namespace)))
+
+
+def codes(decision) -> list[str]:
+    return sorted(v["code"] for v in decision.violations)
+
+
+def test_signed_scanned_approved_modelkit_is_admitted(pipeline, kits):
+    decision = decide(pipeline, kits["approved"])
+    assert decision.allowed and decision.outcome == "allow", decision.message
+    evidence = decision.artifacts[0]["evidence"]
+    assert [s["signer"] for s in evidence["scans"]] == ["scanner"] and evidence["scans"][0]["unsafeModelFiles"] == 0
+    assert [(a["signer"], a["status"], a["environment"]) for a in evidence["approvals"]] == [("approver-a", "active", "prod")]
+
+
+@pytest.mark.parametrize(
+    "kit, code, words",
+    [
+        ("no-scan", "scan-missing", "no scan attestation by key scanner for {ref}"),
+        ("untrusted-scanner", "scan-missing", "[1 scan(s) by other keys ignored]; scan it with `modelsign scan {ref} --key scanner.key`"),
+        ("unknown-scanner", "scan-missing", "no scan attestation by key scanner for {ref} ({src}, rule signed-and-scanned); scan it with"),
+        ("old-scan", "scan-too-old", "by key scanner is 9d old, rule signed-and-scanned accepts at most 7d; rescan it with `modelsign scan {ref}"),
+        ("critical-vulns", "scan-over-threshold", "has 2 fixable CRITICAL vulnerability findings (CVE-2019-5481), rule signed-and-scanned allows 0"),
+        ("image-style-scan", "scan-no-model-files", "did not examine its model files"),
+        ("evil", "unsafe-model-files", "contains 1 unsafe model file(s) (model/pytorch_model.bin): pickles that can run code on load"),
+        ("no-approval", "approval-missing", "no approval by any of keys approver-a, approver-b for {ref} ({src}) in environment prod; ask an approver: `modelsign approve {ref} --key approver-a.key --environment prod --namespace 'prod-1'"),
+        ("wrong-environment", "approval-wrong-environment", "is approved by any of keys approver-a, approver-b for staging but not for environment prod"),
+        ("expired", "approval-expired", "for environment prod by any of keys approver-a, approver-b is expired"),
+        ("not-yet-valid", "approval-not-yet-valid", "is not valid yet"),
+        ("revoked", "approval-revoked", "is revoked"),
+        ("non-approver", "approval-missing", "[1 approval(s) by other keys ignored]"),
+        ("other-namespace", "approval-namespace", "cover namespaces prod-eu-*, not prod-1; ask for an approval with --namespace prod-1"),
+        ("replayed", "approval-missing", "no approval by any of keys approver-a, approver-b for {ref}"),
+    ],
+)
+def test_each_failed_requirement_denies_with_its_own_message(pipeline, kits, kit, code, words):
+    decision = decide(pipeline, kits[kit])
+    assert not decision.allowed and decision.outcome == "deny"
+    assert codes(decision) == [code], decision.message
+    ref = kits[kit].removeprefix("kit://")
+    expected = words.format(ref=ref, src="spec.predictor.model.storageUri")
+    assert expected in decision.message, decision.message
+    assert decision.message.startswith("modelsign denied InferenceService prod-1/llm: ")
+
+
+def test_ignore_unfixed_and_thresholds_below_the_limit(pipeline, kits):
+    # ubuntu-1804: 4 MEDIUM + 1 LOW (unfixed), no HIGH/CRITICAL: under the thresholds.
+    assert decide(pipeline, kits["unfixed-only"]).allowed
+
+
+def test_replayed_attestation_is_rejected_for_its_subject(pipeline, kits):
+    rejected = decide(pipeline, kits["replayed"]).artifacts[0]["evidence"]
+    assert rejected["approvals"] == []  # the copied approval names the other digest
+
+
+def test_two_person_rule(pipeline, kits):
+    for kit, distinct in (("same-key-twice", 1), ("requester-approves", 0)):
+        decision = decide(pipeline, kits[kit], namespace="critical")
+        assert codes(decision) == ["approval-insufficient"], (kit, decision.message)
+        assert f"has {distinct} distinct approver(s) for environment prod (the requester never counts), rule two-person needs 2" in decision.message
+    assert decide(pipeline, kits["same-key-twice"]).allowed  # one approver is enough in prod-*
+    assert decide(pipeline, kits["two-approvers"], namespace="critical").allowed
+    decision = decide(pipeline, kits["approved"], namespace="critical")  # its approval covers prod-* only
+    assert codes(decision) == ["approval-namespace"]
+
+
+def test_environment_comes_from_the_namespace(pipeline, kits):
+    assert decide(pipeline, kits["wrong-environment"], namespace="staging").allowed  # no approval rule there
+    decision = decide(pipeline, kits["approved"], namespace="unmapped")
+    assert codes(decision) == ["approval-no-environment"]
+    assert "namespace unmapped maps to no environment" in decision.message
+
+
+def test_warn_mode_admits_with_the_same_messages(key_dir, keys, kits):
+    warned = AdmissionPipeline(parse_policy(policy_text(key_dir, keys.dir).replace("metadata: {name: gated}", "metadata: {name: gated}\nmode: warn"), source="test"))
+    try:
+        decision = decide(warned, kits["expired"])
+    finally:
+        warned.close()
+    assert decision.allowed and decision.outcome == "warn"
+    assert any("modelsign would deny (warn mode)" in w and "is expired" in w for w in decision.warnings)
+
+
+def test_container_images_need_no_model_file_scan(registry, key_dir, keys):
+    with Stores() as stores:
+        reference = parse_reference(f"{registry.host}/apps/scanned-image:1")
+        push_image(stores.repository(reference), {"f": b"app"}, tag="1")
+        sign_artifact(stores, reference, keys["ml-team"])
+        attest(stores, reference, keys["scanner"], mt.VULN_PREDICATE, scan_predicate(model_files=None))
+    gate = AdmissionPipeline(parse_policy(policy_text(key_dir, keys.dir), source="test"))
+    try:
+        decision = gate.decide(parse_review(review("Pod", pod(f"{registry.host}/apps/scanned-image:1"), namespace="staging")))
+    finally:
+        gate.close()
+    assert decision.allowed, decision.message
+
+
+# -- namespace labels through the kubernetes client --------------------------------------------
+
+
+class _Namespaces(BaseHTTPRequestHandler):
+    """Stand-in for the API server's GET /api/v1/namespaces/{name} (no Kubernetes here)."""
+
+    labels = {"team-x": {"modelsign.dev/environment": "prod"}, "team-y": {}}
+    requests: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        self.requests.append(self.path)
+        name = self.path.rsplit("/", 1)[-1]
+        if name == "forbidden":
+            body, status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403}, 403
+        else:
+            body, status = {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name, "labels": self.labels.get(name, {})}}, 200
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def api_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Namespaces)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Namespaces.requests = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_environment_from_a_namespace_label(key_dir, keys, kits, api_server):
+    text = policy_text(key_dir, keys.dir).replace(
+        "environments:\n", f"environments:\n  namespaceLabel: modelsign.dev/environment\n  apiServer: {api_server}\n  labelCacheSeconds: 60\n"
+    ).replace('namespaces: ["prod-*", unmapped]', 'namespaces: ["prod-*", "team-*", forbidden]')
+    gate = AdmissionPipeline(parse_policy(text, source="test"))
+    try:
+        assert decide(gate, kits["approved"], namespace="team-x").allowed is False  # approval covers prod-* only
+        labelled = decide(gate, kits["two-approvers"], namespace="team-x")
+        assert labelled.allowed, labelled.message
+        assert decide(gate, kits["two-approvers"], namespace="team-x").allowed
+        unlabelled = decide(gate, kits["two-approvers"], namespace="team-y")
+        assert codes(unlabelled) == ["approval-no-environment"]
+        forbidden = decide(gate, kits["two-approvers"], namespace="forbidden")
+        assert not forbidden.allowed and forbidden.outcome == "error"
+        assert "cannot read labels of namespace forbidden: HTTP 403" in forbidden.message
+        assert "give the webhook's ServiceAccount get on namespaces" in forbidden.message
+    finally:
+        gate.close()
+    assert _Namespaces.requests.count("/api/v1/namespaces/team-x") == 1  # cached
+
+
+def test_unreachable_api_server_denies(key_dir, keys, kits):
+    text = policy_text(key_dir, keys.dir).replace("environments:\n", "environments:\n  namespaceLabel: env\n  apiServer: http://127.0.0.1:9\n")
+    gate = AdmissionPipeline(parse_policy(text, source="test"))
+    try:
+        decision = decide(gate, kits["approved"])
+    finally:
+        gate.close()
+    assert not decision.allowed and "cannot read labels of namespace prod-1" in decision.message
+
+
+# -- the CLI side of approvals -----------------------------------------------------------------
+
+
+def test_cli_approve_list_revoke(capsys, registry, key_dir, keys):
+    reference = f"kit://{registry.host}/models/cli-approved:1"
+    with Stores() as stores:
+        context = make_context(Path(keys.dir) / "cli-kit", {"weights.safetensors": safetensors_bytes()})
+        pack_modelkit(stores.repository(parse_reference(reference)), context, KITFILE, tag="1")
+    approver = keys.dir / "approver-a"
+    code, out, err = run_cli(capsys, "approve", reference, "--key", f"{approver}.key", "--environment", "prod", "--namespace", "prod-*",
+                             "--expires", "30d", "--ticket", "CHG-1234", "--reason", "eval passed", "--requester", "bob", "--approver", "alice")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "approvals", "list", reference, "--key", f"{approver}.pub", "--output", "json")
+    assert code == 0, err
+    listed = json.loads(out)["approvals"]
+    assert [(a["status"], a["decision"], a["environment"], a["namespaces"], a["approver"], a["requester"], a["ticket"]) for a in listed] == [
+        ("active", "approved", "prod", ["prod-*"], "alice", "bob", "CHG-1234")]
+    assert code == 0 and run_cli(capsys, "revoke", reference, "--key", f"{keys.dir / 'approver-b'}.key", "--ticket", "CHG-1300", "--environment", "prod")[0] == 0
+    code, out, _ = run_cli(capsys, "approvals", "list", reference, "--key", f"{approver}.pub", "--key", f"{keys.dir / 'approver-b'}.pub")
+    assert code == 0 and "revoked" in out and "revocation" in out and "CHG-1300" in out
+    code, _, err = run_cli(capsys, "approve", reference, "--key", f"{approver}.key", "--environment", "prod", "--expires", "soon", "--ticket", "X")
+    assert code == 2 and "invalid duration 'soon'" in err
+    code, _, err = run_cli(capsys, "approve", reference, "--key", f"{approver}.key", "--environment", "prod", "--expires", "1d", "--ticket", "X",
+                           "--not-before", "tomorrow")
+    assert code == 2 and "is not an RFC 3339 time" in err
+
+
+@pytest.mark.parametrize("predicate, kept", [
+    ({"decision": "approved", "environment": "prod", "approvedAt": "2026-01-01T00:00:00Z"}, False),  # no expiry
+    ({"decision": "maybe", "environment": "prod", "approvedAt": "2026-01-01T00:00:00Z", "expiresAt": "2099-01-01T00:00:00Z"}, False),
+    ({"decision": "approved", "environment": ["prod"], "approvedAt": "2026-01-01T00:00:00Z", "expiresAt": "2099-01-01T00:00:00Z"}, False),
+    ({"decision": "approved", "environment": "prod", "approvedAt": "yesterday", "expiresAt": "2099-01-01T00:00:00Z"}, False),
+    ("not an object", False),
+    ({"decision": "approved", "environment": "prod", "approvedAt": "2026-01-01T00:00:00Z", "expiresAt": "2099-01-01T00:00:00Z"}, True),
+])
+def test_hostile_approval_predicates_are_ignored(registry, pipeline, keys, predicate, kept):
+    name = f"hostile-approval-{abs(hash(json.dumps(predicate))) % 10**8}"
+    with Stores() as stores:
+        reference = parse_reference(f"{registry.host}/models/{name}:1")
+        push_image(stores.repository(reference), {"f": name.encode()}, tag="1")
+        sign_artifact(stores, reference, keys["ml-team"])
+        attest(stores, reference, keys["scanner"], mt.VULN_PREDICATE, scan_predicate())
+        attest(stores, reference, keys["approver-a"], mt.APPROVAL_PREDICATE, predicate)
+    decision = pipeline.decide(parse_review(review("Pod", pod(f"{registry.host}/models/{name}:1"), namespace="prod-1")))
+    assert decision.allowed is kept, decision.message
+    if not kept:
+        assert codes(decision) == ["approval-missing"]
+
+
+def test_hostile_scan_predicate_is_ignored_and_explained(registry, pipeline, keys):
+    with Stores() as stores:
+        reference = parse_reference(f"{registry.host}/models/hostile-scan:1")
+        push_image(stores.repository(reference), {"f": b"hostile-scan"}, tag="1")
+        sign_artifact(stores, reference, keys["ml-team"])
+        attest(stores, reference, keys["scanner"], mt.VULN_PREDICATE, {"scanner": {"result": {"severityCounts": "lots"}}})
+        attest(stores, reference, keys["approver-a"], mt.APPROVAL_PREDICATE, approval())
+    decision = pipeline.decide(parse_review(review("Pod", pod(f"{registry.host}/models/hostile-scan:1"), namespace="prod-1")))
+    assert codes(decision) == ["scan-missing"]
+    assert any(r["reason"] == "scan attestation has a malformed predicate" for r in decision.artifacts[0]["evidence"]["rejected"])
+
+
+# -- end to end: the HTTPS webhook and `modelsign check` ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gated_files(tmp_path_factory, key_dir, keys) -> tuple[Path, Path]:
+    workdir = tmp_path_factory.mktemp("gated-webhook")
+    policy = workdir / "policy.yaml"
+    policy.write_text(policy_text(key_dir, keys.dir))
+    generate("modelsign-webhook", "modelsign-system", workdir / "certs", extra_sans=["127.0.0.1"])
+    return workdir, policy
+
+
+def test_end_to_end_through_the_https_webhook(gated_files, kits):
+    workdir, policy = gated_files
+    server = start_webhook(policy, workdir / "certs", workdir, workers=1)
+    try:
+        with server.client() as client:
+            answers = {}
+            for kit in ("approved", "evil", "expired", "critical-vulns"):
+                body = review("InferenceService", isvc(kits[kit]), namespace="prod-1", uid=f"uid-{kit}")
+                response = client.post("/validate", content=body, headers={"Content-Type": "application/json"})
+                assert response.status_code == 200
+                answers[kit] = response.json()["response"]
+    finally:
+        server.stop()
+    assert answers["approved"]["allowed"] is True and answers["approved"]["uid"] == "uid-approved"
+    for kit, words in (("evil", "unsafe model file"), ("expired", "is expired"), ("critical-vulns", "2 fixable CRITICAL vulnerability findings")):
+        assert answers[kit]["allowed"] is False and answers[kit]["status"]["code"] == 403
+        assert words in answers[kit]["status"]["message"]
+
+
+def test_end_to_end_through_modelsign_check(capsys, gated_files, kits):
+    workdir, policy = gated_files
+    manifests = workdir / "deploy.yaml"
+    documents = [isvc(kits[kit]) | {"metadata": {"name": kit, "namespace": "prod-1"}} for kit in ("approved", "revoked", "old-scan")]
+    manifests.write_text("---\n".join(json.dumps(d) + "\n" for d in documents))
+    code, out, err = run_cli(capsys, "check", "-f", manifests, "--config", policy)
+    assert code == 1, err
+    assert "ALLOW" in out and "InferenceService  prod-1/approved" in out.replace("  ", "  ")
+    assert "is revoked" in out and "9d old" in out
+    code, out, _ = run_cli(capsys, "check", "-f", manifests, "--config", policy, "--output", "json")
+    assert [r["allowed"] for r in json.loads(out)] == [True, False, False]
