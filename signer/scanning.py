@@ -30,7 +30,7 @@ from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference, ImageReference, is_loopback_host
 from signer.trivy import SEVERITIES, ScanSummary, Trivy, load_report, summarize_report
-from signer.unpack import UnpackLimits, unpack_image, unpack_modelkit
+from signer.unpack import UnpackLimits, Unpacked, unpack_image, unpack_modelkit
 
 
 def now_rfc3339() -> str:
@@ -95,55 +95,70 @@ def scan_artifact(
     limits: UnpackLimits = UnpackLimits(),
     image_model_files: bool = False,
 ) -> ScanOutcome:
-    """`image_model_files`: also unpack an image's layers and check its model files (a KServe
-    modelcar); ModelKits always get that check."""
+    """Scan the digest `reference` resolves to, once. ModelKits are unpacked: trivy scans the
+    code/docs/datasets and our model-file check reads every file. With `from_report` the
+    findings come from that trivy report, but the model-file check still runs.
+    `image_model_files`: unpack an image's layers for the model-file check too (a modelcar)."""
     resolved, _ = resolve_target(stores, reference)
     repository = stores.repository(reference)
     started = now_rfc3339()
-    if from_report is not None:
-        report = load_report(from_report)
-        _check_report_subject(report, from_report, resolved.digest, str(resolved.pinned))
-        summary = summarize_report(report)
-        version = text(mapping(report.get("Trivy")).get("Version")) or "unknown"
-        created = text(report.get("CreatedAt")) or started
-        subject = [f"ArtifactName={text(report.get('ArtifactName'))}", f"ImageID={text(mapping(report.get('Metadata')).get('ImageID'))}"]
-        predicate = vuln_predicate(summary, None, scanner_version=version, db_version="unknown", started=created, finished=created,
-                                   parameters=["--from-report", from_report.name, *subject])
-        return ScanOutcome(reference=str(resolved.pinned), digest=resolved.digest, predicate=predicate)
-    if trivy is None:
-        raise UsageError("no trivy to run", hint="install trivy, pass --trivy PATH, or use --from-report")
-    info = trivy.version()
-    db = mapping(info.get("VulnerabilityDB"))
     manifest = resolved.manifest or repository.fetch_manifest(resolved.digest)
-    model_files = None
-    if manifest is not None and is_modelkit(manifest):
-        with tempfile.TemporaryDirectory(prefix="modelsign-scan-") as workdir:
-            unpacked = unpack_modelkit(repository, manifest, Path(workdir), limits)
-            report = trivy.scan("fs", str(unpacked.context), scanners=scanners, offline=offline)
-            model_report = scan_model_files(unpacked.context)
-            model_layers = scan_model_files(unpacked.models)
-            model_report.files = [{**f, "layer": "context"} for f in model_report.files] + [{**f, "layer": "model"} for f in model_layers.files]
-            model_report.unsafe += model_layers.unsafe
-            model_report.suspicious += model_layers.suspicious
-            model_files = model_report.to_json()
-        parameters = ["fs", "--scanners", scanners, "<unpacked ModelKit layers>"]
-    elif isinstance(reference, ImageReference):
-        insecure = is_loopback_host(reference.registry) or stores.options.is_insecure(reference.registry)
-        target = str(reference.pinned(resolved.digest))
-        with tempfile.TemporaryDirectory(prefix="modelsign-trivy-") as workdir:
-            env = trivy_registry_env(reference.registry, stores.options, Path(workdir))
-            report = trivy.scan("image", target, scanners=scanners, offline=offline, extra=["--insecure"] if insecure else [], env=env)
-            if image_model_files:
-                if manifest is None or manifest.is_index:
-                    raise UsageError(f"{target} is an image index; the model-file check needs one image", hint="scan the platform image's digest")
-                model_files = scan_model_files(unpack_image(repository, manifest, Path(workdir), limits).models).to_json()
-        parameters = ["image", "--scanners", scanners, target]
-    else:
+    kit = manifest if manifest is not None and is_modelkit(manifest) else None
+    pinned = str(resolved.pinned)
+    if from_report is None and trivy is None:
+        raise UsageError("no trivy to run", hint="install trivy, pass --trivy PATH, or use --from-report")
+    if from_report is None and kit is None and not isinstance(reference, ImageReference):
         raise UsageError(f"{reference} is an image in a local layout; trivy cannot pull it from there", hint="scan it in a registry, or attest a report with --from-report")
-    summary = summarize_report(report)
-    predicate = vuln_predicate(summary, model_files, scanner_version=str(info.get("Version", "unknown")), db_version=str(db.get("Version", "unknown")),
-                               started=started, finished=now_rfc3339(), parameters=parameters)
-    return ScanOutcome(reference=str(resolved.pinned), digest=resolved.digest, predicate=predicate)
+    with tempfile.TemporaryDirectory(prefix="modelsign-scan-") as workdir:
+        unpacked = None
+        if kit is not None:
+            unpacked = unpack_modelkit(repository, kit, Path(workdir), limits)
+        elif image_model_files:
+            if manifest is None or manifest.is_index:
+                raise UsageError(f"{pinned} is an image index; the model-file check needs one image", hint="scan the platform image's digest")
+            unpacked = unpack_image(repository, manifest, Path(workdir), limits)
+        model_files = _model_files(unpacked) if unpacked is not None else None
+        if from_report is not None:
+            report = load_report(from_report)
+            _check_report_subject(report, from_report, resolved.digest, pinned)
+            version, db_version = text(mapping(report.get("Trivy")).get("Version")) or "unknown", "unknown"
+            started = finished = text(report.get("CreatedAt")) or started
+            parameters = ["--from-report", from_report.name, f"ArtifactName={text(report.get('ArtifactName'))}",
+                          f"ImageID={text(mapping(report.get('Metadata')).get('ImageID'))}"]
+        else:
+            assert trivy is not None
+            info = trivy.version()
+            version, db_version = str(info.get("Version", "unknown")), str(mapping(info.get("VulnerabilityDB")).get("Version", "unknown"))
+            if unpacked is not None and kit is not None:
+                report = trivy.scan("fs", str(unpacked.context), scanners=scanners, offline=offline)
+                parameters = ["fs", "--scanners", scanners, "<unpacked ModelKit layers>"]
+            else:
+                assert isinstance(reference, ImageReference)
+                insecure = is_loopback_host(reference.registry) or stores.options.is_insecure(reference.registry)
+                env = trivy_registry_env(reference.registry, stores.options, Path(workdir))
+                report = trivy.scan("image", pinned, scanners=scanners, offline=offline, extra=["--insecure"] if insecure else [], env=env)
+                parameters = ["image", "--scanners", scanners, pinned]
+            finished = now_rfc3339()
+    predicate = vuln_predicate(summarize_report(report), model_files, scanner_version=version, db_version=db_version,
+                               started=started, finished=finished, parameters=parameters)
+    return ScanOutcome(reference=pinned, digest=resolved.digest, predicate=predicate)
+
+
+def _model_files(unpacked: Unpacked) -> dict[str, Any]:
+    """One report over both trees, each file marked with the layer kind it came from."""
+    context, models = scan_model_files(unpacked.context), scan_model_files(unpacked.models)
+    context.files = [{**f, "layer": "context"} for f in context.files] + [{**f, "layer": "model"} for f in models.files]
+    context.unsafe += models.unsafe
+    context.suspicious += models.suspicious
+    context.truncated = context.truncated or models.truncated
+    return context.to_json()
+
+
+def _unsafe_entry(entry: dict[str, Any]) -> str:
+    """`model/x.bin (imports os.system)`: the file and why it is unsafe."""
+    imports = [str(i) for i in entry.get("dangerousImports") or [] if isinstance(i, str)]
+    why = f"imports {', '.join(imports[:3])}" if imports else text(entry.get("issue")) or text(entry.get("format")) or "unsafe"
+    return f"{text(entry.get('path'))} ({why})"
 
 
 def scan_facts(predicate: Any) -> dict[str, Any] | None:
@@ -175,6 +190,6 @@ def scan_facts(predicate: Any) -> dict[str, Any] | None:
         "fixableSeverityCounts": fixable or dict.fromkeys(SEVERITIES, 0),
         "secretCount": result.get("secretCount") if isinstance(result.get("secretCount"), int) else 0,
         "unsafeModelFiles": mapping(model_files).get("unsafeFiles") if isinstance(mapping(model_files).get("unsafeFiles"), int) else None,
-        "unsafeFiles": [text(f.get("path")) for f in files if isinstance(f, dict) and f.get("safe") is False][:10] if isinstance(files, list) else [],
+        "unsafeFiles": [_unsafe_entry(f) for f in files if isinstance(f, dict) and f.get("safe") is False][:10] if isinstance(files, list) else [],
         "findings": {s: list(dict.fromkeys(str(v.get("id")) for v in top if v.get("severity") == s))[:5] for s in ("CRITICAL", "HIGH")},
     }

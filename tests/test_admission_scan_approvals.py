@@ -196,7 +196,7 @@ def test_signed_scanned_approved_modelkit_is_admitted(pipeline, kits):
         ("old-scan", "scan-too-old", "by key scanner is 9d old, rule signed-and-scanned accepts at most 7d; rescan it with `modelsign scan {ref}"),
         ("critical-vulns", "scan-over-threshold", "has 2 fixable CRITICAL vulnerability findings (CVE-2019-5481), rule signed-and-scanned allows 0"),
         ("image-style-scan", "scan-no-model-files", "did not examine its model files"),
-        ("evil", "unsafe-model-files", "contains 1 unsafe model file(s) (model/pytorch_model.bin): pickles that can run code on load"),
+        ("evil", "unsafe-model-files", "contains 1 unsafe model file(s) [model/pytorch_model.bin (imports os.system)]: files that can run code when loaded"),
         ("no-approval", "approval-missing", "no approval by any of keys approver-a, approver-b for {ref} ({src}) in environment prod; ask an approver: `modelsign approve {ref} --key approver-a.key --environment prod --namespace 'prod-1'"),
         ("wrong-environment", "approval-wrong-environment", "is approved by any of keys approver-a, approver-b for staging but not for environment prod"),
         ("expired", "approval-expired", "for environment prod by any of keys approver-a, approver-b is expired"),

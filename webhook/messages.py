@@ -116,8 +116,8 @@ _RENDERERS = {
     ),
     "unsafe-model-files": lambda v: (
         f"{_pinned(v)} ({v.get('source')}) contains {v.get('count')} unsafe model file(s) "
-        f"({', '.join(str(f) for f in v.get('files') or []) or 'see the scan'}): pickles that can run code on load; "
-        "convert them to safetensors (or another format that is only data) and repackage"
+        f"[{'; '.join(str(f) for f in v.get('files') or []) or 'see the scan'}]: files that can run code when loaded, or are not what they claim to be; "
+        "convert the weights to safetensors (or another data-only format) and repackage"
     ),
     "scan-secrets": lambda v: (
         f"the scan of {_pinned(v)} ({v.get('source')}) found {v.get('count')} secret(s), rule {v.get('rule')} allows {v.get('max')}; "
