@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from signer import mediatypes as mt
+
 from conftest import COSIGN
 from webhook.config import PolicyError, load_policy, parse_policy
 from webhook.engine import PolicyEngineError, RegoEngine
@@ -239,11 +241,13 @@ def test_the_readme_policy_example_is_valid(tmp_path):
     section = readme.split("## The admission policy", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "keys").mkdir()
-    (tmp_path / "keys" / "ml-team.pub").write_bytes((COSIGN / "kwctl__cosign1.pub").read_bytes())
+    for name in ("ml-team", "scanner", "mlops-approvers"):
+        (tmp_path / "keys" / f"{name}.pub").write_bytes((COSIGN / "kwctl__cosign1.pub").read_bytes())
     (tmp_path / "keys" / "trusted_root.json").write_bytes((COSIGN / "cosign__trusted_root_pgi.json").read_bytes())
     (tmp_path / "policy.yaml").write_text(example)
     policy = load_policy(tmp_path / "policy.yaml")
-    assert set(policy.anchors) == {"ml-team", "release-ci"} and policy.spec.opa is not None
+    assert set(policy.anchors) == {"ml-team", "scanner", "mlops-approvers", "release-ci"} and policy.spec.opa is not None
+    assert policy.attestation_types == {mt.VULN_PREDICATE, mt.APPROVAL_PREDICATE}
 
 
 def test_registry_files_are_resolved_and_checked(tmp_path):
