@@ -193,9 +193,13 @@ violations contains v if {
 	counts[severity] > limit
 	v := scan_violation(pair, "scan-over-threshold", {
 		"severity": severity, "count": counts[severity], "max": limit,
-		"ids": object.get(latest.findings, severity, []), "unfixedIgnored": req.ignoreUnfixed,
+		"ids": finding_ids(latest, req, severity), "unfixedIgnored": req.ignoreUnfixed,
 	})
 }
+
+finding_ids(scan, req, severity) := object.get(scan.fixableFindings, severity, []) if req.ignoreUnfixed
+
+finding_ids(scan, req, severity) := object.get(scan.findings, severity, []) if not req.ignoreUnfixed
 
 scan_counts(scan, req) := scan.fixableSeverityCounts if req.ignoreUnfixed
 
@@ -258,12 +262,22 @@ namespace_covered(patterns) if {
 	glob.match(pattern, [], input.request.namespace)
 }
 
-# Distinct approvers (by key, or keyless identity); the person who asked for the approval never counts.
-approvers(a, req) := {x.approverId | x := namespace_approvals(a, req)[_]; not requested_by_self(x)}
+# Distinct approvers (by key, or keyless identity). Whoever any of these approvals names as
+# the requester never counts as an approver, whether named by key name, identity or approver.
+approvers(a, req) := {x.approverId |
+	x := namespace_approvals(a, req)[_]
+	not requested_by(x, requesters(a, req))
+}
 
-requested_by_self(x) if {
-	x.requester != ""
-	x.identity == x.requester
+requesters(a, req) := {x.requester | x := namespace_approvals(a, req)[_]; x.requester != ""}
+
+requested_by(x, names) if x.signer in names
+
+requested_by(x, names) if x.identity in names
+
+requested_by(x, names) if {
+	x.approver != ""
+	x.approver in names
 }
 
 approval_problem(a, req) := {"code": "approval-no-environment"} if {
@@ -272,7 +286,7 @@ approval_problem(a, req) := {"code": "approval-no-environment"} if {
 	count(by_approvers(a, req)) == 0
 } else := {"code": "approval-wrong-environment", "environments": {x.environment | x := by_approvers(a, req)[_]}} if {
 	count(for_environment(a, req)) == 0
-} else := {"code": status_code(a, req), "statuses": {x.status | x := for_environment(a, req)[_]}} if {
+} else := {"code": status_code(a, req), "statuses": {x.status | x := for_environment(a, req)[_]}, "validFrom": {x.notBefore | x := for_environment(a, req)[_]; x.status == "not-yet-valid"}} if {
 	count(active_approvals(a, req)) == 0
 } else := {"code": "approval-namespace", "namespaces": {n | x := active_approvals(a, req)[_]; n := x.namespaces[_]}} if {
 	count(namespace_approvals(a, req)) == 0

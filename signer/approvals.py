@@ -22,6 +22,8 @@ from signer.errors import UsageError
 from signer.jsonenc import strings, text
 from signer.verification import VerifiedAttestation
 
+CLOCK_SKEW_SECONDS = 300  # signers' clocks are trusted to this much
+
 _DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -90,13 +92,15 @@ class ApprovalFacts:
     not_before: datetime
     expires_at: datetime | None
     location: str
+    statement_digest: str  # the evidence id audit records cite
 
     def to_input(self, status: str, now: datetime) -> dict[str, Any]:
         return {
-            "signer": self.signer, "keyId": self.key_id, "identity": self.identity, "decision": self.decision,
+            "id": self.statement_digest, "signer": self.signer, "keyId": self.key_id, "identity": self.identity, "decision": self.decision,
             "environment": self.environment, "namespaces": list(self.namespaces), "approver": self.approver,
             "requester": self.requester, "ticket": self.ticket, "status": status,
-            "approvedAt": format_time(self.approved_at), "expiresAt": format_time(self.expires_at) if self.expires_at else None,
+            "approvedAt": format_time(self.approved_at), "notBefore": format_time(self.not_before),
+            "expiresAt": format_time(self.expires_at) if self.expires_at else None,
             "expiresInSeconds": int((self.expires_at - now).total_seconds()) if self.expires_at else None,
         }
 
@@ -120,21 +124,26 @@ def approval_facts(attestation: VerifiedAttestation) -> ApprovalFacts | None:
         signer=attestation.signer, key_id=attestation.key_id, identity=identity, decision=p["decision"], environment=environment,
         namespaces=tuple(namespaces), approver=text(p.get("approver")), requester=text(p.get("requester")),
         ticket=text(p.get("ticket")), reason=text(p.get("reason")), approved_at=approved_at, not_before=not_before, expires_at=expires_at,
-        location=attestation.location,
+        location=attestation.location, statement_digest=attestation.statement_digest,
     )
 
 
 def with_status(facts: list[ApprovalFacts], now: datetime) -> list[tuple[ApprovalFacts, str]]:
     """Each approval with its status: active, not-yet-valid, expired or revoked. Revocations
-    themselves are listed with status `revocation`."""
+    themselves are listed with status `revocation`.
+
+    Times are the signers' own, so they are read with CLOCK_SKEW_SECONDS of slack: a
+    revocation also covers approvals stamped up to that much after it, and an approval
+    stamped in the future is not valid until then."""
+    skew = timedelta(seconds=CLOCK_SKEW_SECONDS)
     revocations = [f for f in facts if f.decision == "revoked"]
     out = []
     for item in facts:
         if item.decision == "revoked":
             out.append((item, "revocation"))
-        elif any(r.environment in ("*", item.environment) and r.approved_at >= item.approved_at for r in revocations):
+        elif any(r.environment in ("*", item.environment) and r.approved_at + skew >= item.approved_at for r in revocations):
             out.append((item, "revoked"))
-        elif now < item.not_before:
+        elif now < max(item.not_before, item.approved_at - skew):
             out.append((item, "not-yet-valid"))
         elif item.expires_at is not None and now >= item.expires_at:
             out.append((item, "expired"))

@@ -7,7 +7,9 @@ pickle opcodes and reports the globals they would import (`os.system`, `builtins
 We chose picklescan over modelscan and fickling: it has no dependencies, it never loads a
 pickle, it understands PyTorch zip and legacy formats and numpy object arrays, and it is the
 scanner behind the Hugging Face Hub's pickle checks. safetensors (header checked), GGUF and
-ONNX are reported as safe formats.
+ONNX are reported safe once their content matches the name; Keras/HDF5 is reported unsafe
+(Lambda layers are code; not analysed). Every other file is given to picklescan too, and
+reported when it turns out to be a pickle (or a zip of pickles) under another name.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 PICKLE_EXTENSIONS = {".pkl", ".pickle", ".joblib", ".dat", ".data", ".bin", ".pt", ".pth", ".ckpt", ".npy", ".npz"}
 _PICKLE_MAGIC = tuple(bytes([0x80, version]) for version in range(6))
-_ZIP_MAGIC = b"PK\x03\x04"
+_ONNX_FIRST_BYTE = b"\x08"  # ModelProto field 1 (ir_version), varint: how every ONNX writer starts
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 MAX_REPORTED_FILES = 1000
 
@@ -68,14 +70,20 @@ def _safetensors(path: Path) -> dict[str, Any]:
     return {"format": "safetensors", "safe": True, "tensors": sum(1 for k in header if k != "__metadata__")}
 
 
-def _pickle(path: Path) -> dict[str, Any]:
+def _pickle(path: Path, *, only_if_pickle: bool = False) -> dict[str, Any] | None:
+    """picklescan's verdict. `only_if_pickle`: for a file whose name does not say pickle,
+    report it only if picklescan finds it imports something (it is a pickle in disguise)."""
     from picklescan.scanner import SafetyLevel, scan_file_path
 
     try:
         result = scan_file_path(str(path))
     except Exception as exc:  # picklescan raises assorted errors on hostile files: that is a finding, not a crash
+        if only_if_pickle:
+            return None
         return {"format": "pickle", "safe": False, "issue": f"could not be analysed ({type(exc).__name__}: {exc}); treat it as unsafe"}
     dangerous = sorted({f"{g.module}.{g.name}" for g in result.globals if g.safety == SafetyLevel.Dangerous})
+    if only_if_pickle and not dangerous and (result.scan_err or not result.globals):
+        return None  # text that merely starts like an opcode (`class ...`) is not a pickle
     suspicious = sorted({f"{g.module}.{g.name}" for g in result.globals if g.safety == SafetyLevel.Suspicious})
     entry: dict[str, Any] = {"format": "pickle", "safe": not dangerous and not result.scan_err}
     if dangerous:
@@ -88,20 +96,25 @@ def _pickle(path: Path) -> dict[str, Any]:
 
 
 def classify_file(path: Path) -> dict[str, Any] | None:
-    """One report entry, or None for files that are not model serialisations."""
+    """One report entry, or None for files that are not model serialisations. Content decides,
+    not the name: a pickle called `model.onnx` or `weights.model` is still found."""
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _safetensors(path)
     head = _head(path)
-    if suffix == ".gguf" or head.startswith(b"GGUF"):
+    if head.startswith(b"GGUF"):
         return {"format": "gguf", "safe": True}
+    if suffix == ".gguf":
+        return {"format": "gguf", "safe": False, "issue": "no GGUF magic: the file is not what its name says"}
     if suffix == ".onnx":
-        return {"format": "onnx", "safe": True}
+        if head[:1] == _ONNX_FIRST_BYTE:
+            return {"format": "onnx", "safe": True}
+        return {"format": "onnx", "safe": False, "issue": "does not start like an ONNX protobuf: the file is not what its name says"}
     if suffix in (".h5", ".keras", ".hdf5"):
-        return {"format": "keras", "safe": None, "issue": "Keras files can hold Lambda layers (code); not analysed"}
-    if suffix in PICKLE_EXTENSIONS or head.startswith(_PICKLE_MAGIC) or (head.startswith(_ZIP_MAGIC) and suffix in (".zip", ".pt", ".pth", ".bin", ".npz")):
+        return {"format": "keras", "safe": False, "issue": "Keras/HDF5 files can hold Lambda layers (code) and are not analysed; convert to safetensors"}
+    if suffix in PICKLE_EXTENSIONS or head.startswith(_PICKLE_MAGIC):
         return _pickle(path)
-    return None
+    return _pickle(path, only_if_pickle=True)  # protocol 0/1 pickles and zips of pickles under any name
 
 
 def scan_model_files(root: Path) -> ModelFileReport:

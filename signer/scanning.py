@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import certifi
 
@@ -26,6 +26,7 @@ from signer.jsonenc import mapping, text
 from signer.modelfiles import scan_model_files
 from signer.modelkit import is_modelkit
 from signer.oci.auth import load_credentials
+from signer.oci.manifest import Descriptor, Manifest
 from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference, ImageReference, is_loopback_host
@@ -84,6 +85,16 @@ def trivy_registry_env(registry: str, options: RegistryOptions, workdir: Path) -
     return env
 
 
+@dataclass(frozen=True)
+class _Findings:
+    summary: ScanSummary
+    scanner_version: str
+    db_version: str
+    started: str
+    finished: str
+    parameters: list[str]
+
+
 def scan_artifact(
     stores: Stores,
     reference: ArtifactReference,
@@ -101,7 +112,6 @@ def scan_artifact(
     `image_model_files`: unpack an image's layers for the model-file check too (a modelcar)."""
     resolved, _ = resolve_target(stores, reference)
     repository = stores.repository(reference)
-    started = now_rfc3339()
     manifest = resolved.manifest or repository.fetch_manifest(resolved.digest)
     kit = manifest if manifest is not None and is_modelkit(manifest) else None
     pinned = str(resolved.pinned)
@@ -119,29 +129,52 @@ def scan_artifact(
             unpacked = unpack_image(repository, manifest, Path(workdir), limits)
         model_files = _model_files(unpacked) if unpacked is not None else None
         if from_report is not None:
-            report = load_report(from_report)
-            _check_report_subject(report, from_report, resolved.digest, pinned)
-            version, db_version = text(mapping(report.get("Trivy")).get("Version")) or "unknown", "unknown"
-            started = finished = text(report.get("CreatedAt")) or started
-            parameters = ["--from-report", from_report.name, f"ArtifactName={text(report.get('ArtifactName'))}",
-                          f"ImageID={text(mapping(report.get('Metadata')).get('ImageID'))}"]
+            findings = _report_findings(from_report, resolved.digest, pinned)
+        elif kit is not None and unpacked is not None:
+            findings = _trivy_findings(trivy, ["fs", "--scanners", scanners, "<unpacked ModelKit layers>"],
+                                       lambda t: [t.scan("fs", str(unpacked.context), scanners=scanners, offline=offline)])
         else:
-            assert trivy is not None
-            info = trivy.version()
-            version, db_version = str(info.get("Version", "unknown")), str(mapping(info.get("VulnerabilityDB")).get("Version", "unknown"))
-            if unpacked is not None and kit is not None:
-                report = trivy.scan("fs", str(unpacked.context), scanners=scanners, offline=offline)
-                parameters = ["fs", "--scanners", scanners, "<unpacked ModelKit layers>"]
-            else:
-                assert isinstance(reference, ImageReference)
-                insecure = is_loopback_host(reference.registry) or stores.options.is_insecure(reference.registry)
-                env = trivy_registry_env(reference.registry, stores.options, Path(workdir))
-                report = trivy.scan("image", pinned, scanners=scanners, offline=offline, extra=["--insecure"] if insecure else [], env=env)
-                parameters = ["image", "--scanners", scanners, pinned]
-            finished = now_rfc3339()
-    predicate = vuln_predicate(summarize_report(report), model_files, scanner_version=version, db_version=db_version,
-                               started=started, finished=finished, parameters=parameters)
+            assert isinstance(reference, ImageReference)
+            insecure = ["--insecure"] if is_loopback_host(reference.registry) or stores.options.is_insecure(reference.registry) else []
+            env = trivy_registry_env(reference.registry, stores.options, Path(workdir))
+            # An index is scanned platform by platform; its attestation sums them.
+            images = [str(reference.pinned(d.digest)) for d in _platform_images(manifest)] if manifest is not None and manifest.is_index else [pinned]
+            findings = _trivy_findings(trivy, ["image", "--scanners", scanners, *images],
+                                       lambda t: [t.scan("image", image, scanners=scanners, offline=offline, extra=insecure, env=env) for image in images])
+    predicate = vuln_predicate(findings.summary, model_files, scanner_version=findings.scanner_version, db_version=findings.db_version,
+                               started=findings.started, finished=findings.finished, parameters=findings.parameters)
     return ScanOutcome(reference=pinned, digest=resolved.digest, predicate=predicate)
+
+
+def _report_findings(path: Path, digest: str, pinned: str) -> _Findings:
+    report = load_report(path)
+    _check_report_subject(report, path, digest, pinned)
+    created = text(report.get("CreatedAt")) or now_rfc3339()
+    return _Findings(
+        summary=summarize_report(report), scanner_version=text(mapping(report.get("Trivy")).get("Version")) or "unknown", db_version="unknown",
+        started=created, finished=created,
+        parameters=["--from-report", path.name, f"ArtifactName={text(report.get('ArtifactName'))}", f"ImageID={text(mapping(report.get('Metadata')).get('ImageID'))}"],
+    )
+
+
+def _trivy_findings(trivy: Trivy | None, parameters: list[str], run: Callable[[Trivy], list[dict[str, Any]]]) -> _Findings:
+    assert trivy is not None
+    info = trivy.version()
+    started = now_rfc3339()
+    summary = ScanSummary()
+    for report in run(trivy):
+        summary.merge(summarize_report(report))
+    return _Findings(summary=summary, scanner_version=str(info.get("Version", "unknown")),
+                     db_version=str(mapping(info.get("VulnerabilityDB")).get("Version", "unknown")), started=started, finished=now_rfc3339(),
+                     parameters=parameters)
+
+
+def _platform_images(index: Manifest) -> list[Descriptor]:
+    """The runnable images of an index (not attestation manifests, which say unknown/unknown)."""
+    images = [d for d in index.manifests if (d.platform or {}).get("os") != "unknown"]
+    if not images:
+        raise UsageError(f"index {index.digest} lists no platform images to scan")
+    return images
 
 
 def _model_files(unpacked: Unpacked) -> dict[str, Any]:
@@ -161,9 +194,13 @@ def _unsafe_entry(entry: dict[str, Any]) -> str:
     return f"{text(entry.get('path'))} ({why})"
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def scan_facts(predicate: Any) -> dict[str, Any] | None:
-    """What a policy needs from a (verified) vuln predicate, with types checked; None if the
-    predicate is not usable."""
+    """What a policy needs from a (verified) vuln predicate. Strict: a missing or malformed
+    count makes the whole predicate unusable (None), never a zero."""
     if not isinstance(predicate, dict):
         return None
     scanner = mapping(predicate.get("scanner"))
@@ -174,22 +211,30 @@ def scan_facts(predicate: Any) -> dict[str, Any] | None:
         raw = result.get(name)
         if not isinstance(raw, dict):
             return None
-        return {s: int(raw[s]) if isinstance(raw.get(s), int) and raw[s] >= 0 else 0 for s in SEVERITIES}
+        checked = {s: _count(raw.get(s)) for s in SEVERITIES}
+        return None if None in checked.values() else {s: int(n) for s, n in checked.items() if n is not None}
 
-    severity, fixable = counts("severityCounts"), counts("fixableSeverityCounts")
+    severity, fixable, secrets = counts("severityCounts"), counts("fixableSeverityCounts"), _count(result.get("secretCount"))
     finished = metadata.get("scanFinishedOn")
-    if severity is None or not isinstance(finished, str):
+    if severity is None or fixable is None or secrets is None or not isinstance(finished, str):
         return None
-    model_files = result.get("modelFiles") if isinstance(result.get("modelFiles"), dict) else None
+    model_files = result.get("modelFiles")
+    if model_files is not None and (not isinstance(model_files, dict) or _count(model_files.get("unsafeFiles")) is None):
+        return None
     files = mapping(model_files).get("files")
     top = [v for v in result.get("vulnerabilities") or [] if isinstance(v, dict)]
+
+    def ids(severity_name: str, fixable_only: bool) -> list[str]:
+        return list(dict.fromkeys(str(v.get("id")) for v in top if v.get("severity") == severity_name and (v.get("fixed") or not fixable_only)))[:5]
+
     return {
         "finishedOn": finished,
         "scanner": str(scanner.get("uri", "")),
         "severityCounts": severity,
-        "fixableSeverityCounts": fixable or dict.fromkeys(SEVERITIES, 0),
-        "secretCount": result.get("secretCount") if isinstance(result.get("secretCount"), int) else 0,
-        "unsafeModelFiles": mapping(model_files).get("unsafeFiles") if isinstance(mapping(model_files).get("unsafeFiles"), int) else None,
+        "fixableSeverityCounts": fixable,
+        "secretCount": secrets,
+        "unsafeModelFiles": model_files["unsafeFiles"] if isinstance(model_files, dict) else None,
         "unsafeFiles": [_unsafe_entry(f) for f in files if isinstance(f, dict) and f.get("safe") is False][:10] if isinstance(files, list) else [],
-        "findings": {s: list(dict.fromkeys(str(v.get("id")) for v in top if v.get("severity") == s))[:5] for s in ("CRITICAL", "HIGH")},
+        "findings": {s: ids(s, False) for s in SEVERITIES},
+        "fixableFindings": {s: ids(s, True) for s in SEVERITIES},
     }

@@ -2,7 +2,8 @@
 
 The summary is what goes into the signed scan attestation: counts per severity (all, and
 fixable only), and the findings themselves (capped). Reports whose vulnerabilities carry no
-`Severity` (trivy-operator) get it from the highest `VendorSeverity`, then from CVSS.
+`Severity` (trivy-operator) get it from `VendorSeverity[SeveritySource]` as trivy does, else
+the highest `VendorSeverity`, else CVSS scores.
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ class ScanSummary:
     misconfiguration_count: int = 0
     truncated: bool = False
 
+    def merge(self, other: ScanSummary) -> None:
+        """Add another scan's findings (the platforms of a multi-platform image)."""
+        self.artifact_name = ", ".join(n for n in (self.artifact_name, other.artifact_name) if n)
+        self.artifact_type = self.artifact_type or other.artifact_type
+        for severity in SEVERITIES:
+            self.counts[severity] += other.counts[severity]
+            self.fixable_counts[severity] += other.fixable_counts[severity]
+        self.secret_count += other.secret_count
+        self.misconfiguration_count += other.misconfiguration_count
+        for mine, theirs in ((self.vulnerabilities, other.vulnerabilities), (self.secrets, other.secrets), (self.misconfigurations, other.misconfigurations)):
+            for finding in theirs:
+                _append(self, mine, finding)
+        self.truncated = self.truncated or other.truncated
+
     def to_json(self) -> dict[str, Any]:
         return {
             "artifactName": self.artifact_name,
@@ -61,6 +76,9 @@ def severity_of(vulnerability: dict[str, Any]) -> str:
     if isinstance(severity, str) and severity.upper() in SEVERITIES:
         return severity.upper()
     vendor = vulnerability.get("VendorSeverity")
+    source = vulnerability.get("SeveritySource")
+    if isinstance(vendor, dict) and isinstance(source, str) and vendor.get(source) in _VENDOR_LEVELS:
+        return _VENDOR_LEVELS[vendor[source]]  # what trivy itself reports as Severity
     if isinstance(vendor, dict):
         levels = [v for v in vendor.values() if isinstance(v, int) and v in _VENDOR_LEVELS]
         if levels:

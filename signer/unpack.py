@@ -79,8 +79,7 @@ def _extract_tar(blob: Path, media_type: str, destination: Path, budget: _Budget
         with opener(blob, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
                 _safe_relative(member.name)
-                if member.isfile():
-                    budget.charge(member.size, what)
+                budget.charge(member.size if member.isfile() else 0, what)  # directories and links use inodes too
                 # The `data` filter refuses absolute paths, `..`, links out of the tree and special files.
                 archive.extract(member, destination, filter="data")
     except tarfile.FilterError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 
 from signer import mediatypes as mt
 from signer.bundles import parse_bundle
-from signer.digests import attestation_tag, signature_tag
+from signer.digests import attestation_tag, sha256_digest, signature_tag
 from signer.dsse import Envelope, parse_envelope
 from signer.jsonenc import load_json
 from signer.errors import FormatError, ModelsignError, NotFoundError
@@ -55,6 +55,7 @@ class VerifiedAttestation:
     key_id: str | None
     keyless: KeylessSigner | None
     location: str
+    statement_digest: str  # sha256 of the signed in-toto statement: the evidence id in audit records
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class AttestationReport:
     digest: str
     verified: tuple[VerifiedAttestation, ...]
     rejected: tuple[Rejection, ...]
+    incomplete: tuple[str, ...] = ()  # sources not read in full: a revocation or newer scan may be unseen
 
     def of_type(self, predicate_type: str) -> list[VerifiedAttestation]:
         return [a for a in self.verified if a.predicate_type == predicate_type]
@@ -129,6 +131,8 @@ def collect_statements(
         referrers = list_referrers(repository, digest, mt.SIGSTORE_BUNDLE_V03)
     except FormatError as exc:
         checker.reject(where, str(exc))
+        if attestation_types:
+            checker.incomplete.append(f"{where}: {exc}")
         referrers = []
     wanted = [d for d in referrers if checker.wants(d.annotations.get(mt.ANNOTATION_BUNDLE_PREDICATE))]
     for skipped in (d for d in referrers if d not in wanted):  # typed by their annotation: not fetched
@@ -137,9 +141,12 @@ def collect_statements(
         checker.check_bundle_referrer(repository, descriptor)
     if len(wanted) > MAX_SIGNATURES_PER_SOURCE:
         checker.reject(where, f"{len(wanted)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
+        if attestation_types:
+            checker.incomplete.append(f"{where}: {len(wanted)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
     return (
         SignatureReport(reference=reference, digest=digest, verified=tuple(checker.verified), rejected=tuple(checker.rejected), ignored=tuple(checker.ignored)),
-        AttestationReport(digest=digest, verified=tuple(checker.attestations), rejected=tuple(checker.attestation_rejections)),
+        AttestationReport(digest=digest, verified=tuple(checker.attestations), rejected=tuple(checker.attestation_rejections),
+                          incomplete=tuple(checker.incomplete)),
     )
 
 
@@ -168,6 +175,7 @@ class _Checker:
         self.ignored: list[str] = []
         self.attestations: list[VerifiedAttestation] = []
         self.attestation_rejections: list[Rejection] = []
+        self.incomplete: list[str] = []  # attestation sources not read in full (a revocation could hide there)
 
     def reject(self, location: str, reason: str) -> None:
         self.rejected.append(Rejection(location=location, reason=reason))
@@ -183,13 +191,19 @@ class _Checker:
 
     def layers(self, repository: Repository, tag: str) -> list[tuple[int, Descriptor]]:
         where = f"{repository.display_name}:{tag}"
+        attestations = not tag.endswith(".sig")
         try:
             layers = read_layers(repository.fetch_manifest(tag), where=where)
         except FormatError as exc:
-            (self.reject if tag.endswith(".sig") else self.reject_attestation)(where, str(exc))
+            (self.reject_attestation if attestations else self.reject)(where, str(exc))
+            if attestations:
+                self.incomplete.append(f"{where}: {exc}")
             return []
         if len(layers) > MAX_SIGNATURES_PER_SOURCE:
-            (self.reject if tag.endswith(".sig") else self.reject_attestation)(where, f"{len(layers)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
+            problem = f"{len(layers)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked"
+            (self.reject_attestation if attestations else self.reject)(where, problem)
+            if attestations:
+                self.incomplete.append(f"{where}: {problem}")
         return list(enumerate(layers[:MAX_SIGNATURES_PER_SOURCE]))
 
     def _missing_annotations(self, annotations: dict[str, str]) -> str | None:
@@ -297,7 +311,8 @@ class _Checker:
             if statement.predicate_type not in self.attestation_types:
                 self.ignored.append(f"{location}: attestation of type {statement.predicate_type} (not a signature)")
                 return
-            self._attestation("bundle", statement, location, lambda: self._bundle_signer(bundle, statement, location, self.reject_attestation))
+            self._attestation("bundle", statement, bundle.envelope.payload, location,
+                              lambda: self._bundle_signer(bundle, statement, location, self.reject_attestation))
             return
         if not self.signatures:
             return
@@ -356,7 +371,7 @@ class _Checker:
             return
         if statement.predicate_type not in self.attestation_types:
             return
-        self._attestation("legacy", statement, location, lambda: self._envelope_signer(envelope, layer, location))
+        self._attestation("legacy", statement, envelope.payload, location, lambda: self._envelope_signer(envelope, layer, location))
 
     def _envelope_signer(self, envelope: Envelope, layer: Descriptor, location: str) -> tuple[str, str | None, KeylessSigner | None] | None:
         for key in self.keys:
@@ -368,7 +383,7 @@ class _Checker:
             self.reject_attestation(location, "attestation not signed by any trusted key")
         return None
 
-    def _attestation(self, form: str, statement: Statement, location: str, verify_signer) -> None:
+    def _attestation(self, form: str, statement: Statement, payload: bytes, location: str, verify_signer) -> None:
         if statement.subject_for(self.digest) is None:
             self.reject_attestation(location, f"attestation is about another artifact, not {self.digest}")
             return
@@ -378,6 +393,6 @@ class _Checker:
         self.attestations.append(
             VerifiedAttestation(
                 predicate_type=statement.predicate_type, predicate=statement.predicate, form=form,
-                signer=signer[0], key_id=signer[1], keyless=signer[2], location=location,
+                signer=signer[0], key_id=signer[1], keyless=signer[2], location=location, statement_digest=sha256_digest(payload),
             )
         )

@@ -54,6 +54,11 @@ def approval(*, environment: str = "prod", namespaces: list[str] | None = None, 
                               expires_in_seconds=int(lifetime.total_seconds()))
 
 
+def without_fixable_counts(predicate: dict) -> dict:
+    del predicate["scanner"]["result"]["fixableSeverityCounts"]
+    return predicate
+
+
 def revocation(*, environment: str = "prod") -> dict:
     return approval_predicate(decision="revoked", environment=environment, namespaces=["*"], approver="carol", requester="",
                               ticket="CHG-1300", reason="bias found", now=NOW + timedelta(seconds=1))
@@ -134,6 +139,11 @@ def kits(registry, tmp_path_factory, keys) -> dict[str, str]:
         "same-key-twice": [scan, ("approver-a", mt.APPROVAL_PREDICATE, approval(namespaces=["*"])),
                            ("approver-a", mt.APPROVAL_PREDICATE, approval(approver="alice-again", namespaces=["*"]))],
         "requester-approves": [scan, ok, ("approver-b", mt.APPROVAL_PREDICATE, approval(approver="bob", requester="bob", namespaces=["*"]))],
+        # approver-b asked for it (alice says so) and approved it himself, naming no requester
+        "self-approved": [scan, ("approver-b", mt.APPROVAL_PREDICATE, approval(approver="bob", requester="", namespaces=["*"])),
+                          ("approver-a", mt.APPROVAL_PREDICATE, approval(requester="approver-b", namespaces=["*"]))],
+        "future-scan": [("scanner", mt.VULN_PREDICATE, scan_predicate(age=-timedelta(days=365))), ok],
+        "half-scan": [("scanner", mt.VULN_PREDICATE, without_fixable_counts(scan_predicate(FIXTURES / "trivy" / "trivy__photon-30.json.golden"))), ok],
         "two-approvers": [scan, ("approver-a", mt.APPROVAL_PREDICATE, approval(namespaces=["*"])),
                           ("approver-b", mt.APPROVAL_PREDICATE, approval(approver="dave", namespaces=["*"]))],
         "replayed": [scan],
@@ -200,7 +210,9 @@ def test_signed_scanned_approved_modelkit_is_admitted(pipeline, kits):
         ("no-approval", "approval-missing", "no approval by any of keys approver-a, approver-b for {ref} ({src}) in environment prod; ask an approver: `modelsign approve {ref} --key approver-a.key --environment prod --namespace 'prod-1'"),
         ("wrong-environment", "approval-wrong-environment", "is approved by any of keys approver-a, approver-b for staging but not for environment prod"),
         ("expired", "approval-expired", "for environment prod by any of keys approver-a, approver-b is expired"),
-        ("not-yet-valid", "approval-not-yet-valid", "is not valid yet"),
+        ("not-yet-valid", "approval-not-yet-valid", "is not valid yet (from " + format_time(NOW + timedelta(days=1)) + "); deploy after that"),
+        ("future-scan", "scan-missing", "no scan attestation by key scanner for {ref}"),
+        ("half-scan", "scan-missing", "no scan attestation by key scanner for {ref}"),
         ("revoked", "approval-revoked", "is revoked"),
         ("non-approver", "approval-missing", "[1 approval(s) by other keys ignored]"),
         ("other-namespace", "approval-namespace", "cover namespaces prod-eu-*, not prod-1; ask for an approval with --namespace prod-1"),
@@ -222,13 +234,41 @@ def test_ignore_unfixed_and_thresholds_below_the_limit(pipeline, kits):
     assert decide(pipeline, kits["unfixed-only"]).allowed
 
 
+def test_malformed_and_future_scans_are_rejected_with_the_reason(pipeline, kits):
+    reasons = [r["reason"] for r in decide(pipeline, kits["future-scan"]).artifacts[0]["evidence"]["rejected"]]
+    assert any(r.startswith("scan attestation finished in the future") for r in reasons)
+    reasons = [r["reason"] for r in decide(pipeline, kits["half-scan"]).artifacts[0]["evidence"]["rejected"]]
+    assert "scan attestation has a malformed predicate" in reasons
+
+
+def test_flooded_attestations_deny_rather_than_hide_a_revocation(registry, pipeline, keys, tmp_path):
+    """A registry writer without keys pads the .att manifest so the revocation falls past
+    the entries modelsign reads: the artifact is denied, not admitted."""
+    with Stores() as stores:
+        flood = parse_reference(f"kit://{registry.host}/models/flooded:1")
+        context = make_context(tmp_path, {"weights.safetensors": safetensors_bytes()})
+        digest = pack_modelkit(stores.repository(flood), context, {**KITFILE, "package": {"name": "flooded"}}, tag="1").digest
+        sign_artifact(stores, flood, keys["ml-team"])
+        for predicate_type, predicate, key in ((mt.VULN_PREDICATE, scan_predicate(), "scanner"), (mt.APPROVAL_PREDICATE, approval(), "approver-a"),
+                                               (mt.APPROVAL_PREDICATE, revocation(), "approver-b")):
+            attest(stores, flood, keys[key], predicate_type, predicate)
+        repository = stores.repository(flood)
+        manifest = repository.fetch_manifest(attestation_tag(digest))
+        document = json.loads(manifest.raw)
+        document["layers"] = [document["layers"][0]] * 120 + document["layers"]
+        repository.push_manifest(json.dumps(document).encode(), manifest.media_type, tag=attestation_tag(digest))
+    decision = decide(pipeline, f"kit://{registry.host}/models/flooded@{digest}")
+    assert not decision.allowed and codes(decision) == ["verification-error"]
+    assert "could not all be read" in decision.message and "a revocation or a newer scan might be missed" in decision.message
+
+
 def test_replayed_attestation_is_rejected_for_its_subject(pipeline, kits):
     rejected = decide(pipeline, kits["replayed"]).artifacts[0]["evidence"]
     assert rejected["approvals"] == []  # the copied approval names the other digest
 
 
 def test_two_person_rule(pipeline, kits):
-    for kit, distinct in (("same-key-twice", 1), ("requester-approves", 0)):
+    for kit, distinct in (("same-key-twice", 1), ("requester-approves", 0), ("self-approved", 1)):
         decision = decide(pipeline, kits[kit], namespace="critical")
         assert codes(decision) == ["approval-insufficient"], (kit, decision.message)
         assert f"has {distinct} distinct approver(s) for environment prod (the requester never counts), rule two-person needs 2" in decision.message

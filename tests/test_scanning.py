@@ -84,6 +84,14 @@ def test_model_file_formats(tmp_path):
         "broken.safetensors": b"\xff" * 20,
         "model.gguf": b"GGUF\x03\x00\x00\x00" + b"\0" * 16,
         "README.md": b"# not a model",
+        # pickles under other names, and names that lie
+        "disguised.onnx": EVIL_PICKLE,
+        "disguised.gguf": EVIL_PICKLE,
+        "weights.model": EVIL_PICKLE,
+        "checkpoint.pth.tar": torch_zip_with(EVIL_PICKLE),
+        "model.onnx": b"\x08\x07\x12\x04onnx",
+        "legacy.h5": b"\x89HDF\r\n\x1a\n",
+        "serve.py": b"class Model:\n    pass\n",
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -95,10 +103,18 @@ def test_model_file_formats(tmp_path):
     assert found["model.safetensors"] == {"format": "safetensors", "safe": True, "tensors": 1}
     assert found["broken.safetensors"]["safe"] is False and "header length" in found["broken.safetensors"]["issue"]
     assert found["model.gguf"]["format"] == "gguf" and found["model.gguf"]["safe"] is True
-    assert found["README.md"] is None
+    assert found["README.md"] is None and found["serve.py"] is None
+    assert found["disguised.onnx"]["safe"] is False and "not what its name says" in found["disguised.onnx"]["issue"]
+    assert found["disguised.gguf"]["safe"] is False and "no GGUF magic" in found["disguised.gguf"]["issue"]
+    assert found["weights.model"]["dangerousImports"] == ["os.system"]
+    assert found["checkpoint.pth.tar"]["dangerousImports"] == ["os.system"]
+    assert found["model.onnx"] == {"format": "onnx", "safe": True}
+    assert found["legacy.h5"]["safe"] is False and "Lambda layers" in found["legacy.h5"]["issue"]
     report = scan_model_files(tmp_path)
-    assert report.unsafe == 4 and sorted(f["path"] for f in report.files if f["safe"] is False) == [
-        "broken.safetensors", "evil.pkl", "model.pt", "pytorch_model.bin"]
+    assert sorted(f["path"] for f in report.files if f["safe"] is False) == [
+        "broken.safetensors", "checkpoint.pth.tar", "disguised.gguf", "disguised.onnx", "evil.pkl", "legacy.h5", "model.pt",
+        "pytorch_model.bin", "weights.model"]
+    assert report.unsafe == 9
 
 
 def test_symlinks_are_not_followed_by_the_model_file_scan(tmp_path):
@@ -124,6 +140,12 @@ def file_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     return info, data
+
+
+def directory_member(name: str) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info, None
 
 
 def link_member(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, None]:
@@ -173,6 +195,9 @@ def test_symlink_then_write_through_it_is_refused(registry, stores, tmp_path):
 
 
 def test_unpack_limits(registry, stores, tmp_path):
+    repository, manifest = push_raw_modelkit(stores, registry.host, "many-dirs", [tar_layer([directory_member(f"src/d{i}") for i in range(50)])])
+    with pytest.raises(FormatError, match="more than 10 files"):  # directories and links use inodes too
+        unpack_modelkit(repository, manifest, tmp_path / "d", UnpackLimits(max_files=10))
     layer = tar_layer([file_member(f"src/f{i}", b"x" * 1000) for i in range(5)])
     repository, manifest = push_raw_modelkit(stores, registry.host, "big", [layer])
     with pytest.raises(FormatError, match="more than 3 files"):
@@ -274,7 +299,7 @@ def test_trivy_missing_crashing_or_slow_is_a_clear_error(tmp_path, monkeypatch):
         ("trivy__alpine-39-skip.json.golden", {}, 0),
         ("trivy__gomod.json.golden", {"MEDIUM": 1, "UNKNOWN": 4}, 0),
         ("trivy__secrets.json.golden", {}, 2),
-        ("trivy-operator__full_report.json", {"MEDIUM": 2}, 4),  # no Severity: taken from VendorSeverity
+        ("trivy-operator__full_report.json", {"MEDIUM": 1, "LOW": 1}, 4),  # no Severity: VendorSeverity[SeveritySource], as trivy
         ("generated-secret-scan.json", {}, 2),
     ],
 )
@@ -349,3 +374,17 @@ def test_report_for_a_modelkit_still_gets_the_model_file_check(registry, stores,
     result = outcome.predicate["scanner"]["result"]
     assert result["secretCount"] == 2 and result["modelFiles"]["unsafeFiles"] == 1
     assert outcome.predicate["metadata"]["scanFinishedOn"] == "2026-11-23T05:30:17.0885085Z"
+
+
+def test_real_trivy_scans_every_platform_of_an_index(registry, stores, trivy):
+    from signer.samples import push_index
+
+    reference = parse_reference(f"{registry.host}/apps/multiarch:1")
+    repository = stores.repository(reference)
+    amd64 = push_image(repository, {"app/a.py": FAKE_AWS}, tag=None)
+    arm64 = push_image(repository, {"app/b.py": FAKE_AWS}, tag=None, architecture="arm64")
+    push_index(repository, {"amd64": amd64, "arm64": arm64}, tag="1")
+    outcome = scan_artifact(stores, reference, trivy=trivy, scanners="secret", offline=True)
+    result = outcome.predicate["scanner"]["result"]
+    assert result["secretCount"] == 4 and {s["target"] for s in result["secrets"]} == {"/app/a.py", "/app/b.py"}
+    assert amd64.digest in " ".join(outcome.predicate["invocation"]["parameters"]) and arm64.digest in " ".join(outcome.predicate["invocation"]["parameters"])

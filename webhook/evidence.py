@@ -21,7 +21,7 @@ from typing import Any
 from signer.errors import ModelsignError, NotFoundError, RegistryError
 from signer.oci.stores import Stores
 from signer import mediatypes as mt
-from signer.approvals import approval_facts, parse_time, with_status
+from signer.approvals import CLOCK_SKEW_SECONDS, approval_facts, parse_time, with_status
 from signer.scanning import scan_facts
 from signer.verification import AttestationReport, SignatureReport, collect_statements
 from webhook.cache import SingleFlightCache
@@ -65,6 +65,12 @@ class Evidence:
         """Facts from verified statements; time-dependent ones (scan age, approval status) as of now."""
         signatures, attestations = reports
         self.signatures, self.rejected = _signature_facts(signatures)
+        if attestations.incomplete:
+            # Approvals and scans are only as good as the complete set: a flood of entries
+            # could push a revocation out of view.
+            self.error = (f"the attestations of {attestations.digest} could not all be read ({'; '.join(attestations.incomplete[:2])}), "
+                          "so a revocation or a newer scan might be missed; remove the excess attestations from the registry")
+            return
         now = datetime.now(timezone.utc)
         scans = []
         for attestation in attestations.of_type(mt.VULN_PREDICATE):
@@ -73,7 +79,11 @@ class Evidence:
             if facts is None or finished is None:
                 self.rejected.append({"location": attestation.location, "reason": "scan attestation has a malformed predicate"})
                 continue
-            scans.append({**facts, "signer": attestation.signer, "keyId": attestation.key_id, "ageSeconds": int((now - finished).total_seconds())})
+            if (finished - now).total_seconds() > CLOCK_SKEW_SECONDS:
+                self.rejected.append({"location": attestation.location, "reason": f"scan attestation finished in the future ({facts['finishedOn']})"})
+                continue
+            scans.append({**facts, "id": attestation.statement_digest, "signer": attestation.signer, "keyId": attestation.key_id,
+                          "ageSeconds": int((now - finished).total_seconds())})
         self.scans = sorted(scans, key=lambda s: s["ageSeconds"])
         approvals = [f for f in (approval_facts(a) for a in attestations.of_type(mt.APPROVAL_PREDICATE)) if f is not None]
         self.approvals = [{**f.to_input(status, now), "approverId": f.key_id or f.identity} for f, status in with_status(approvals, now)]

@@ -75,11 +75,13 @@ def _approve(v: dict[str, Any], environment: Any = None) -> str:
 
 
 def _approval_status(v: dict[str, Any]) -> str:
-    what = {"approval-revoked": "revoked", "approval-expired": "expired", "approval-not-yet-valid": "not valid yet"}[str(v.get("code"))]
-    return (
-        f"the approval of {_pinned(v)} ({v.get('source')}) for environment {v.get('environment')} by {_keys(v)} is {what}; "
-        f"ask an approver for a new one: {_approve(v)}"
-    )
+    code = str(v.get("code"))
+    subject = f"the approval of {_pinned(v)} ({v.get('source')}) for environment {v.get('environment')} by {_keys(v)}"
+    if code == "approval-not-yet-valid":
+        starts = sorted(str(t) for t in v.get("validFrom") or [])
+        return f"{subject} is not valid yet (from {starts[0] if starts else '?'}); deploy after that, or ask for one valid now: {_approve(v)}"
+    what = "revoked" if code == "approval-revoked" else "expired"
+    return f"{subject} is {what}; ask an approver for a new one: {_approve(v)}"
 
 
 _RENDERERS = {
