@@ -7,6 +7,11 @@ GET  /metrics    Prometheus text format
 
 The policy file, its key files and the Rego directory are watched; a change is reloaded,
 and a bad reload keeps the last good policy (and says so on /readyz and in the logs).
+
+With an audit log configured (MODELSIGN_AUDIT_*, see webhook/audit/settings.py) every
+decision is a durable chain record before its response goes out; if it cannot be written,
+the answer is a deny that says so. Startup, shutdown, policy loads, key changes, bad requests
+and errors are recorded too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from signer.errors import ModelsignError
+from webhook.audit.records import keys_change, review_fields
+from webhook.audit.settings import settings_from_environment
+from webhook.audit.trail import AuditTrail
+from webhook.audit.writer import AuditWriteError, AuditWriter
 from webhook.config import default_rego_dir, load_policy, referenced_files
 from webhook.logs import configure_logging, get_logger
 from webhook.metrics import Metrics
@@ -58,6 +67,8 @@ class WebhookState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pipeline: AdmissionPipeline | None = None
+        self.audit: AuditTrail | None = None
+        self.audit_error: str | None = None  # the audit log is required but could not be opened
         self.last_error: str | None = None
         self.loaded_at: float | None = None
         self._fingerprint: tuple = ()
@@ -97,15 +108,43 @@ class WebhookState:
             self.last_error = str(exc) if isinstance(exc, ModelsignError) else f"{type(exc).__name__}: {exc}"
             self._fingerprint = fingerprint
             self.log.error("policy_load_failed", error=self.last_error, keeping=current.policy_hash if current else None)
+            self.record("policy-load", ok=False, source=str(self.settings.policy_path), error=self.last_error,
+                        kept={"name": current.name, "hash": current.policy_hash} if current else None)
             return False
         old, self.pipeline = self.pipeline, pipeline
         self.last_error = None
         self.loaded_at = time.time()
         self._fingerprint = fingerprint
         self.log.info("policy_loaded", policy=policy.name, policy_hash=policy.policy_hash, keys=policy.key_fingerprints, engine=pipeline.engine.name)
+        self.record("policy-load", ok=True, source=str(self.settings.policy_path), policy={"name": policy.name, "hash": policy.policy_hash},
+                    engine=pipeline.engine.name, keys=[{"name": n, "fingerprint": f} for n, f in sorted(policy.key_fingerprints.items())],
+                    previous={"name": current.name, "hash": current.policy_hash} if current else None)
+        changed = keys_change(current.key_fingerprints if current else {}, policy.key_fingerprints)
+        if changed is not None and current is not None:
+            self.record("keys-change", policy={"name": policy.name, "hash": policy.policy_hash}, **changed)
         if old is not None:
             old.retire()
         return True
+
+    def open_audit(self) -> None:
+        """Open this process's chain (in the worker, after the fork). A required audit log that
+        cannot be opened makes every review a deny with the reason."""
+        try:
+            settings = settings_from_environment()
+            if settings is not None:
+                self.audit = AuditTrail(AuditWriter(settings))
+        except ModelsignError as exc:
+            self.audit_error = exc.message + (f"; {exc.hint}" if exc.hint else "")
+            self.log.error("audit_unavailable", error=self.audit_error)
+
+    def record(self, record_type: str, **fields: Any) -> None:
+        """A non-decision event, from a thread; a failure to record it is logged, not raised."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.event(record_type, **fields)
+        except ModelsignError as exc:
+            self.log.error("audit_write_failed", record_type=record_type, error=exc.message)
 
     def reload_if_changed(self) -> None:
         if self._current_fingerprint() != self._fingerprint:
@@ -126,6 +165,9 @@ class WebhookState:
         self._stop.set()
         if self.pipeline is not None:
             self.pipeline.close()
+        if self.audit is not None:
+            self.record("shutdown", pid=os.getpid())
+            self.audit.close()
 
 
 async def _read_body(request: Request) -> bytes:
@@ -146,6 +188,8 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.open_audit()
+        state.record("startup", pid=os.getpid(), policySource=str(settings.policy_path), writer=state.audit.writer.writer_id if state.audit else None)
         state.load()
         if watch:
             state.start_watching()
@@ -156,10 +200,26 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
     app.state.webhook = state
     app.state.metrics = metrics
 
-    def _bad_request(message: str) -> JSONResponse:
+    async def _audit_event(record_type: str, **fields: Any) -> None:
+        if state.audit is None:
+            return
+        try:
+            await state.audit.event_async(record_type, **fields)
+        except ModelsignError as exc:
+            metrics.record_audit_failure()
+            log.error("audit_write_failed", record_type=record_type, error=exc.message)
+
+    async def _bad_request(message: str, request: Request) -> JSONResponse:
         metrics.record_bad_request()
         log.warning("bad_request", error=message)
+        await _audit_event("bad-request", error=message, client=request.client.host if request.client else None)
         return JSONResponse(status_code=400, content={"error": message, "hint": "POST an admission.k8s.io/v1 AdmissionReview with request.uid"})
+
+    def _unrecorded(review: AdmissionRequest, reason: str) -> JSONResponse:
+        """Fail closed: a decision that could not be recorded is not given."""
+        message = f"modelsign denies because it could not write the audit record: {reason}"
+        log.error("audit_write_failed", uid=review.uid, error=reason)
+        return JSONResponse(review_response(review.api_version, review.uid, allowed=False, message=message))
 
     def _record(review: AdmissionRequest, decision: Decision) -> None:
         metrics.record_decision(decision.outcome, decision.reason, decision.latency_ms / 1000,
@@ -180,18 +240,37 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
         try:
             review = parse_review(await _read_body(request))
         except ReviewError as exc:
-            return _bad_request(str(exc))
+            return await _bad_request(str(exc), request)
+        if state.audit_error is not None:
+            metrics.record_audit_failure()
+            return _unrecorded(review, state.audit_error)
         pipeline = state.pipeline
         if pipeline is None:  # no policy ever loaded: fail closed with the reason
             message = f"modelsign has no valid policy loaded: {state.last_error or 'not loaded yet'}"
+            if state.audit is not None:
+                try:
+                    await state.audit.event_async("decision", **review_fields(review), decision={
+                        "outcome": "error", "allowed": False, "reason": "no-policy", "message": message, "codes": [], "warnings": []})
+                except ModelsignError as exc:
+                    metrics.record_audit_failure()
+                    return _unrecorded(review, exc.message)
             return JSONResponse(review_response(review.api_version, review.uid, allowed=False, message=message))
         decision = await run_in_threadpool(pipeline.decide, review)
         _record(review, decision)
-        return JSONResponse(pipeline.response(review, decision))
+        response = pipeline.response(review, decision)
+        if state.audit is not None:
+            try:
+                receipt = await state.audit.decision(review, decision)
+            except AuditWriteError as exc:
+                metrics.record_audit_failure()
+                return _unrecorded(review, exc.message)
+            response["response"].setdefault("auditAnnotations", {})["audit-record"] = f"{receipt.writer}#{receipt.seq}"
+        return JSONResponse(response)
 
     @app.exception_handler(Exception)
     async def _never_500(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        await _audit_event("exception", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
         return JSONResponse(status_code=400, content={"error": "request could not be processed", "detail": f"{type(exc).__name__}"})
 
     @app.get("/healthz")
@@ -201,11 +280,13 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         pipeline = state.pipeline
-        body: dict[str, Any] = {"ready": pipeline is not None, "lastReloadError": state.last_error}
+        ready = pipeline is not None and state.audit_error is None
+        body: dict[str, Any] = {"ready": ready, "lastReloadError": state.last_error, "auditError": state.audit_error,
+                                "auditWriter": state.audit.writer.writer_id if state.audit else None}
         if pipeline is not None:
             body.update(policy=pipeline.policy.name, policyHash=pipeline.policy.policy_hash, engine=pipeline.engine.name,
                         keys=sorted(pipeline.policy.key_fingerprints), loadedAt=state.loaded_at)
-        return JSONResponse(status_code=200 if pipeline is not None else 503, content=body)
+        return JSONResponse(status_code=200 if ready else 503, content=body)
 
     @app.get("/metrics")
     def metrics_endpoint() -> PlainTextResponse:

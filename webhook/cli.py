@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,12 @@ from signer.errors import EXIT_OK, EXIT_VERIFICATION_FAILED
 def cmd_webhook_serve(args: argparse.Namespace) -> int:
     from webhook.server import serve
 
+    from webhook.audit.settings import export_to_environment
+
+    export_to_environment(path=args.audit_log, key=args.audit_key, checkpoints=args.audit_checkpoints, stdout=args.audit_stdout,
+                          retention_days=args.audit_retention_days, rotate_bytes=int(args.audit_rotate_mb * 1024 * 1024),
+                          rotate_seconds=args.audit_rotate_hours * 3600, checkpoint_records=args.audit_checkpoint_records,
+                          checkpoint_seconds=args.audit_checkpoint_seconds)
     serve(policy=args.config, tls_cert=args.tls_cert, tls_key=args.tls_key, host=args.host, port=args.port,
           workers=args.workers, rego_dir=args.policy_dir, reload_seconds=args.reload_interval)
     return EXIT_OK
@@ -79,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
     serve.add_argument("--policy-dir", type=Path, help="directory of .rego files (default: the built-in policies/)")
     serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS", help="how often to look for policy changes")
+    audit = serve.add_argument_group("audit trail (hash-chained, durable before each response)")
+    audit.add_argument("--audit-log", type=Path, metavar="DIR/NAME.jsonl", help="chain files NAME-<writer>-<n>.jsonl go in DIR, one chain per worker process")
+    audit.add_argument("--audit-key", type=Path, help="private key that signs checkpoints (password: MODELSIGN_AUDIT_PASSWORD or MODELSIGN_PASSWORD)")
+    audit.add_argument("--audit-checkpoints", type=Path, help="where signed checkpoints go (default DIR/NAME.checkpoints.jsonl; better on another volume)")
+    audit.add_argument("--audit-stdout", action="store_true", default=bool(os.environ.get("MODELSIGN_AUDIT_STDOUT")),
+                       help="also stream every record to stdout (Fluent Bit, Loki); env MODELSIGN_AUDIT_STDOUT=1")
+    audit.add_argument("--audit-retention-days", type=float, default=90.0, help="remove chain files older than this (default 90)")
+    audit.add_argument("--audit-rotate-mb", type=float, default=64.0, help="start a new chain file after this many MiB (default 64)")
+    audit.add_argument("--audit-rotate-hours", type=float, default=24.0, help="... or after this many hours (default 24)")
+    audit.add_argument("--audit-checkpoint-records", type=int, default=1000, help="sign a checkpoint every N records (default 1000)")
+    audit.add_argument("--audit-checkpoint-seconds", type=float, default=60.0, help="... or every N seconds (default 60)")
     serve.set_defaults(handler=cmd_webhook_serve)
 
     check = commands.add_parser("check", help="the webhook's decision for manifests, offline from the cluster")
@@ -101,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--force", action="store_true", help="replace an existing CA")
     generate.add_argument("--output", choices=("text", "json"), default="text")
     generate.set_defaults(handler=cmd_certs_generate)
+
+    from webhook.audit.cli import add_commands as add_audit_commands
+
+    add_audit_commands(commands)
     return parser
 
 

@@ -29,6 +29,7 @@ class Metrics:
         self._decisions: dict[tuple[str, str], int] = defaultdict(int)
         self._violations: dict[str, int] = defaultdict(int)
         self._bad_requests = 0
+        self._audit_failures = 0
         self._registry_errors = 0
         self._buckets = [0] * len(LATENCY_BUCKETS_SECONDS)
         self._latency_count = 0
@@ -51,6 +52,10 @@ class Metrics:
         with self._lock:
             self._bad_requests += 1
 
+    def record_audit_failure(self) -> None:
+        with self._lock:
+            self._audit_failures += 1
+
     def render(self, cache_stats: object, cache_size: int) -> str:
         worker = {"worker": self._worker}
         lines = [
@@ -67,6 +72,9 @@ class Metrics:
                 "# HELP modelsign_bad_requests_total Requests answered 400 (not a usable AdmissionReview).",
                 "# TYPE modelsign_bad_requests_total counter",
                 f"modelsign_bad_requests_total{_labels(worker)} {self._bad_requests}",
+                "# HELP modelsign_audit_write_failures_total Audit records that could not be made durable (their reviews were denied).",
+                "# TYPE modelsign_audit_write_failures_total counter",
+                f"modelsign_audit_write_failures_total{_labels(worker)} {self._audit_failures}",
                 "# HELP modelsign_registry_errors_total Artifacts that could not be verified because of registry errors or the deadline.",
                 "# TYPE modelsign_registry_errors_total counter",
                 f"modelsign_registry_errors_total{_labels(worker)} {self._registry_errors}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -34,16 +35,25 @@ class RunningWebhook:
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill_all()
+
+    def kill_all(self) -> None:
+        """SIGKILL the server and its worker processes (its own process group), as a crash would."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
 
 
-def start_webhook(policy: Path, certs: Path, workdir: Path, *, workers: int = 2, env: dict[str, str] | None = None, expect_ready: bool = True) -> RunningWebhook:
+def start_webhook(policy: Path, certs: Path, workdir: Path, *, workers: int = 2, env: dict[str, str] | None = None, expect_ready: bool = True,
+                  extra: list[str] | None = None, preexec_fn=None) -> RunningWebhook:
     port = free_port()
     log_path = workdir / f"webhook-{port}.log"
     command = [sys.executable, "-m", "webhook.cli", "webhook", "serve", "--config", str(policy), "--tls-cert", str(certs / "tls.crt"),
-               "--tls-key", str(certs / "tls.key"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--reload-interval", "0.5"]
-    process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+               "--tls-key", str(certs / "tls.key"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--reload-interval", "0.5", *(extra or [])]
+    process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                               preexec_fn=preexec_fn, start_new_session=True)
     server = RunningWebhook(url=f"https://127.0.0.1:{port}", process=process, ca_file=certs / "ca.crt", log_path=log_path)
     deadline = time.monotonic() + 30
     with server.client() as client:

@@ -1,0 +1,80 @@
+"""manifest.json for an export: the sha256 of every exported file, the period, filters and
+integrity result, signed with the audit key so an auditor can tell the package is whole.
+
+    {"schema": "modelsign.audit-export/v1", "generated", "selection", "integrity": {...},
+     "files": [{"name", "bytes", "sha256"}], "keyId", "signature"}
+The signature (base64, ECDSA with the audit key) covers the canonical JSON of the manifest
+without `keyId` and `signature`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from signer.errors import FormatError, UsageError
+from signer.jsonenc import parse_json_object
+from signer.keys import PublicKey, SigningKey
+from webhook.audit.canonical import canonical_json
+
+SCHEMA = "modelsign.audit-export/v1"
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    data = path.read_bytes()
+    return {"name": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def write_manifest(directory: Path, files: list[Path], *, generated: str, selection: dict[str, Any], integrity: dict[str, Any],
+                   key: SigningKey | None) -> Path:
+    manifest: dict[str, Any] = {"schema": SCHEMA, "generated": generated, "selection": selection, "integrity": integrity,
+                                "files": [file_entry(f) for f in files]}
+    if key is not None:
+        manifest["keyId"] = key.public.key_id
+        manifest["signature"] = base64.b64encode(key.sign(canonical_json({k: v for k, v in manifest.items() if k != "keyId"}))).decode()
+    path = directory / "manifest.json"
+    path.write_bytes(canonical_json(manifest) + b"\n")
+    return path
+
+
+@dataclass(frozen=True)
+class ManifestCheck:
+    signed: bool
+    signature_ok: bool
+    files: list[tuple[str, str]]  # (name, "ok" | "changed" | "missing")
+
+    @property
+    def ok(self) -> bool:
+        return self.signature_ok and all(state == "ok" for _, state in self.files)
+
+
+def check_manifest(path: Path, keys: list[PublicKey]) -> ManifestCheck:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}", hint="pass the manifest.json written next to the exported report") from None
+    manifest = parse_json_object(raw, what=f"export manifest {path}")
+    files = manifest.get("files")
+    if manifest.get("schema") != SCHEMA or not isinstance(files, list):
+        raise FormatError(f"{path} is not a modelsign export manifest ({SCHEMA})")
+    signature = manifest.get("signature")
+    signed = isinstance(signature, str)
+    body = {k: v for k, v in manifest.items() if k not in ("keyId", "signature")}
+    try:
+        raw = base64.b64decode(signature, validate=True) if signed else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    signature_ok = bool(raw) and any(key.verify(raw, canonical_json(body)) for key in keys)
+    states = []
+    for entry in files:
+        name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
+        target = path.parent / Path(name).name  # names only: a manifest cannot point outside its directory
+        if not name or not target.is_file():
+            states.append((name or "?", "missing"))
+        else:
+            states.append((name, "ok" if hashlib.sha256(target.read_bytes()).hexdigest() == entry.get("sha256") else "changed"))
+    return ManifestCheck(signed=signed, signature_ok=signature_ok, files=states)

@@ -1,0 +1,79 @@
+"""What goes into an audit record (schema modelsign.audit/v1), as plain data.
+
+Record types: "decision" (every AdmissionReview answered, dry runs marked), "startup",
+"shutdown", "policy-load" (every load and reload, failed ones too), "keys-change" (trusted key
+fingerprints added, removed or changed), "bad-request" (a review that could not be read),
+"exception" (an error outside a decision), "retention" (chain files removed) and
+"checkpoint". The writer adds `seq`, `writer`, `prev_hash` and `hash` around the record
+(chain.py); the structlog processors in trail.py add `schema` and `time`, redact
+secrets and clean text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.pipeline import Decision
+from webhook.review import AdmissionRequest
+
+
+def _scan_evidence(scan: dict[str, Any]) -> dict[str, Any]:
+    counts = scan.get("severityCounts") or {}
+    return {"id": scan.get("id"), "signer": scan.get("signer"), "finishedOn": scan.get("finishedOn"),
+            "critical": counts.get("CRITICAL", 0), "high": counts.get("HIGH", 0), "unsafeModelFiles": scan.get("unsafeModelFiles")}
+
+
+def _approval_evidence(approval: dict[str, Any]) -> dict[str, Any]:
+    return {key: approval.get(key) for key in ("id", "signer", "keyId", "decision", "environment", "approver", "requester", "ticket", "status", "expiresAt")}
+
+
+def _artifact(artifact: dict[str, Any]) -> dict[str, Any]:
+    evidence = artifact.get("evidence") or {}
+    return {
+        "source": artifact.get("source"),
+        "reference": artifact.get("value"),
+        "role": artifact.get("role"),
+        "kind": artifact.get("kind"),
+        "digest": evidence.get("digest"),
+        "signatures": [s.get("keyId") or s.get("identity") for s in evidence.get("signatures") or []],
+        "signers": [s.get("signer") for s in evidence.get("signatures") or []],
+        "scans": [_scan_evidence(s) for s in evidence.get("scans") or []],
+        "approvals": [_approval_evidence(a) for a in evidence.get("approvals") or []],
+        "error": evidence.get("error") or artifact.get("problem"),
+    }
+
+
+def review_fields(review: AdmissionRequest) -> dict[str, Any]:
+    return {
+        "review": {
+            "uid": review.uid, "dryRun": review.dry_run, "operation": review.operation,
+            "kind": {"group": review.group, "version": review.version, "kind": review.kind},
+            "resource": review.resource, "subResource": review.sub_resource, "namespace": review.namespace, "name": review.name,
+        },
+        "user": {"username": review.user.username, "uid": review.user.uid, "groups": list(review.user.groups)},
+    }
+
+
+def decision_fields(review: AdmissionRequest, decision: Decision) -> dict[str, Any]:
+    return {
+        **review_fields(review),
+        "artifacts": [_artifact(a) for a in decision.artifacts],
+        "decision": {
+            "id": decision.decision_id, "outcome": decision.outcome, "allowed": decision.allowed, "mode": decision.mode,
+            "reason": decision.reason, "codes": sorted({str(v.get("code")) for v in decision.violations}),
+            "message": decision.message, "warnings": list(decision.warnings),
+        },
+        "policy": {"name": decision.policy_name, "hash": decision.policy_hash},
+        "latencyUs": int(round(decision.latency_ms * 1000)),
+    }
+
+
+def keys_change(previous: dict[str, str], current: dict[str, str]) -> dict[str, Any] | None:
+    """Fields of a keys-change record between two name -> fingerprint maps; None if equal."""
+    if previous == current:
+        return None
+    return {
+        "added": [{"name": n, "fingerprint": current[n]} for n in sorted(set(current) - set(previous))],
+        "removed": [{"name": n, "fingerprint": previous[n]} for n in sorted(set(previous) - set(current))],
+        "changed": [{"name": n, "from": previous[n], "to": current[n]} for n in sorted(set(previous) & set(current)) if previous[n] != current[n]],
+    }

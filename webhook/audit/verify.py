@@ -1,0 +1,286 @@
+"""`modelsign audit verify`: is every writer's chain whole, and does it match the signed
+checkpoints?
+
+Damage is reported by kind, at the first record where it shows:
+  edited            a record no longer hashes to its `hash`, or is not a chain line at all
+  rewritten         a record was re-hashed after an edit: the next record, or a signed
+                    checkpoint, still holds the old hash
+  deleted           sequence numbers are missing (in the middle, or at the start without a
+                    retention record that explains it)
+  reordered         records appear out of sequence order
+  duplicated        the same record appears twice
+  truncated         the chain ends before a signed checkpoint says it reached; or its last
+                    line was cut mid-record
+  foreign-writer    a record of another writer sits in this writer's file
+  bad-checkpoint    a checkpoint whose signature does not verify with the audit key
+  missing-chain     signed checkpoints name a writer none of whose records were given
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from signer.keys import PublicKey
+from webhook.audit.chain import GENESIS, record_of, scan_lines
+from webhook.audit.checkpoints import Checkpoint, read_checkpoint
+
+MAX_PROBLEMS = 1000
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    message: str
+    writer: str | None = None
+    file: str | None = None
+    line: int | None = None
+    seq: int | None = None
+
+
+@dataclass
+class Chain:
+    """One writer's records, in the order the files and lines hold them."""
+
+    writer: str
+    files: list[str] = field(default_factory=list)
+    # (seq, hash hex, prev_hash hex, intact, file, line)
+    entries: list[tuple[int, bytes, bytes, bool, str, int]] = field(default_factory=list)
+    hashes: dict[int, bytes] = field(default_factory=dict)  # seq -> hash hex
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head: str | None = None
+    records: int = 0
+    missing: int = 0
+    checkpoints_verified: int = 0
+    last_checkpoint_seq: int | None = None
+    pruned_before: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"writer": self.writer, "files": self.files, "firstSeq": self.first_seq, "lastSeq": self.last_seq, "records": self.records,
+                "gaps": self.missing, "head": self.head, "checkpointsVerified": self.checkpoints_verified,
+                "lastCheckpointSeq": self.last_checkpoint_seq, "prunedBefore": self.pruned_before}
+
+
+@dataclass
+class VerifyReport:
+    chains: dict[str, Chain] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    records: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, problem: Problem) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "records": self.records,
+            "writers": [c.summary() for c in sorted(self.chains.values(), key=lambda c: c.writer)],
+            "checkpoints": {"total": len(self.checkpoints), "verified": sum(1 for c in self.checkpoints if c.signature_ok)},
+            "problems": [p.__dict__ for p in self.problems], "warnings": self.warnings,
+        }
+
+
+def expand(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; directories contribute their *.jsonl files."""
+    found: list[Path] = []
+    for path in paths:
+        found += sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    return found
+
+
+def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: Iterable[Path] = ()) -> VerifyReport:
+    report = VerifyReport()
+    retention: list[dict[str, Any]] = []
+    files = expand(paths)
+    for path in files:
+        _read_file(path, keys, report, retention)
+    for path in checkpoint_files:
+        _read_file(path, keys, report, retention, checkpoints_only=True)
+    for chain in report.chains.values():
+        _walk(chain, report, retention, keys)
+    _check_against_checkpoints(report, retention)
+    if not keys:
+        report.warnings.append("no --key: checkpoint signatures were not verified")
+    if not report.checkpoints:
+        report.warnings.append("no checkpoints found: a cut-off tail or a consistently rewritten file cannot be detected "
+                               "(run the webhook with --audit-key, and keep the checkpoint file apart from the chains)")
+    return report
+
+
+def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], *, checkpoints_only: bool = False) -> None:
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        report.add(Problem("missing-chain", f"cannot read {name}: {exc.strerror}", file=name))
+        return
+    parsed: list[tuple[int, str, bytes, bytes, bool, int]] = []
+    lines = 0
+    for entry in scan_lines(data):
+        number, start, stop = entry[0], entry[1], entry[2]
+        lines = number
+        if len(entry) == 4:
+            line = data[start:stop]
+            if line.startswith(b'{"checkpoint":'):
+                _external_checkpoint(line, keys, report, f"{name}:{number}")
+            elif line.strip():
+                report.add(Problem("edited", f"{name}:{number} is not a chain record (damaged or inserted)", file=name, line=number))
+            continue
+        if checkpoints_only:
+            continue
+        _, _, _, seq, writer, claimed, prev, intact, control = entry  # type: ignore[misc]
+        if intact and control:
+            _chain_control_record(record_of(data[start:stop]), keys, report, retention, f"{name}:{number}")
+        parsed.append((seq, writer, claimed, prev, intact, number))
+    torn = data[data.rfind(b"\n") + 1:]  # text after the last newline: a line cut mid-write
+    if torn.strip():
+        report.add(Problem("truncated", f"{name} ends in a partial line ({len(torn)} bytes without a newline): cut mid-record", file=name, line=lines + 1))
+    if not parsed:
+        return
+    owner = Counter(p[1] for p in parsed).most_common(1)[0][0]
+    chain = report.chains.setdefault(owner, Chain(owner))
+    chain.files.append(name)
+    for seq, writer, claimed, prev, intact, number in parsed:
+        if writer != owner:
+            report.add(Problem("foreign-writer", f"{name}:{number} holds seq {seq} of writer {writer}, in the chain file of {owner}",
+                               writer=owner, file=name, line=number, seq=seq))
+            continue
+        chain.entries.append((seq, claimed, prev, intact, name, number))
+
+
+def _chain_control_record(raw: bytes, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], where: str) -> None:
+    """Checkpoints (signature checked) and retention records inside a chain."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return
+    if not isinstance(record, dict):
+        return
+    if record.get("type") == "retention":
+        retention += [r for r in record.get("removed") or [] if isinstance(r, dict)]
+    elif record.get("type") == "checkpoint":
+        checkpoint = read_checkpoint(record, keys, where)
+        if checkpoint is not None:
+            _note_checkpoint(checkpoint, keys, report)
+
+
+def _external_checkpoint(line: bytes, keys: list[PublicKey], report: VerifyReport, where: str) -> None:
+    try:
+        checkpoint = read_checkpoint(json.loads(line), keys, where)
+    except ValueError:
+        checkpoint = None
+    if checkpoint is None:
+        report.add(Problem("bad-checkpoint", f"{where} is not a readable checkpoint", file=where.rsplit(":", 1)[0]))
+        return
+    _note_checkpoint(checkpoint, keys, report)
+
+
+def _note_checkpoint(checkpoint: Checkpoint, keys: list[PublicKey], report: VerifyReport) -> None:
+    if keys and not checkpoint.signature_ok:
+        report.add(Problem("bad-checkpoint", f"checkpoint at {checkpoint.where} (writer {checkpoint.writer}, seq {checkpoint.seq}) "
+                           f"is not signed by the audit key (key id {checkpoint.key_id or 'none'})", writer=checkpoint.writer, seq=checkpoint.seq))
+        return
+    report.checkpoints.append(checkpoint)
+
+
+def _walk(chain: Chain, report: VerifyReport, retention: list[dict[str, Any]], keys: list[PublicKey]) -> None:
+    entries = chain.entries
+    first_seq_of = {}
+    for entry in entries:
+        first_seq_of.setdefault(entry[4], entry[0])
+    chain.files.sort(key=lambda f: first_seq_of.get(f, 0))
+    order = {f: i for i, f in enumerate(chain.files)}
+    entries.sort(key=lambda e: (order[e[4]], e[5]))
+    chain.hashes = {e[0]: e[1] for e in entries}
+    report.records += len(entries)
+    if not entries:
+        return
+    writer = chain.writer
+    first_seq, _, first_prev, _, first_file, first_line = entries[0]
+    chain.first_seq, chain.records = first_seq, len(entries)
+    genesis = GENESIS.removeprefix("sha256:").encode()
+    if first_seq != 1:
+        pruned = next((r for r in retention if r.get("writer") == writer and r.get("lastSeq") == first_seq - 1
+                       and r.get("lastHash") == "sha256:" + first_prev.decode()), None)
+        if pruned is not None:
+            chain.pruned_before = first_seq
+        else:
+            report.add(Problem("deleted", f"the chain of {writer} starts at seq {first_seq} ({first_file}:{first_line}); seq 1-{first_seq - 1} are missing "
+                               "and no retention record accounts for them", writer=writer, file=first_file, line=first_line, seq=first_seq))
+    elif first_prev != genesis:
+        report.add(Problem("edited", f"seq 1 of {writer} does not start from the genesis hash", writer=writer, file=first_file, line=first_line, seq=1))
+    present = chain.hashes
+    expected, previous_hash, previous_seq = first_seq, first_prev, 0
+    flagged: set[int] = set()
+    for seq, digest, prev, intact, name, number in entries:
+        if seq == expected and intact and prev == previous_hash:  # the common case, first
+            expected, previous_hash, previous_seq = seq + 1, digest, seq
+            continue
+        where = f"{name}:{number}"
+        if not intact:
+            report.add(Problem("edited", f"record seq {seq} of {writer} at {where} does not match its hash: it was changed after it was written",
+                               writer=writer, file=name, line=number, seq=seq))
+        elif seq == previous_seq and digest == previous_hash:
+            report.add(Problem("duplicated", f"record seq {seq} of {writer} appears twice (again at {where})", writer=writer, file=name, line=number, seq=seq))
+            continue
+        elif seq < expected:
+            if seq not in flagged:
+                report.add(Problem("reordered", f"record seq {seq} of {writer} at {where} comes after seq {expected - 1}", writer=writer, file=name, line=number, seq=seq))
+                flagged.add(seq)
+            continue
+        elif seq > expected:
+            missing = [s for s in range(expected, seq) if s not in present]
+            if missing:
+                chain.missing += len(missing)
+                span = f"seq {missing[0]}" if len(missing) == 1 else f"seq {missing[0]}-{missing[-1]}"
+                report.add(Problem("deleted", f"{span} of {writer} missing before {where} ({len(missing)} record(s))", writer=writer, file=name, line=number, seq=seq))
+            else:
+                report.add(Problem("reordered", f"record seq {seq} of {writer} at {where} comes before seq {expected}", writer=writer, file=name, line=number, seq=seq))
+                flagged.update(range(expected, seq))
+        elif prev != previous_hash and seq != first_seq:
+            report.add(Problem("rewritten", f"record seq {seq} of {writer} at {where} links to a different seq {seq - 1} than the one present: "
+                               f"seq {seq - 1} was rewritten (or replaced)", writer=writer, file=name, line=number, seq=seq - 1))
+        if seq >= expected:
+            expected = seq + 1
+        previous_hash, previous_seq = digest, seq
+    chain.last_seq = max(present)
+    chain.head = "sha256:" + present[chain.last_seq].decode()
+
+
+def _check_against_checkpoints(report: VerifyReport, retention: list[dict[str, Any]]) -> None:
+    seen: set[tuple[str, int, str]] = set()
+    for checkpoint in report.checkpoints:
+        key = (checkpoint.writer, checkpoint.seq, checkpoint.head)
+        if key in seen:
+            continue
+        seen.add(key)
+        chain = report.chains.get(checkpoint.writer)
+        if chain is None or not chain.entries:
+            if not any(r.get("writer") == checkpoint.writer for r in retention):
+                report.add(Problem("missing-chain", f"a signed checkpoint ({checkpoint.where}, {checkpoint.time}) covers seq {checkpoint.seq} of writer "
+                                   f"{checkpoint.writer}, but none of its records were given (deleted, or pass its files too)", writer=checkpoint.writer, seq=checkpoint.seq))
+            continue
+        if chain.pruned_before is not None and checkpoint.seq < chain.pruned_before:
+            continue
+        hashes = chain.hashes
+        if checkpoint.seq > (chain.last_seq or 0):
+            report.add(Problem("truncated", f"the chain of {checkpoint.writer} ends at seq {chain.last_seq}, but a signed checkpoint ({checkpoint.where}, "
+                               f"{checkpoint.time}) covers seq {checkpoint.seq}: {checkpoint.seq - (chain.last_seq or 0)} record(s) cut off",
+                               writer=checkpoint.writer, seq=checkpoint.seq))
+        elif checkpoint.seq in hashes and "sha256:" + hashes[checkpoint.seq].decode() != checkpoint.head:
+            report.add(Problem("rewritten", f"record seq {checkpoint.seq} of {checkpoint.writer} differs from the signed checkpoint ({checkpoint.where}): "
+                               "the chain was rewritten", writer=checkpoint.writer, seq=checkpoint.seq))
+        else:
+            chain.checkpoints_verified += 1
+            chain.last_checkpoint_seq = max(chain.last_checkpoint_seq or 0, checkpoint.seq)
