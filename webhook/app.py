@@ -269,8 +269,11 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _never_500(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
-        await _audit_event("exception", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        try:
+            log.error("unhandled_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+            await _audit_event("exception", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - this handler must answer, whatever else is broken
+            pass
         return JSONResponse(status_code=400, content={"error": "request could not be processed", "detail": f"{type(exc).__name__}"})
 
     @app.get("/healthz")

@@ -27,10 +27,26 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.JSONRenderer(sort_keys=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=_SafePrintLogger,
         cache_logger_on_first_use=True,
     )
     _configured = True
+
+
+class _SafePrintLogger(structlog.PrintLogger):
+    """Operational logs are best effort: a full disk or a closed pipe on stdout must never turn
+    an admission answer into an error (the audit trail is where durability is required)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(file=sys.stdout)
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except (OSError, ValueError):
+            pass
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
 
 
 def get_logger(**context: Any) -> Any:

@@ -34,12 +34,15 @@ def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a str holds surrogates only unpaired
+
+
 def _valid_text(text: str) -> str:
     try:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:  # lone surrogates from a hostile request
-        return text.encode("utf-8", "replace").decode("utf-8")
+        return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def prepare(value: Any) -> Any:
@@ -78,7 +81,10 @@ def canonical_json(value: Any) -> bytes:
     """RFC 8785 bytes of `value`. The common case (ASCII text, integers) is one pass of the C
     encoder: for ASCII keys code point order is UTF-16 order and the escaping is the same.
     Anything else (non-ASCII text, floats, huge integers) takes the exact path."""
-    text = _SORTING_ENCODER.encode(value)
+    try:
+        text = _SORTING_ENCODER.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise CanonicalError(str(exc)) from None
     if text.isascii() and _SUSPECT_MEMBER.search(text) is None and _NUMBER_ARRAY.search(text) is None:
         return text.encode("ascii")
     return encode_prepared(prepare(value))

@@ -72,7 +72,10 @@ def parse_line(line: bytes) -> tuple[bytes, bytes, int, str, bool, bool] | None:
     """(hash hex, prev_hash hex, seq, writer, intact, control) of one chain line (without its
     newline), or None if it is not shaped like one."""
     for entry in scan_lines(line + b"\n"):
-        return entry[5:] if len(entry) > 4 else None  # type: ignore[return-value]
+        if len(entry) == 4:
+            return None
+        _, _, _, seq, writer, claimed, prev, intact, control = entry  # type: ignore[misc]
+        return claimed, prev, seq, writer, intact, control
     return None
 
 

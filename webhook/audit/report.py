@@ -122,7 +122,7 @@ def _changes(trail: Trail) -> list[dict[str, Any]]:
             parts += [f"~{k['name']} {k['from']} -> {k['to']}" for k in record.get("changed") or []]
             detail = "; ".join(parts)
         elif kind == "retention":
-            detail = f"removed {len(record.get('removed') or [])} chain file(s) older than {record.get('retentionDays')} days"
+            detail = f"removed {len(record.get('removed') or [])} chain file(s) older than {int(record.get('retentionSeconds') or 0) // 86400} days"
         else:
             detail = f"pid {record.get('pid')}"
         rows.append({"time": record.get("time"), "type": kind, "writer": record["_writer"], "detail": detail})

@@ -13,10 +13,10 @@ from typing import Any
 
 import structlog
 
-from webhook.audit.canonical import canonical_json
+from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import SCHEMA
 from webhook.audit.records import decision_fields
-from webhook.audit.writer import AuditWriter, Receipt, utc_now
+from webhook.audit.writer import AuditWriteError, AuditWriter, Receipt, utc_now
 from webhook.pipeline import Decision
 from webhook.review import AdmissionRequest
 
@@ -63,9 +63,12 @@ def _as_record(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
 
 def _encode_redacted(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """Canonical JSON of the record, with secrets redacted (looked for in the encoding first)."""
-    encoded = canonical_json(event_dict)
-    if _may_hold_secrets(encoded.decode("utf-8")):
-        encoded = canonical_json(redact(event_dict))
+    try:
+        encoded = canonical_json(event_dict)
+        if _may_hold_secrets(encoded.decode("utf-8")):
+            encoded = canonical_json(redact(event_dict))
+    except CanonicalError as exc:
+        raise AuditWriteError(f"the audit record could not be encoded: {exc}") from None
     return {"record": encoded}
 
 

@@ -152,10 +152,14 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
     chain = report.chains.setdefault(owner, Chain(owner))
     chain.files.append(name)
     for seq, writer, claimed, prev, intact, number in parsed:
-        if writer != owner:
+        if writer != owner and intact:
             report.add(Problem("foreign-writer", f"{name}:{number} holds seq {seq} of writer {writer}, in the chain file of {owner}",
                                writer=owner, file=name, line=number, seq=seq))
             continue
+        if writer != owner:  # a writer field that does not hash is an edit of this writer's record
+            report.add(Problem("edited", f"record at {name}:{number} does not match its hash (its writer field reads {writer!r})",
+                               writer=owner, file=name, line=number, seq=seq))
+            writer = owner
         chain.entries.append((seq, claimed, prev, intact, name, number))
 
 

@@ -192,19 +192,32 @@ class AuditWriter:
     # -- the writer thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        self._prune()
+        self._guarded(self._prune)
         while True:
             with self._cond:
                 while not self._pending and not self._closing and not self._checkpoint_due():
                     self._cond.wait(timeout=self._seconds_to_checkpoint())
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 closing = self._closing and not self._pending
-            if batch:
-                self._commit(batch)
+            if batch and not self._guarded(lambda: self._commit(batch)):
+                for slot in batch:  # whatever broke, these callers get an answer: a failure
+                    if slot.receipt is None and slot.error is None:
+                        slot.error = "the audit writer failed on this batch"
+                self._wake(batch)
             if self._checkpoint_due() or (closing and self._since_checkpoint):
-                self._checkpoint()
+                self._guarded(self._checkpoint)
             if closing:
                 return
+
+    @staticmethod
+    def _guarded(step: Callable[[], None]) -> bool:
+        """Run a step of the writer thread; an unexpected error is logged, never fatal to the thread."""
+        try:
+            step()
+            return True
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive any one bad step
+            _warn(f"audit writer step failed: {type(exc).__name__}: {exc}")
+            return False
 
     def _commit(self, slots: list[_Slot]) -> None:
         seq, head, lines, sealed = self._seq, self._head, [], []
@@ -349,7 +362,7 @@ class AuditWriter:
                             "lastSeq": last[2] if last else None, "lastHash": "sha256:" + last[0].decode() if last else None})
         if removed:
             self._commit_internal({"schema": SCHEMA, "time": utc_now(), "type": "retention",
-                                   "retentionDays": self.settings.retention_days, "removed": removed})
+                                   "retentionSeconds": int(self.settings.retention_days * 86400), "removed": removed})
 
 
 def _encoded(record: dict[str, Any] | bytes) -> bytes:

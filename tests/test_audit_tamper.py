@@ -1,0 +1,259 @@
+"""The tamper suite: a real trail written by the running webhook (two worker processes, real
+TLS, a real registry), then damaged in every way the issue lists; `audit verify` must name
+each kind of damage and where it is."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSWORD, run_cli
+from signer.keys import load_public_key_file, load_signing_key_file
+from signer.oci.stores import Stores
+from signer.references import parse_reference
+from signer.samples import push_image
+from signer.signing import sign_artifact
+from support.audit import audited_webhook, copy_trail, post_reviews
+from webhook.audit.canonical import canonical_json
+from webhook.audit.chain import GENESIS, parse_line, record_of, seal
+from webhook.audit.verify import verify
+
+
+@pytest.fixture(scope="module")
+def trail(tmp_path_factory, registry, key_dir):
+    """~120 decisions (allowed and denied) from two workers, stopped cleanly."""
+    workdir = tmp_path_factory.mktemp("audited")
+    key = load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode())
+    with Stores() as stores:
+        signed = parse_reference(f"{registry.host}/audit/signed:1")
+        push_image(stores.repository(signed), {"f": b"audited"}, tag="1")
+        sign_artifact(stores, signed, key)
+        push_image(stores.repository(parse_reference(f"{registry.host}/audit/unsigned:1")), {"f": b"not"}, tag="1")
+    audited = audited_webhook(workdir, key_dir)
+    images = [f"{registry.host}/audit/{'signed' if i % 3 else 'unsigned'}:1" if i % 5 else "docker.io/library/nginx:1" for i in range(120)]
+    try:
+        responses = post_reviews(audited.server, images)
+    finally:
+        audited.server.stop()
+    assert sum(r["allowed"] for r in responses) > 10 and sum(not r["allowed"] for r in responses) > 10
+    return audited
+
+
+def _files(log_dir: Path) -> list[Path]:
+    return sorted(log_dir.glob("audit-*.jsonl"), key=lambda p: p.stat().st_size, reverse=True)
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+def _write(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def _decision_index(lines: list[bytes], nth: int = 0) -> int:
+    found = [i for i, line in enumerate(lines) if b'"type":"decision"' in line]
+    return found[len(found) // 2 + nth]
+
+
+def _check(log_dir: Path, checkpoints: Path, pub: Path):
+    return verify([log_dir], [load_public_key_file(pub)], checkpoint_files=[checkpoints])
+
+
+@pytest.fixture
+def damaged(trail, tmp_path):
+    log_dir, checkpoints = copy_trail(trail, tmp_path)
+    return log_dir, checkpoints, trail.audit_pub
+
+
+def test_the_untouched_trail_is_intact(capsys, trail, damaged):
+    log_dir, checkpoints, pub = damaged
+    report = _check(log_dir, checkpoints, pub)
+    assert report.ok, report.problems
+    assert len(report.chains) == 2 and all(c.missing == 0 for c in report.chains.values())
+    assert all(c.checkpoints_verified >= 1 and c.last_checkpoint_seq == c.last_seq - 1 for c in report.chains.values())  # shutdown checkpoint
+    code, out, _ = run_cli(capsys, "audit", "verify", log_dir, "--key", pub, "--checkpoints", checkpoints)
+    assert code == 0 and "INTACT" in out and "0 problem(s)" in out
+
+
+def _flip(line: bytes, offset: int) -> bytes:
+    return line[:offset] + bytes([line[offset] ^ 0x01]) + line[offset + 1:]
+
+
+POSITIONS = {
+    "hash": lambda line: 20,
+    "prev_hash": lambda line: 110,
+    "record value": lambda line: line.index(b'"namespace":"') + 14,
+    "record key": lambda line: line.index(b'"namespace"') + 2,
+    "seq": lambda line: line.rindex(b',"seq":') + 7,
+    "writer": lambda line: line.rindex(b'"writer":"') + 12,
+    "opening brace": lambda line: 0,
+    "closing brace": lambda line: len(line) - 1,
+}
+
+
+@pytest.mark.parametrize("position", list(POSITIONS))
+def test_a_flipped_byte_anywhere_in_a_record_is_found(damaged, position):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    index = _decision_index(lines)
+    lines[index] = _flip(lines[index], POSITIONS[position](lines[index]))
+    _write(target, lines)
+    report = _check(log_dir, checkpoints, pub)
+    assert not report.ok
+    first = report.problems[0]
+    assert first.kind == "edited", report.problems[:3]
+    assert f"{target}:{index + 1}" in first.message or (first.file == str(target) and first.line == index + 1)
+
+
+def test_a_flipped_newline_merges_two_records_and_is_found(damaged):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    data = bytearray(target.read_bytes())
+    lines = _lines(target)
+    index = _decision_index(lines)
+    newline_at = sum(len(line) + 1 for line in lines[:index + 1]) - 1
+    data[newline_at] ^= 0x01
+    target.write_bytes(bytes(data))
+    report = _check(log_dir, checkpoints, pub)
+    assert not report.ok and report.problems[0].kind == "edited"
+
+
+def test_deleted_record(damaged):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    index = _decision_index(lines)
+    seq = parse_line(lines[index])[2]
+    del lines[index]
+    _write(target, lines)
+    report = _check(log_dir, checkpoints, pub)
+    assert [p.kind for p in report.problems][:1] == ["deleted"]
+    assert f"seq {seq} of" in report.problems[0].message and "missing" in report.problems[0].message
+
+
+def test_reordered_records(damaged):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    index = _decision_index(lines)
+    lines[index], lines[index + 1] = lines[index + 1], lines[index]
+    _write(target, lines)
+    report = _check(log_dir, checkpoints, pub)
+    assert report.problems and report.problems[0].kind == "reordered" and "comes before" in report.problems[0].message
+
+
+def test_duplicated_record(damaged):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    index = _decision_index(lines)
+    lines.insert(index + 1, lines[index])
+    _write(target, lines)
+    report = _check(log_dir, checkpoints, pub)
+    assert [p.kind for p in report.problems] == ["duplicated"] and "appears twice" in report.problems[0].message
+
+
+def test_cut_off_tail_is_found_against_the_checkpoint_file(damaged):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    _write(target, lines[:-5])
+    report = _check(log_dir, checkpoints, pub)
+    assert [p.kind for p in report.problems] == ["truncated"]
+    assert "record(s) cut off" in report.problems[0].message
+    # Without the separately kept checkpoints, a clean cut at a line boundary cannot be seen: say so.
+    assert verify([log_dir], [load_public_key_file(pub)]).ok
+
+
+def test_a_line_cut_mid_record_is_found(damaged):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    data = target.read_bytes()
+    target.write_bytes(data[:-40])
+    report = _check(log_dir, checkpoints, pub)
+    assert "truncated" in [p.kind for p in report.problems]
+    assert any("ends in a partial line" in p.message for p in report.problems)
+
+
+def test_spliced_record_of_another_writer(damaged):
+    log_dir, checkpoints, pub = damaged
+    busy, other = _files(log_dir)[:2]
+    lines, stranger = _lines(busy), _lines(other)
+    index = _decision_index(lines)
+    lines.insert(index, stranger[1])
+    _write(busy, lines)
+    report = _check(log_dir, checkpoints, pub)
+    assert report.problems[0].kind == "foreign-writer"
+    assert f"{busy}:{index + 1} holds seq" in report.problems[0].message
+
+
+def test_forged_and_altered_checkpoints(damaged, tmp_path, key_dir):
+    log_dir, checkpoints, pub = damaged
+    lines = _lines(checkpoints)
+    document = json.loads(lines[-1])
+    document["checkpoint"]["seq"] += 100  # claims more than was written
+    forged = load_signing_key_file(key_dir / "other-team.key", password=lambda _: PASSWORD.encode())
+    resigned = dict(document, keyId=forged.public.key_id,
+                    signature=base64.b64encode(forged.sign(canonical_json(document["checkpoint"]))).decode())
+    altered = json.loads(lines[0])
+    altered["checkpoint"]["head"] = GENESIS  # signature no longer matches
+    _write(checkpoints, lines + [canonical_json(resigned), canonical_json(altered)])
+    report = _check(log_dir, checkpoints, pub)
+    kinds = [p.kind for p in report.problems]
+    assert kinds == ["bad-checkpoint", "bad-checkpoint"], report.problems
+    assert f"key id {forged.public.key_id}" in report.problems[0].message
+
+
+def test_whole_file_rewritten_with_fresh_hashes(damaged):
+    """An attacker with the code but not the audit key edits one decision and re-seals the
+    rest of the chain so every hash matches: the signed checkpoints still hold the old heads."""
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    index = _decision_index(lines)
+    rewritten, previous = lines[:index], parse_line(lines[index - 1])
+    prev_hash = "sha256:" + previous[0].decode()
+    for line in lines[index:]:
+        record = json.loads(record_of(line))
+        if line is lines[index]:
+            record["decision"].update(outcome="allow", allowed=True, message="", codes=[])
+            record["user"]["username"] = "someone-else"
+        fields = parse_line(line)
+        sealed, prev_hash = seal(fields[3], fields[2], prev_hash, canonical_json(record))
+        rewritten.append(sealed.rstrip(b"\n"))
+    _write(target, rewritten)
+    report = _check(log_dir, checkpoints, pub)
+    assert not report.ok and {p.kind for p in report.problems} == {"rewritten"}
+    assert "differs from the signed checkpoint" in report.problems[0].message
+
+
+def test_a_deleted_chain_file_is_missed_by_its_checkpoints(capsys, damaged):
+    log_dir, checkpoints, pub = damaged
+    _files(log_dir)[-1].unlink()
+    report = _check(log_dir, checkpoints, pub)
+    assert [p.kind for p in report.problems] == ["missing-chain"] or {p.kind for p in report.problems} == {"missing-chain"}
+    code, out, _ = run_cli(capsys, "audit", "verify", log_dir, "--key", pub, "--checkpoints", checkpoints, "--output", "json")
+    assert code == 1 and json.loads(out)["problems"][0]["kind"] == "missing-chain"
+
+
+def test_cli_reports_the_damage_and_exits_1(capsys, damaged):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    del lines[_decision_index(lines)]
+    _write(target, lines)
+    code, out, _ = run_cli(capsys, "audit", "verify", log_dir, "--key", pub, "--checkpoints", checkpoints)
+    assert code == 1 and "DELETED:" in out and "DAMAGED" in out
+
+
+def test_verify_without_key_or_checkpoints_warns(capsys, damaged):
+    log_dir, _, _ = damaged
+    code, out, _ = run_cli(capsys, "audit", "verify", log_dir)
+    assert code == 0 and "no --key: checkpoint signatures were not verified" in out
+    code, _, err = run_cli(capsys, "audit", "verify", log_dir / "nope")
+    assert code == 2 and "does not exist" in err
