@@ -13,13 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSWORD, run_cli
-from signer.keys import load_signing_key_file
-from signer.oci.stores import Stores
-from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import sign_artifact
-from support.audit import audited_webhook, copy_trail, post_reviews, records
+from conftest import run_cli
+from support.audit import audited_webhook, copy_trail, post_reviews, push_signed_image, records
 from webhook.audit.export import CSV_COLUMNS
 from webhook.audit.settings import settings_from_environment
 from webhook.audit.trail import AuditTrail
@@ -31,13 +26,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def trail(tmp_path_factory, registry, key_dir):
     workdir = tmp_path_factory.mktemp("exported")
-    key = load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode())
-    with Stores() as stores:
-        signed = parse_reference(f"{registry.host}/export/signed:1")
-        push_image(stores.repository(signed), {"f": b"export"}, tag="1")
-        sign_artifact(stores, signed, key)
+    signed = push_signed_image(registry.host, "export/signed", key_dir)
     audited = audited_webhook(workdir, key_dir)
-    images = [f"{registry.host}/export/signed:1" if i % 4 else "docker.io/library/nginx:1" for i in range(60)]
+    images = [signed if i % 4 else "docker.io/library/nginx:1" for i in range(60)]
     try:
         post_reviews(audited.server, images, namespaces=("prod", "staging", "ml"))
     finally:

@@ -15,8 +15,7 @@ from signer.keys import load_public_key_file, load_signing_key_file
 from signer.oci.stores import Stores
 from signer.references import parse_reference
 from signer.samples import push_image
-from signer.signing import sign_artifact
-from support.audit import audited_webhook, copy_trail, post_reviews
+from support.audit import audited_webhook, copy_trail, post_reviews, push_signed_image
 from webhook.audit.canonical import canonical_json
 from webhook.audit.chain import GENESIS, parse_line, record_of, seal
 from webhook.audit.verify import verify
@@ -26,14 +25,11 @@ from webhook.audit.verify import verify
 def trail(tmp_path_factory, registry, key_dir):
     """~120 decisions (allowed and denied) from two workers, stopped cleanly."""
     workdir = tmp_path_factory.mktemp("audited")
-    key = load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode())
+    signed = push_signed_image(registry.host, "audit/signed", key_dir)
     with Stores() as stores:
-        signed = parse_reference(f"{registry.host}/audit/signed:1")
-        push_image(stores.repository(signed), {"f": b"audited"}, tag="1")
-        sign_artifact(stores, signed, key)
         push_image(stores.repository(parse_reference(f"{registry.host}/audit/unsigned:1")), {"f": b"not"}, tag="1")
     audited = audited_webhook(workdir, key_dir)
-    images = [f"{registry.host}/audit/{'signed' if i % 3 else 'unsigned'}:1" if i % 5 else "docker.io/library/nginx:1" for i in range(120)]
+    images = [(signed if i % 3 else f"{registry.host}/audit/unsigned:1") if i % 5 else "docker.io/library/nginx:1" for i in range(120)]
     try:
         responses = post_reviews(audited.server, images)
     finally:

@@ -16,25 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PASSWORD
-from signer.keys import load_public_key_file, load_signing_key_file
-from signer.oci.stores import Stores
-from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import sign_artifact
+from signer.keys import load_public_key_file
 from support.admission import pod, review
-from support.audit import audited_webhook, post_reviews, records
+from support.audit import audited_webhook, post_reviews, push_signed_image, records
 from webhook.audit.verify import verify
 
 
 @pytest.fixture(scope="module")
 def images(registry, key_dir) -> dict[str, str]:
-    key = load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode())
-    with Stores() as stores:
-        signed = parse_reference(f"{registry.host}/audited/signed:1")
-        push_image(stores.repository(signed), {"f": b"audited-webhook"}, tag="1")
-        sign_artifact(stores, signed, key)
-    return {"signed": f"{registry.host}/audited/signed:1", "denied": "docker.io/library/nginx:1"}
+    return {"signed": push_signed_image(registry.host, "audited/signed", key_dir), "denied": "docker.io/library/nginx:1"}
 
 
 def _decisions(log_dir: Path) -> list[dict]:

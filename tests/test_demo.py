@@ -18,3 +18,6 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "contains 1 unsafe model file(s) [model/pytorch_model.bin (imports os.system)]" in out
     assert "active        approved prod ml-* by approver (mlops-lead) for data-scientist, ticket CHG-1234" in out
     assert "for environment prod by key approver is revoked" in out
+    # part 4: the audit trail of both webhook runs
+    assert "INTACT: " in out and "export intact" in out
+    assert "DELETED: seq" in out and "DAMAGED: " in out

@@ -95,8 +95,8 @@ def render_table(results: list[CheckedObject]) -> str:
     for result in results:
         decision = result.decision
         details = ([decision.message] if not decision.allowed else []) + decision.warnings
-        for text in details:
-            lines.append(f"- {result.kind} {result.namespace}/{result.name}: {text}")
+        for detail in details:
+            lines.append(f"- {result.kind} {result.namespace}/{result.name}: {detail}")
     return "\n".join(lines)
 
 

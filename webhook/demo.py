@@ -6,6 +6,8 @@ with a registry host served from local OCI layouts, and submits AdmissionReviews
 InferenceService whose kit:// model is signed (admitted) and one whose model is not
 (denied, message shown). Part 3 adds scan and approval gates: a signed ModelKit with a malicious pickle is scanned
 and denied, the clean one is scanned, approved for prod, admitted, then revoked and denied.
+Part 4: both webhook runs kept an audit trail; it is verified, exported (HTML, PDF, CSV with
+a signed manifest), and a damaged copy is caught.
 Every outcome is checked: the demo exits 1 if any step differs.
 """
 
@@ -169,7 +171,8 @@ def _start_webhook(base: Path, policy: Path) -> tuple[subprocess.Popen, str, Pat
     port = _free_port()
     log = base / "webhook.log"
     command = [sys.executable, "-m", "webhook.cli", "webhook", "serve", "--config", str(policy), "--tls-cert", str(base / "certs" / "tls.crt"),
-               "--tls-key", str(base / "certs" / "tls.key"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+               "--tls-key", str(base / "certs" / "tls.key"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--audit-log", str(base / "audit" / "audit.jsonl"), "--audit-key", str(base / "audit-signing.key")]
     print(f"\n$ modelsign {shlex.join(command[3:])}   (in the background; logs in {log})", flush=True)
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"https://127.0.0.1:{port}"
@@ -198,7 +201,8 @@ def _admission_demo(base: Path) -> None:
         if signed:
             _run(["sign", f"oci:{registry}/models/{name}:1.0", "--key", "ml-team.key"], 0)
 
-    _step("8. TLS material and the admission policy")
+    _step("8. TLS material, the audit key and the admission policy")
+    _run(["keygen", "--output-prefix", "audit-signing", "--force"], 0)
     _run(["certs", "generate", "--service", "modelsign-webhook", "--namespace", "modelsign-system", "--out", str(base / "certs"), "--san", "127.0.0.1", "--force"], 0)
     policy = base / "policy.yaml"
     policy.write_text(
@@ -311,3 +315,21 @@ def _gates_demo(base: Path) -> None:
     _step("15. Revoke the approval: the next check denies it")
     _run(["revoke", f"oci:{registry}/models/llm:1.0", "--key", "approver.key", "--environment", "prod", "--ticket", "CHG-1300", "--reason", "bias found"], 0)
     _run(["check", "-f", str(_manifests(base, ("llm",))), "--config", str(policy)], 1)
+    _audit_demo(base)
+
+
+def _audit_demo(base: Path) -> None:
+    _step("16. The audit trail both webhook runs wrote: verify it, export the auditors' report")
+    _run(["audit", "verify", "audit", "--key", "audit-signing.pub"], 0)
+    _run(["audit", "export", "audit", "--format", "html", "--format", "pdf", "--format", "csv", "-o", "audit-report",
+          "--key", "audit-signing.pub", "--signing-key", "audit-signing.key"], 0)
+    _run(["audit", "verify-export", "audit-report/manifest.json", "--key", "audit-signing.pub"], 0)
+    print(f"\nOpen {base / 'audit-report' / 'report.html'} in a browser (or report.pdf).")
+
+    _step("17. Tamper with a copy of the trail: delete one decision record")
+    shutil.copytree(base / "audit", base / "audit-tampered")
+    chain = max((base / "audit-tampered").glob("audit-*.jsonl"), key=lambda p: p.stat().st_size)
+    lines = chain.read_bytes().split(b"\n")
+    victim = next(i for i, line in enumerate(lines) if b'"type":"decision"' in line)
+    chain.write_bytes(b"\n".join(lines[:victim] + lines[victim + 1:]))
+    _run(["audit", "verify", "audit-tampered", "--key", "audit-signing.pub"], 1)

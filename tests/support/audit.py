@@ -57,6 +57,21 @@ rules:
     return audited
 
 
+def push_signed_image(registry_host: str, repository: str, key_dir: Path) -> str:
+    """A small image signed by ml-team in the test registry; returns its tag reference."""
+    from signer.keys import load_signing_key_file
+    from signer.oci.stores import Stores
+    from signer.references import parse_reference
+    from signer.samples import push_image
+    from signer.signing import sign_artifact
+
+    reference = f"{registry_host}/{repository}:1"
+    with Stores() as stores:
+        push_image(stores.repository(parse_reference(reference)), {"f": repository.encode()}, tag="1")
+        sign_artifact(stores, parse_reference(reference), load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode()))
+    return reference
+
+
 def post_reviews(server: RunningWebhook, images: list[str], *, parallel: int = 8, namespaces: tuple[str, ...] = ("ml", "prod", "team-a"),
                  prefix: str = "uid") -> list[dict]:
     """One review per image, each on its own connection (so both workers get some), in

@@ -65,7 +65,7 @@ def check_manifest(path: Path, keys: list[PublicKey]) -> ManifestCheck:
     signed = isinstance(signature, str)
     body = {k: v for k, v in manifest.items() if k not in ("keyId", "signature")}
     try:
-        raw = base64.b64decode(signature, validate=True) if signed else b""
+        raw = base64.b64decode(str(signature), validate=True) if signed else b""
     except (binascii.Error, ValueError):
         raw = b""
     signature_ok = bool(raw) and any(key.verify(raw, canonical_json(body)) for key in keys)

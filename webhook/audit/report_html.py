@@ -36,7 +36,7 @@ def _timeline_chart(report: Report) -> str:
     slot = (width - left - 10) / max(len(buckets), 1)
     bars = []
     for index, (label, counts) in enumerate(buckets):
-        y = height - bottom
+        y: float = height - bottom
         for outcome in ("allow", "warn", "error", "deny"):
             h = (height - bottom - 10) * counts[outcome] / peak
             if h > 0:

@@ -18,7 +18,6 @@ Damage is reported by kind, at the first record where it shows:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -200,7 +199,7 @@ def _note_checkpoint(checkpoint: Checkpoint, keys: list[PublicKey], report: Veri
 
 def _walk(chain: Chain, report: VerifyReport, retention: list[dict[str, Any]], keys: list[PublicKey]) -> None:
     entries = chain.entries
-    first_seq_of = {}
+    first_seq_of: dict[str, int] = {}
     for entry in entries:
         first_seq_of.setdefault(entry[4], entry[0])
     chain.files.sort(key=lambda f: first_seq_of.get(f, 0))

@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -46,8 +46,18 @@ class AuditWriteError(ModelsignError):
     """A record could not be made durable."""
 
 
+_second_text: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339, UTC, microseconds: `2026-11-23T07:40:00.123456Z` (the second's text is
+    formatted once per second: this runs for every record)."""
+    global _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second_text[0]:
+        _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_text[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def new_writer_id() -> str:
