@@ -91,7 +91,7 @@ def test_retention_removes_old_files_and_says_so(tmp_path, audit_key):
     for number in range(60):
         old.append({"type": "test", "n": number})
     old.close()
-    files = sorted(tmp_path.glob("audit-*.jsonl"))
+    files = [p for p in sorted(tmp_path.glob("audit-*.jsonl")) if p.stat().st_size]
     ancient = time.time() - 91 * 86400
     for path in files[:-1]:
         os.utime(path, (ancient, ancient))
@@ -177,3 +177,84 @@ def test_parallel_scanning_matches_the_sequential_scan(tmp_path, audit_key):
     sequential = verify([tmp_path], [audit_key.public])
     parallel = verify([tmp_path], [audit_key.public], parallel_min_bytes=0)
     assert parallel.to_json() == sequential.to_json() and [p.kind for p in parallel.problems][:2] == ["edited", "edited"]
+
+
+def _keyed_writer(directory, key, **settings):
+    return AuditWriter(AuditSettings(path=directory / "audit.jsonl", key=key, **settings))
+
+
+def test_a_made_up_retention_record_excuses_nothing(tmp_path, audit_key):
+    victim = _keyed_writer(tmp_path, audit_key, checkpoint_records=10)
+    for number in range(40):
+        victim.append({"type": "decision", "n": number})
+    victim.close()
+    for path in tmp_path.glob(f"audit-{victim.writer_id}-*.jsonl"):
+        path.unlink()  # the deletion to hide
+    forger = AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl"))  # anyone can write a chain; nobody else can sign it
+    forger.append({"type": "retention", "removed": [{"writer": victim.writer_id, "firstSeq": 1, "lastSeq": 10_000, "lastHash": GENESIS}]})
+    forger.append({"type": "decision", "n": "made up"})
+    forger.close()
+    report = verify([tmp_path], [audit_key.public])
+    kinds = {p.kind for p in report.problems}
+    assert "missing-chain" in kinds and "unsigned" in kinds, report.problems
+    assert any("excuses nothing" in w for w in report.warnings)
+
+
+def test_a_real_retention_record_only_excuses_what_it_removed(tmp_path, audit_key):
+    victim = _keyed_writer(tmp_path, audit_key, rotate_bytes=2048, checkpoint_records=5)
+    for number in range(80):
+        victim.append({"type": "decision", "n": number})
+    victim.close()
+    segments = sorted(tmp_path.glob(f"audit-{victim.writer_id}-*.jsonl"))
+    ancient = time.time() - 91 * 86400
+    os.utime(segments[0], (ancient, ancient))
+    pruner = _keyed_writer(tmp_path, audit_key)
+    pruner.append({"type": "decision", "n": "pruner"})
+    pruner.close()
+    assert not segments[0].exists()
+    assert verify([tmp_path], [audit_key.public]).ok  # the pruned start is excused by a signed retention record
+    for path in segments[1:]:
+        path.unlink()  # now delete the rest: no retention record covers that
+    report = verify([tmp_path], [audit_key.public])
+    assert [p.kind for p in report.problems] == ["missing-chain"], report.problems
+
+
+def test_retention_never_removes_a_live_writers_open_file(tmp_path, audit_key):
+    live = _keyed_writer(tmp_path, audit_key)
+    live.append({"type": "decision", "n": 1})
+    ancient = time.time() - 91 * 86400
+    os.utime(live.segment_path, (ancient, ancient))  # idle for longer than the retention period
+    other = _keyed_writer(tmp_path, audit_key)
+    other.append({"type": "decision", "n": 2})
+    assert live.segment_path.exists()
+    assert live.append({"type": "decision", "n": 3}).seq > 1
+    live.close()
+    other.close()
+    assert verify([tmp_path], [audit_key.public]).ok
+
+
+def test_a_record_whose_caller_gave_up_is_never_written(tmp_path, monkeypatch):
+    """A review denied because its record was late must not appear in the trail as allowed."""
+    writer = AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl"))
+    slow = writer._write_durably
+
+    def sluggish(data: bytes):
+        time.sleep(0.6)
+        return slow(data)
+
+    monkeypatch.setattr(writer, "_write_durably", sluggish)
+    first = threading.Thread(target=writer.append, args=({"type": "decision", "n": "first"},))
+    first.start()
+    time.sleep(0.1)  # the first record is now being written
+    with pytest.raises(AuditWriteError, match="not durable within 0.2s"):
+        writer.append({"type": "decision", "n": "late"}, timeout=0.2)
+    first.join()
+    writer.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("audit-*.jsonl"))
+    assert b'"first"' in raw and b'"late"' not in raw
+
+
+def test_large_integers_anywhere_take_the_exact_path():
+    with pytest.raises(CanonicalError, match="outside the exactly representable range"):
+        canonical_json({"a": ["x", 2**60 + 1]})
+    assert canonical_json({"uid": "0123456789012345678"}) == b'{"uid":"0123456789012345678"}'  # long digit runs in text are fine

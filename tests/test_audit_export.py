@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import PASSWORD, run_cli
 from support.audit import audited_webhook, copy_trail, post_reviews, push_signed_image, records
+from signer.keys import load_signing_key_file
 from webhook.audit.export import CSV_COLUMNS
-from webhook.audit.settings import settings_from_environment
 from webhook.audit.trail import AuditTrail
-from webhook.audit.writer import AuditWriter
+from webhook.audit.writer import AuditSettings, AuditWriter
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -35,7 +35,8 @@ def trail(tmp_path_factory, registry, key_dir):
         audited.server.stop()
     # A third writer, in-process, adds records the webhook would not make here: an approval the
     # decision relied on, and text a spreadsheet would run as a formula.
-    writer = AuditWriter(settings_from_environment({"MODELSIGN_AUDIT_LOG": str(audited.log_dir / "audit.jsonl")}))
+    key = load_signing_key_file(audited.workdir / "audit.key", password=lambda _: PASSWORD.encode())
+    writer = AuditWriter(AuditSettings(path=audited.log_dir / "audit.jsonl", key=key, checkpoint_path=audited.checkpoints))
     trail = AuditTrail(writer)
     trail.event("decision", review={"uid": "u-formula", "dryRun": False, "operation": "CREATE", "kind": {"group": "", "version": "v1", "kind": "Pod"},
                                     "namespace": "prod", "name": "=HYPERLINK(\"http://evil\")"},
@@ -171,3 +172,20 @@ def test_a_damaged_trail_is_exported_with_the_damage_shown(capsys, trail, tmp_pa
     assert code == 1 and "the trail is DAMAGED" in err
     html = (tmp_path / "r.html").read_text()
     assert "DAMAGED" in html and "missing before" in html
+
+
+def test_pdf_survives_overlong_values(tmp_path):
+    from webhook.audit.export import Selection, Trail
+    from webhook.audit.report import build_report
+    from webhook.audit.report_pdf import render_pdf
+    from webhook.audit.verify import VerifyReport
+
+    record = {"type": "decision", "time": "2026-11-01T00:00:00Z", "_writer": "w", "_seq": 1, "_hash": "sha256:" + "0" * 64,
+              "review": {"namespace": "n" * 500, "name": "x" * 3000, "kind": {"kind": "Pod"}}, "user": {"username": "ü" * 400},
+              "artifacts": [{"digest": "sha256:" + "1" * 64, "approvals": [{"id": "i", "environment": "W" * 400, "ticket": "T" * 900}]}],
+              "decision": {"outcome": "deny", "allowed": False, "codes": ["c" * 300], "message": "m" * 20000}}
+    report = build_report(Trail([record]), Selection(), VerifyReport(), sample_size=5, seed=1)
+    pdf = render_pdf(report)
+    (tmp_path / "r.pdf").write_bytes(pdf)
+    text = subprocess.run(["pdftotext", str(tmp_path / "r.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Denials (1)" in text and "WWWW" in text

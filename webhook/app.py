@@ -205,8 +205,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
             return
         try:
             await state.audit.event_async(record_type, **fields)
-        except ModelsignError as exc:
-            metrics.record_audit_failure()
+        except ModelsignError as exc:  # an event, not a decision: logged (the metric counts denied reviews)
             log.error("audit_write_failed", record_type=record_type, error=exc.message)
 
     async def _bad_request(message: str, request: Request) -> JSONResponse:
@@ -263,6 +262,9 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
                 receipt = await state.audit.decision(review, decision)
             except AuditWriteError as exc:
                 metrics.record_audit_failure()
+                # Best effort: if the trail recovers, it says this review was denied for want of a record.
+                await _audit_event("audit-failure", **review_fields(review), decisionId=decision.decision_id, error=exc.message,
+                                   response={"allowed": False, "reason": "audit-record-not-written"})
                 return _unrecorded(review, exc.message)
             response["response"].setdefault("auditAnnotations", {})["audit-record"] = f"{receipt.writer}#{receipt.seq}"
         return JSONResponse(response)

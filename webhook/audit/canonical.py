@@ -22,8 +22,9 @@ _SORTING_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), a
 # arrays that start with a number (mixed arrays are not something records hold). Text that
 # merely looks like this sends the record down the exact path, which is never wrong.
 # Two patterns, each with a literal first character, so `re` can skip ahead quickly.
-_SUSPECT_MEMBER = re.compile(r'":-?(?:\d+[.eE]|\d{16})')
+_SUSPECT_MEMBER = re.compile(r'":-?\d+[.eE]')
 _NUMBER_ARRAY = re.compile(r"\[-?\d")
+_LONG_NUMBER = re.compile(r"\d{16}")  # anywhere: an integer too large to be exact (or text with a long digit run)
 
 
 class CanonicalError(ValueError):
@@ -80,11 +81,12 @@ def encode_prepared(value: Any) -> bytes:
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 bytes of `value`. The common case (ASCII text, integers) is one pass of the C
     encoder: for ASCII keys code point order is UTF-16 order and the escaping is the same.
-    Anything else (non-ASCII text, floats, huge integers) takes the exact path."""
+    Anything else (non-ASCII text, floats, huge integers) takes the exact path. Keys must be
+    strings, as in every record (the C encoder would turn other keys into strings)."""
     try:
         text = _SORTING_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise CanonicalError(str(exc)) from None
-    if text.isascii() and _SUSPECT_MEMBER.search(text) is None and _NUMBER_ARRAY.search(text) is None:
+    if text.isascii() and _SUSPECT_MEMBER.search(text) is None and _NUMBER_ARRAY.search(text) is None and _LONG_NUMBER.search(text) is None:
         return text.encode("ascii")
     return encode_prepared(prepare(value))

@@ -42,13 +42,23 @@ def _paragraph(pdf: FPDF, text: str) -> None:
     pdf.multi_cell(0, 5, _latin1(text), new_x="LMARGIN", new_y="NEXT")
 
 
+def _cell(value: Any, width: int) -> str:
+    """A cell that fits its column in at most a few lines (a long value would not fit a page)."""
+    text = _latin1(value)
+    limit = max(12, width * 6)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _table(pdf: FPDF, headers: Sequence[str], rows: Iterable[Sequence[Any]], widths: Sequence[int]) -> None:
     rows = list(rows)
     pdf.set_font("Helvetica", size=7)
-    with pdf.table(col_widths=widths, headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235)), line_height=3.6, text_align="LEFT") as table:
-        table.row([_latin1(h) for h in headers])
-        for row in rows[:PDF_TABLE_ROWS] or [["none"] + [""] * (len(headers) - 1)]:
-            table.row([_latin1(c)[:400] for c in row])
+    try:
+        with pdf.table(col_widths=widths, headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235)), line_height=3.6, text_align="LEFT") as table:
+            table.row([_latin1(h) for h in headers])
+            for row in rows[:PDF_TABLE_ROWS] or [["none"] + [""] * (len(headers) - 1)]:
+                table.row([_cell(c, w) for c, w in zip(row, widths)])
+    except Exception as exc:  # noqa: BLE001 - one table that will not lay out must not lose the report
+        _paragraph(pdf, f"(this table could not be laid out: {exc}; the CSV export has its rows)")
     if len(rows) > PDF_TABLE_ROWS:
         _paragraph(pdf, f"First {PDF_TABLE_ROWS} of {len(rows)} rows; the CSV export has every row.")
 

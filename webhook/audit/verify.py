@@ -14,6 +14,7 @@ Damage is reported by kind, at the first record where it shows:
   foreign-writer    a record of another writer sits in this writer's file
   bad-checkpoint    a checkpoint whose signature does not verify with the audit key
   missing-chain     signed checkpoints name a writer none of whose records were given
+  unsigned          (with the audit key) a chain that no signed checkpoint covers at all
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from signer.keys import PublicKey
-from webhook.audit.chain import GENESIS, record_of, scan_lines
+from webhook.audit.chain import _RECORD_START, GENESIS, record_of, scan_lines
 from webhook.audit.checkpoints import Checkpoint, read_checkpoint
 
 MAX_PROBLEMS = 1000
+_DECISION_STARTS = (b'{"artifacts":', b'{"decision":')  # decision records' first keys, in canonical order
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # smaller files are scanned in-process: forking costs more
 _ROW = struct.Struct("<BIQQQH??64s64s")  # kind, number, start, end, seq, writer index, intact, control, hash, prev
 
@@ -62,6 +64,8 @@ class Chain:
     checkpoints_verified: int = 0
     last_checkpoint_seq: int | None = None
     pruned_before: int | None = None
+    first_prev: bytes = b""
+    decisions: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {"writer": self.writer, "files": self.files, "firstSeq": self.first_seq, "lastSeq": self.last_seq, "records": self.records,
@@ -111,8 +115,12 @@ def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: It
     for path in checkpoint_files:
         _read_file(path, keys, report, retention, checkpoints_only=True)
     for chain in report.chains.values():
-        _walk(chain, report, retention, keys)
-    _check_against_checkpoints(report, retention)
+        _walk(chain, report)
+    _check_against_checkpoints(report)
+    trusted = _trusted_retention(report, retention, keys)
+    _check_chain_starts(report, trusted)
+    _check_missing_chains(report, trusted)
+    _check_coverage(report, keys)
     if not keys:
         report.warnings.append("no --key: checkpoint signatures were not verified")
     if not report.checkpoints:
@@ -129,7 +137,7 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
     except OSError as exc:
         report.add(Problem("missing-chain", f"cannot read {name}: {exc.strerror}", file=name))
         return
-    parsed: list[tuple[int, str, bytes, bytes, bool, int]] = []
+    parsed: list[tuple[int, str, bytes, bytes, bool, int, bool]] = []
     lines = 0
     for entry in scan(data, min_bytes=parallel_min_bytes):
         number, start, stop = entry[0], entry[1], entry[2]
@@ -145,8 +153,8 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
             continue
         _, _, _, seq, writer, claimed, prev, intact, control = entry  # type: ignore[misc]
         if intact and control:
-            _chain_control_record(record_of(data[start:stop]), keys, report, retention, f"{name}:{number}")
-        parsed.append((seq, writer, claimed, prev, intact, number))
+            _chain_control_record(record_of(data[start:stop]), keys, report, retention, f"{name}:{number}", writer, seq)
+        parsed.append((seq, writer, claimed, prev, intact, number, data.startswith(_DECISION_STARTS, start + _RECORD_START)))
     torn = data[data.rfind(b"\n") + 1:]  # text after the last newline: a line cut mid-write
     if torn.strip():
         report.add(Problem("truncated", f"{name} ends in a partial line ({len(torn)} bytes without a newline): cut mid-record", file=name, line=lines + 1))
@@ -155,7 +163,7 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
     owner = Counter(p[1] for p in parsed).most_common(1)[0][0]
     chain = report.chains.setdefault(owner, Chain(owner))
     chain.files.append(name)
-    for seq, writer, claimed, prev, intact, number in parsed:
+    for seq, writer, claimed, prev, intact, number, decision in parsed:
         if writer != owner and intact:
             report.add(Problem("foreign-writer", f"{name}:{number} holds seq {seq} of writer {writer}, in the chain file of {owner}",
                                writer=owner, file=name, line=number, seq=seq))
@@ -165,6 +173,7 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
                                writer=owner, file=name, line=number, seq=seq))
             writer = owner
         chain.entries.append((seq, claimed, prev, intact, name, number))
+        chain.decisions += decision
 
 
 Scanned = tuple  # what chain.scan_lines yields
@@ -237,8 +246,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _chain_control_record(raw: bytes, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], where: str) -> None:
-    """Checkpoints (signature checked) and retention records inside a chain."""
+def _chain_control_record(raw: bytes, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], where: str,
+                          writer: str, seq: int) -> None:
+    """Checkpoints (signature checked) and retention records inside a chain. A retention
+    record is remembered with the chain and seq that carry it: it only counts once a signed
+    checkpoint of that chain covers it (see _trusted_retention)."""
     try:
         record = json.loads(raw)
     except ValueError:
@@ -246,7 +258,7 @@ def _chain_control_record(raw: bytes, keys: list[PublicKey], report: VerifyRepor
     if not isinstance(record, dict):
         return
     if record.get("type") == "retention":
-        retention += [r for r in record.get("removed") or [] if isinstance(r, dict)]
+        retention += [{**r, "_by": writer, "_at": seq} for r in record.get("removed") or [] if isinstance(r, dict)]
     elif record.get("type") == "checkpoint":
         checkpoint = read_checkpoint(record, keys, where)
         if checkpoint is not None:
@@ -272,7 +284,7 @@ def _note_checkpoint(checkpoint: Checkpoint, keys: list[PublicKey], report: Veri
     report.checkpoints.append(checkpoint)
 
 
-def _walk(chain: Chain, report: VerifyReport, retention: list[dict[str, Any]], keys: list[PublicKey]) -> None:
+def _walk(chain: Chain, report: VerifyReport) -> None:
     entries = chain.entries
     first_seq_of: dict[str, int] = {}
     for entry in entries:
@@ -285,19 +297,10 @@ def _walk(chain: Chain, report: VerifyReport, retention: list[dict[str, Any]], k
     if not entries:
         return
     writer = chain.writer
-    first_seq, _, first_prev, _, first_file, first_line = entries[0]
-    chain.first_seq, chain.records = first_seq, len(entries)
-    genesis = GENESIS.removeprefix("sha256:").encode()
-    if first_seq != 1:
-        pruned = next((r for r in retention if r.get("writer") == writer and r.get("lastSeq") == first_seq - 1
-                       and r.get("lastHash") == "sha256:" + first_prev.decode()), None)
-        if pruned is not None:
-            chain.pruned_before = first_seq
-        else:
-            report.add(Problem("deleted", f"the chain of {writer} starts at seq {first_seq} ({first_file}:{first_line}); seq 1-{first_seq - 1} are missing "
-                               "and no retention record accounts for them", writer=writer, file=first_file, line=first_line, seq=first_seq))
-    elif first_prev != genesis:
-        report.add(Problem("edited", f"seq 1 of {writer} does not start from the genesis hash", writer=writer, file=first_file, line=first_line, seq=1))
+    first_seq, _, first_prev, _, _, _ = entries[0]
+    chain.first_seq, chain.first_prev, chain.records = first_seq, first_prev, len(entries)
+    if first_seq == 1 and first_prev != GENESIS.removeprefix("sha256:").encode():
+        report.add(Problem("edited", f"seq 1 of {writer} does not start from the genesis hash", writer=writer, file=entries[0][4], line=entries[0][5], seq=1))
     present = chain.hashes
     expected, previous_hash, previous_seq = first_seq, first_prev, 0
     flagged: set[int] = set()
@@ -336,29 +339,99 @@ def _walk(chain: Chain, report: VerifyReport, retention: list[dict[str, Any]], k
     chain.head = "sha256:" + present[chain.last_seq].decode()
 
 
-def _check_against_checkpoints(report: VerifyReport, retention: list[dict[str, Any]]) -> None:
+def _check_against_checkpoints(report: VerifyReport) -> None:
+    """Each signed checkpoint against the chain it names. Checkpoints of absent chains, or
+    below a chain's first record, are settled with the retention records afterwards."""
     seen: set[tuple[str, int, str]] = set()
+    beyond: dict[str, Checkpoint] = {}  # per writer, the furthest checkpoint past the chain's end
     for checkpoint in report.checkpoints:
         key = (checkpoint.writer, checkpoint.seq, checkpoint.head)
         if key in seen:
             continue
         seen.add(key)
         chain = report.chains.get(checkpoint.writer)
-        if chain is None or not chain.entries:
-            if not any(r.get("writer") == checkpoint.writer for r in retention):
-                report.add(Problem("missing-chain", f"a signed checkpoint ({checkpoint.where}, {checkpoint.time}) covers seq {checkpoint.seq} of writer "
-                                   f"{checkpoint.writer}, but none of its records were given (deleted, or pass its files too)", writer=checkpoint.writer, seq=checkpoint.seq))
-            continue
-        if chain.pruned_before is not None and checkpoint.seq < chain.pruned_before:
+        if chain is None or not chain.entries or checkpoint.seq < (chain.first_seq or 1):
             continue
         hashes = chain.hashes
         if checkpoint.seq > (chain.last_seq or 0):
-            report.add(Problem("truncated", f"the chain of {checkpoint.writer} ends at seq {chain.last_seq}, but a signed checkpoint ({checkpoint.where}, "
-                               f"{checkpoint.time}) covers seq {checkpoint.seq}: {checkpoint.seq - (chain.last_seq or 0)} record(s) cut off",
-                               writer=checkpoint.writer, seq=checkpoint.seq))
+            if checkpoint.writer not in beyond or checkpoint.seq > beyond[checkpoint.writer].seq:
+                beyond[checkpoint.writer] = checkpoint
         elif checkpoint.seq in hashes and "sha256:" + hashes[checkpoint.seq].decode() != checkpoint.head:
             report.add(Problem("rewritten", f"record seq {checkpoint.seq} of {checkpoint.writer} differs from the signed checkpoint ({checkpoint.where}): "
                                "the chain was rewritten", writer=checkpoint.writer, seq=checkpoint.seq))
-        else:
+        elif checkpoint.seq in hashes:
             chain.checkpoints_verified += 1
             chain.last_checkpoint_seq = max(chain.last_checkpoint_seq or 0, checkpoint.seq)
+    for writer, checkpoint in beyond.items():
+        end = report.chains[writer].last_seq or 0
+        report.add(Problem("truncated", f"the chain of {writer} ends at seq {end}, but a signed checkpoint ({checkpoint.where}, "
+                           f"{checkpoint.time}) covers seq {checkpoint.seq}: {checkpoint.seq - end} record(s) cut off", writer=writer, seq=checkpoint.seq))
+
+
+def _trusted_retention(report: VerifyReport, retention: list[dict[str, Any]], keys: list[PublicKey]) -> list[dict[str, Any]]:
+    """Retention records count only where a verified signed checkpoint of the chain that
+    carries them covers them: otherwise anyone could write one to excuse a deletion. Without
+    keys nothing is signed, so they are taken as written (and verify says so)."""
+    if not keys:
+        return retention
+    trusted = []
+    for entry in retention:
+        carrier = report.chains.get(str(entry.get("_by")))
+        if carrier is not None and (carrier.last_checkpoint_seq or 0) >= int(entry.get("_at") or 0):
+            trusted.append(entry)
+        else:
+            report.warnings.append(f"a retention record of {entry.get('_by')} (seq {entry.get('_at')}) is not covered by a signed checkpoint, "
+                                   "so it excuses nothing")
+    return trusted
+
+
+def _check_chain_starts(report: VerifyReport, retention: list[dict[str, Any]]) -> None:
+    for chain in report.chains.values():
+        if not chain.entries or chain.first_seq == 1:
+            continue
+        first = chain.entries[0]
+        expected_hash = "sha256:" + chain.first_prev.decode()
+        pruned = next((r for r in retention if r.get("writer") == chain.writer and r.get("lastSeq") == (chain.first_seq or 0) - 1
+                       and r.get("lastHash") == expected_hash), None)
+        if pruned is not None:
+            chain.pruned_before = chain.first_seq
+        else:
+            report.add(Problem("deleted", f"the chain of {chain.writer} starts at seq {chain.first_seq} ({first[4]}:{first[5]}); seq 1-{(chain.first_seq or 1) - 1} "
+                               "are missing and no signed retention record accounts for them", writer=chain.writer, file=first[4], line=first[5], seq=chain.first_seq))
+
+
+def _check_missing_chains(report: VerifyReport, retention: list[dict[str, Any]]) -> None:
+    """Signed checkpoints of writers whose records are gone: excused only up to the last seq
+    a (trusted) retention record says was removed."""
+    reported: set[str] = set()
+    for checkpoint in report.checkpoints:
+        chain = report.chains.get(checkpoint.writer)
+        if chain is not None and chain.entries:
+            continue
+        removed_up_to = max((int(r.get("lastSeq") or 0) for r in retention if r.get("writer") == checkpoint.writer), default=0)
+        if checkpoint.seq <= removed_up_to or checkpoint.writer in reported:
+            continue
+        reported.add(checkpoint.writer)
+        report.add(Problem("missing-chain", f"a signed checkpoint ({checkpoint.where}, {checkpoint.time}) covers seq {checkpoint.seq} of writer "
+                           f"{checkpoint.writer}, but none of its records were given (deleted, or pass its files too)", writer=checkpoint.writer, seq=checkpoint.seq))
+
+
+def _check_coverage(report: VerifyReport, keys: list[PublicKey]) -> None:
+    """How much of each chain a signature vouches for. A chain with no signed checkpoint at
+    all, where the audit key is known, is a problem: a writer signs right after its first
+    record, so anyone could have written such a chain. Records after a chain's last checkpoint are protected by the chain alone (a clean stop
+    writes a final checkpoint; a crash leaves up to one checkpoint interval uncovered)."""
+    if not keys:
+        return
+    for chain in report.chains.values():
+        if not chain.entries:
+            continue
+        if chain.last_checkpoint_seq is None:
+            report.add(Problem("unsigned", f"writer {chain.writer} has {chain.records} record(s) ({chain.decisions} decision(s)) and no signed "
+                               "checkpoint: writers sign their chain's start at once, so these cannot be told from made-up records",
+                               writer=chain.writer, file=chain.files[0] if chain.files else None))
+            continue
+        tail = (chain.last_seq or 0) - chain.last_checkpoint_seq - 1  # the checkpoint record itself follows the seq it covers
+        if tail > 0:
+            report.warnings.append(f"{tail} record(s) of {chain.writer} after its last signed checkpoint (seq {chain.last_checkpoint_seq}) "
+                                   "are protected by the hash chain only")

@@ -16,6 +16,7 @@ than the retention period are removed, and a "retention" record says which.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import secrets
 import socket
@@ -39,6 +40,7 @@ DEFAULT_RETENTION_DAYS = 90.0
 DEFAULT_CHECKPOINT_RECORDS = 1000
 DEFAULT_CHECKPOINT_SECONDS = 60.0
 MAX_BATCH = 4096
+CLAIMED_GRACE_SECONDS = 1.0  # after the timeout, for a record whose write had already begun
 APPEND_TIMEOUT_SECONDS = 2.0  # the API server's webhook timeout (10 s) must still leave room
 
 
@@ -105,11 +107,12 @@ class _Slot:
     future: asyncio.Future[Receipt] | None = None  # ...or a coroutine awaits this
     receipt: Receipt | None = None
     error: str | None = None
+    claimed: bool = False  # the writer has taken it into a batch: it will be written (or fail)
+    abandoned: bool = False  # the caller gave up waiting before that: it must not be written
 
 
-def _expire(future: asyncio.Future[Receipt], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(AuditWriteError(f"the audit record was not durable within {timeout:g}s (storage too slow or stuck)"))
+def _timed_out(timeout: float) -> AuditWriteError:
+    return AuditWriteError(f"the audit record was not durable within {timeout:g}s (storage too slow or stuck)")
 
 
 def _settle(results: list[tuple[asyncio.Future[Receipt], Receipt | None, str | None]]) -> None:
@@ -141,6 +144,7 @@ class AuditWriter:
         self._segment_opened = 0.0
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self._checkpointed = False
         try:
             settings.directory.mkdir(parents=True, exist_ok=True)
             self._open_segment()
@@ -161,8 +165,8 @@ class AuditWriter:
         slot = _Slot(_encoded(record), done=threading.Event())
         self._enqueue(slot)
         assert slot.done is not None
-        if not slot.done.wait(timeout):
-            raise AuditWriteError(f"the audit record was not durable within {timeout:g}s (storage too slow or stuck)")
+        if not slot.done.wait(timeout) and (self._abandon(slot) or not slot.done.wait(CLAIMED_GRACE_SECONDS)):
+            raise _timed_out(timeout)  # claimed in time but its write hangs: the caller must answer anyway
         if slot.error is not None:
             raise AuditWriteError(slot.error, hint="free space on, or repair, the audit log volume")
         assert slot.receipt is not None
@@ -173,12 +177,32 @@ class AuditWriter:
         record, which is what lets many concurrent requests share one sync cheaply."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Receipt] = loop.create_future()
-        self._enqueue(_Slot(_encoded(record), future=future))
-        timer = loop.call_later(timeout, _expire, future, timeout)  # cheaper than wait_for's extra future
+        slot = _Slot(_encoded(record), future=future)
+        self._enqueue(slot)
+        timer = loop.call_later(timeout, self._expire, slot, timeout)  # cheaper than wait_for's extra future
         try:
             return await future
         finally:
             timer.cancel()
+
+    def _abandon(self, slot: _Slot) -> bool:
+        """The caller stops waiting: True if the record will now never be written (so the
+        trail cannot say "allowed" for a review that was denied for want of a record)."""
+        with self._cond:
+            if slot.claimed:
+                return False
+            slot.abandoned = True
+            return True
+
+    def _expire(self, slot: _Slot, timeout: float, *, grace_given: bool = False) -> None:
+        future = slot.future
+        assert future is not None
+        if future.done():
+            return
+        if self._abandon(slot) or grace_given:
+            future.set_exception(_timed_out(timeout))
+        else:  # claimed in time: its write is under way; give it a little longer, then answer anyway
+            future.get_loop().call_later(CLAIMED_GRACE_SECONDS, lambda: self._expire(slot, timeout, grace_given=True))
 
     def _enqueue(self, slot: _Slot) -> None:
         with self._cond:
@@ -208,6 +232,9 @@ class AuditWriter:
                 while not self._pending and not self._closing and not self._checkpoint_due():
                     self._cond.wait(timeout=self._seconds_to_checkpoint())
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                batch = [slot for slot in batch if not slot.abandoned]
+                for slot in batch:
+                    slot.claimed = True
                 closing = self._closing and not self._pending
             if batch and not self._guarded(lambda: self._commit(batch)):
                 for slot in batch:  # whatever broke, these callers get an answer: a failure
@@ -296,6 +323,7 @@ class AuditWriter:
         self._segment += 1
         path = self.segment_path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_DSYNC | os.O_CLOEXEC, 0o640)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # while open, no other writer's retention may remove it
         self._offset = 0
         self._segment_opened = self._clock()
         _sync_directory(path.parent)
@@ -318,6 +346,8 @@ class AuditWriter:
     def _checkpoint_due(self) -> bool:
         if self.settings.key is None or not self._since_checkpoint:
             return False
+        if not self._checkpointed:
+            return True  # sign the chain's start at once: a chain with no checkpoint at all means forgery
         return self._since_checkpoint >= self.settings.checkpoint_records or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_seconds
 
     def _seconds_to_checkpoint(self) -> float | None:
@@ -345,34 +375,52 @@ class AuditWriter:
         self._commit_internal({**signed, "schema": SCHEMA, "time": signed["checkpoint"]["time"], "type": "checkpoint"})
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self._checkpointed = True
 
-    def _commit_internal(self, record: dict[str, Any]) -> None:
+    def _commit_internal(self, record: dict[str, Any]) -> bool:
+        """A record of the writer's own (checkpoint, retention); True once it is durable."""
         line, digest = seal(self.writer_id, self._seq + 1, self._head, canonical_json(record))
-        if self._write_durably(line) is None:
-            self._seq, self._head = self._seq + 1, digest
-            if self.settings.stdout:
-                self._stream(line)
+        if self._write_durably(line) is not None:
+            return False
+        self._seq, self._head = self._seq + 1, digest
+        if self.settings.stdout:
+            self._stream(line)
+        return True
 
     def _prune(self) -> None:
-        """Remove chain segments older than the retention period (any writer's, never the
-        open one) and record what went: writer, seq range and last hash of each."""
+        """Remove chain segments older than the retention period: any writer's, but never one
+        a live writer holds open (locked). The retention record (writer, seq range and last
+        hash of each file) is made durable first; only then are the files removed."""
         cutoff = self._clock() - self.settings.retention_days * 86400
+        doomed: list[tuple[Path, int]] = []
         removed = []
-        for path in sorted(self.settings.directory.glob(f"{self.settings.stem}-*.jsonl")):
-            if path == self.segment_path or path == self.settings.checkpoints:
-                continue
-            try:
-                if path.stat().st_mtime >= cutoff:
+        try:
+            for path in sorted(self.settings.directory.glob(f"{self.settings.stem}-*.jsonl")):
+                if path == self.segment_path or path == self.settings.checkpoints:
                     continue
-                first, last = _first_and_last_entry(path)
-                path.unlink()
-            except OSError:
-                continue
-            removed.append({"file": path.name, "writer": last[3] if last else None, "firstSeq": first[2] if first else None,
-                            "lastSeq": last[2] if last else None, "lastHash": "sha256:" + last[0].decode() if last else None})
-        if removed:
-            self._commit_internal({"schema": SCHEMA, "time": utc_now(), "type": "retention",
-                                   "retentionSeconds": int(self.settings.retention_days * 86400), "removed": removed})
+                try:
+                    if path.stat().st_mtime >= cutoff:
+                        continue
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    first, last = _first_and_last_entry(path)
+                except OSError:  # held by a live writer (or unreadable): leave it
+                    os.close(fd)
+                    continue
+                doomed.append((path, fd))
+                removed.append({"file": path.name, "writer": last[3] if last else None, "firstSeq": first[2] if first else None,
+                                "lastSeq": last[2] if last else None, "lastHash": "sha256:" + last[0].decode() if last else None})
+            if removed and self._commit_internal({"schema": SCHEMA, "time": utc_now(), "type": "retention",
+                                                  "retentionSeconds": int(self.settings.retention_days * 86400), "removed": removed}):
+                for path, _ in doomed:
+                    path.unlink(missing_ok=True)
+                _sync_directory(self.settings.directory)
+        finally:
+            for _, fd in doomed:
+                os.close(fd)
 
 
 def _encoded(record: dict[str, Any] | bytes) -> bytes:
