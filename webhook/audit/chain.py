@@ -38,15 +38,14 @@ def seal(writer: str, seq: int, prev_hash: str, record: bytes) -> tuple[bytes, s
     return b'{"hash":"' + digest.encode() + b'",' + body[1:] + b"\n", digest
 
 
-def scan_lines(data: bytes, start: int = 0, stop: int | None = None, number: int = 0) -> Iterator[tuple[int, int, int, int, str, bytes, bytes, bool, bool] | tuple[int, int, int, int]]:
-    """Every newline-terminated line of a chain file (or of data[start:stop], whose first line
-    is line number+1): (number, start, end, seq, writer, hash hex, prev_hash hex, intact,
-    control) for a chain line, or (number, start, end, 0) for one that is not shaped like a
-    chain line. `intact`: it hashes to its `hash`; `control`: its record is a checkpoint or a
-    retention record. Fixed offsets over one buffer, no regex and no copies of the lines: this
-    is the inner loop of `audit verify`."""
+def scan_lines(data: bytes) -> Iterator[tuple[int, int, int, int, str, bytes, bytes, bool, bool] | tuple[int, int, int, int]]:
+    """Every newline-terminated line of a chain file: (number, start, end, seq, writer, hash
+    hex, prev_hash hex, intact, control) for a chain line, or (number, start, end, 0) for one
+    that is not shaped like a chain line. `intact`: it hashes to its `hash`; `control`: its
+    record is a checkpoint or a retention record. Fixed offsets over one buffer, no regex and
+    no copies of the lines: this is the inner loop of `audit verify`."""
     find, rfind, startswith, view, sha256 = data.find, data.rfind, data.startswith, memoryview(data), hashlib.sha256
-    position, size = start, len(data) if stop is None else stop
+    position, number, size = 0, 0, len(data)
     while position < size:
         end = find(b"\n", position, size)
         if end < 0:

@@ -20,8 +20,6 @@ Damage is reported by kind, at the first record where it shows:
 from __future__ import annotations
 
 import json
-import os
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +31,6 @@ from webhook.audit.checkpoints import Checkpoint, read_checkpoint
 
 MAX_PROBLEMS = 1000
 _DECISION_STARTS = (b'{"artifacts":', b'{"decision":')  # decision records' first keys, in canonical order
-PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # smaller files are scanned in-process: forking costs more
-_ROW = struct.Struct("<BIQQQH??64s64s")  # kind, number, start, end, seq, writer index, intact, control, hash, prev
 
 
 @dataclass(frozen=True)
@@ -106,12 +102,12 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: Iterable[Path] = (), parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> VerifyReport:
+def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: Iterable[Path] = ()) -> VerifyReport:
     report = VerifyReport()
     retention: list[dict[str, Any]] = []
     files = expand(paths)
     for path in files:
-        _read_file(path, keys, report, retention, parallel_min_bytes=parallel_min_bytes)
+        _read_file(path, keys, report, retention)
     for path in checkpoint_files:
         _read_file(path, keys, report, retention, checkpoints_only=True)
     for chain in report.chains.values():
@@ -129,8 +125,7 @@ def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: It
     return report
 
 
-def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], *, checkpoints_only: bool = False,
-               parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> None:
+def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], *, checkpoints_only: bool = False) -> None:
     name = str(path)
     try:
         data = path.read_bytes()
@@ -139,7 +134,7 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
         return
     parsed: list[tuple[int, str, bytes, bytes, bool, int, bool]] = []
     lines = 0
-    for entry in scan(data, min_bytes=parallel_min_bytes):
+    for entry in scan_lines(data):
         number, start, stop = entry[0], entry[1], entry[2]
         lines = number
         if len(entry) == 4:
@@ -174,76 +169,6 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
             writer = owner
         chain.entries.append((seq, claimed, prev, intact, name, number))
         chain.decisions += decision
-
-
-Scanned = tuple  # what chain.scan_lines yields
-
-
-def scan(data: bytes, *, workers: int | None = None, min_bytes: int = PARALLEL_MIN_BYTES) -> Iterable[Scanned]:
-    """chain.scan_lines over the whole file; a large file is split at line boundaries and its
-    parts hashed in forked child processes, one per core (hashing is most of verify's work and
-    holds the GIL). Results come back packed with `struct` over pipes: nothing is pickled."""
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if workers < 2 or len(data) < min_bytes or not hasattr(os, "fork"):
-        return scan_lines(data)
-    bounds = [0]
-    for part in range(1, workers):
-        cut = data.find(b"\n", len(data) * part // workers)
-        if cut < 0 or cut + 1 <= bounds[-1]:
-            break
-        bounds.append(cut + 1)
-    bounds.append(len(data))
-    children = []
-    for start, stop in zip(bounds, bounds[1:]):
-        reader, writer = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: scan its part, write the rows, and leave without cleanup
-            os.close(reader)
-            try:
-                _write_all(writer, _packed(data, start, stop, data.count(b"\n", 0, start)))
-            finally:
-                os._exit(0)
-        os.close(writer)
-        children.append((pid, reader))
-    rows: list[Scanned] = []
-    for pid, reader in children:
-        chunks = []
-        while chunk := os.read(reader, 1 << 20):
-            chunks.append(chunk)
-        os.close(reader)
-        os.waitpid(pid, 0)
-        rows += _unpacked(b"".join(chunks))
-    return rows
-
-
-def _packed(data: bytes, start: int, stop: int, number: int) -> bytes:
-    writers: dict[str, int] = {}
-    rows = bytearray()
-    pack = _ROW.pack
-    for entry in scan_lines(data, start, stop, number):
-        if len(entry) == 4:
-            rows += pack(0, entry[0], entry[1], entry[2], 0, 0, False, False, b"", b"")
-        else:
-            rows += pack(1, entry[0], entry[1], entry[2], entry[3], writers.setdefault(entry[4], len(writers)), entry[7], entry[8], entry[5], entry[6])
-    table = json.dumps(list(writers)).encode()
-    return struct.pack("<QQ", len(rows), len(table)) + bytes(rows) + table
-
-
-def _unpacked(blob: bytes) -> list[Scanned]:
-    if len(blob) < 16:
-        raise OSError("a verify worker died before reporting")
-    size, table_size = struct.unpack_from("<QQ", blob)
-    writers = json.loads(blob[16 + size:16 + size + table_size])
-    out: list[Scanned] = []
-    for kind, number, start, end, seq, writer, intact, control, claimed, prev in _ROW.iter_unpack(blob[16:16 + size]):
-        out.append((number, start, end, seq, writers[writer], claimed, prev, intact, control) if kind else (number, start, end, 0))
-    return out
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _chain_control_record(raw: bytes, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], where: str,
