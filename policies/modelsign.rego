@@ -155,6 +155,7 @@ annotation_mismatch(signature, wanted) if {
 # -- scan requirements (verified scan attestations; newest first) --------------------------
 
 scan_checks contains [rule, a] if {
+	policy.requiresScans
 	not exempt
 	some rule in policy.rules
 	rule.require.scan != null
@@ -171,12 +172,14 @@ scan_violation(pair, code, details) := violation(pair[1], code, rule_mode(pair[0
 ))
 
 violations contains v if {
+	policy.requiresScans
 	pair := scan_checks[_]
 	count(trusted_scans(pair[1], pair[0].require.scan)) == 0
 	v := scan_violation(pair, "scan-missing", {"otherScans": count(pair[1].evidence.scans)})
 }
 
 violations contains v if {
+	policy.requiresScans
 	pair := scan_checks[_]
 	req := pair[0].require.scan
 	latest := trusted_scans(pair[1], req)[0]
@@ -185,6 +188,7 @@ violations contains v if {
 }
 
 violations contains v if {
+	policy.requiresScans
 	pair := scan_checks[_]
 	req := pair[0].require.scan
 	latest := trusted_scans(pair[1], req)[0]
@@ -206,6 +210,7 @@ scan_counts(scan, req) := scan.fixableSeverityCounts if req.ignoreUnfixed
 scan_counts(scan, req) := scan.severityCounts if not req.ignoreUnfixed
 
 violations contains v if {
+	policy.requiresScans
 	pair := scan_checks[_]
 	req := pair[0].require.scan
 	req.unsafeModelFiles == "deny"
@@ -216,6 +221,7 @@ violations contains v if {
 }
 
 violations contains v if {
+	policy.requiresScans
 	pair := scan_checks[_]
 	req := pair[0].require.scan
 	req.unsafeModelFiles == "deny"
@@ -226,6 +232,7 @@ violations contains v if {
 }
 
 violations contains v if {
+	policy.requiresScans
 	pair := scan_checks[_]
 	req := pair[0].require.scan
 	req.maxSecrets != null
@@ -237,6 +244,7 @@ violations contains v if {
 # -- approval requirements (verified approval attestations, status computed as of now) -----
 
 approval_checks contains [rule, a] if {
+	policy.requiresApprovals
 	not exempt
 	some rule in policy.rules
 	rule.require.approval != null
@@ -303,6 +311,7 @@ status_code(a, req) := "approval-revoked" if {
 } else := "approval-not-yet-valid"
 
 violations contains v if {
+	policy.requiresApprovals
 	pair := approval_checks[_]
 	req := pair[0].require.approval
 	problem := approval_problem(pair[1], req)

@@ -279,7 +279,10 @@ class LoadedPolicy:
             scan = rule["require"].get("scan")
             if scan:
                 scan["maxAgeSeconds"] = parse_duration(scan["maxAge"])
-        return {"name": self.name, "hash": self.policy_hash, **document, "trustedKeys": self.key_fingerprints}
+        types = self.attestation_types
+        return {"name": self.name, "hash": self.policy_hash, **document, "trustedKeys": self.key_fingerprints,
+                # lets the Rego skip the scan and approval rules at once when no rule asks for them
+                "requiresScans": mt.VULN_PREDICATE in types, "requiresApprovals": mt.APPROVAL_PREDICATE in types}
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
