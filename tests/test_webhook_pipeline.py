@@ -7,7 +7,6 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,26 +15,11 @@ from signer.references import parse_reference
 from signer.samples import push_image
 from signer.signing import sign_artifact
 from signer.kitpack import pack_modelkit
-from support.admission import isvc, pod, review
+from support.admission import isvc, pod, policy_for, review
 from support.registry import start_registry
 from webhook.config import parse_policy
 from webhook.pipeline import AdmissionPipeline
 from webhook.review import parse_review
-
-
-def policy_for(key_dir: Path, extra: str = "", registries: str = '["127.0.0.1:*"]') -> str:
-    return f"""
-apiVersion: modelsign.dev/v1alpha1
-kind: AdmissionPolicy
-exemptNamespaces: [kube-system]
-allowedRegistries: {registries}
-trustedKeys:
-  ml-team: {{file: {key_dir / 'ml-team.pub'}}}
-rules:
-  - name: models-signed
-    require: {{signedBy: [ml-team]}}
-{extra}
-"""
 
 
 @pytest.fixture(scope="module")

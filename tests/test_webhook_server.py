@@ -19,7 +19,7 @@ from signer.oci.stores import Stores
 from signer.references import parse_reference
 from signer.samples import push_image
 from signer.signing import sign_artifact
-from support.admission import pod, review
+from support.admission import pod, policy_for, review
 from support.faults import FaultProxy
 from support.webhook_server import start_webhook
 from test_webhook_extract import BAD_REVIEWS, _review_body
@@ -27,19 +27,7 @@ from webhook.certs import generate, rotate_serving_cert
 
 
 def write_policy(path: Path, key_dir: Path, extra: str = "") -> Path:
-    path.write_text(f"""
-apiVersion: modelsign.dev/v1alpha1
-kind: AdmissionPolicy
-metadata: {{name: server-test}}
-exemptNamespaces: [kube-system]
-allowedRegistries: ["127.0.0.1:*"]
-trustedKeys:
-  ml-team: {{file: {key_dir / 'ml-team.pub'}}}
-rules:
-  - name: models-signed
-    require: {{signedBy: [ml-team]}}
-{extra}
-""")
+    path.write_text(policy_for(key_dir, extra, name="server-test"))
     return path
 
 

@@ -9,6 +9,7 @@ invalidates cached verifications and shows in every audit record.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import sys
@@ -256,7 +257,7 @@ class LoadedPolicy:
     def registry_allowed(self, registry: str) -> bool:
         return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.spec.allowed_registries)
 
-    @property
+    @functools.cached_property
     def attestation_types(self) -> set[str]:
         """The attestations some rule needs (none: they are not even fetched)."""
         types = set()
@@ -267,7 +268,7 @@ class LoadedPolicy:
                 types.add(mt.APPROVAL_PREDICATE)
         return types
 
-    @property
+    @functools.cached_property
     def needs_environment(self) -> bool:
         """Some approval rule takes its environment from the request's namespace."""
         return any(rule.require.approval is not None and rule.require.approval.environment is None for rule in self.spec.rules)

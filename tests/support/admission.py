@@ -3,6 +3,24 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+
+def policy_for(key_dir: Path, extra: str = "", registries: str = '["127.0.0.1:*"]', name: str = "default") -> str:
+    """An AdmissionPolicy requiring ml-team's signature (the test key in `key_dir`)."""
+    return f"""
+apiVersion: modelsign.dev/v1alpha1
+kind: AdmissionPolicy
+metadata: {{name: {name}}}
+exemptNamespaces: [kube-system]
+allowedRegistries: {registries}
+trustedKeys:
+  ml-team: {{file: {key_dir / 'ml-team.pub'}}}
+rules:
+  - name: models-signed
+    require: {{signedBy: [ml-team]}}
+{extra}
+"""
 
 
 def review(kind: str, obj: dict, *, operation: str = "CREATE", namespace: str = "ml", old: dict | None = None, sub_resource: str | None = None,

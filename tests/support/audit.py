@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from support.admission import pod, review
+from support.admission import pod, policy_for, review
 from support.webhook_server import RunningWebhook, start_webhook
 from webhook.certs import generate
 
@@ -35,17 +35,7 @@ def audited_webhook(workdir: Path, key_dir: Path, *, workers: int = 2, checkpoin
     generate_key_pair(workdir / "audit", PASSWORD.encode(), force=True)
     generate("modelsign-webhook", "modelsign-system", workdir / "certs", extra_sans=["127.0.0.1"], force=True)
     policy = workdir / "policy.yaml"
-    policy.write_text(f"""
-apiVersion: modelsign.dev/v1alpha1
-kind: AdmissionPolicy
-metadata: {{name: audited}}
-allowedRegistries: ["127.0.0.1:*"]
-trustedKeys:
-  ml-team: {{file: {key_dir / 'ml-team.pub'}}}
-rules:
-  - name: models-signed
-    require: {{signedBy: [ml-team]}}
-""")
+    policy.write_text(policy_for(key_dir, name="audited"))
     log_dir = log_dir or workdir / "audit"
     checkpoints = workdir / "checkpoints" / "audit.checkpoints.jsonl"
     checkpoints.parent.mkdir(parents=True, exist_ok=True)

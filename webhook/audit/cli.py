@@ -95,13 +95,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from webhook.audit.report import build_report
-    from webhook.audit.settings import _audit_password
+    from webhook.audit.settings import audit_password
 
     selection = Selection(
         since=parse_moment(args.since, what="--since") if args.since else None, until=parse_moment(args.until, what="--until") if args.until else None,
         namespaces=tuple(args.namespace), outcomes=tuple(args.decision), artifacts=tuple(args.artifact),
     )
-    signing = load_signing_key_file(args.signing_key, password=_audit_password, name="audit") if args.signing_key else None
+    signing = load_signing_key_file(args.signing_key, password=audit_password, name="audit") if args.signing_key else None
     integrity = _verify(args, [signing.public] if signing else None)
     trail = load_trail(expand(args.paths), selection)
     formats = list(dict.fromkeys(args.format))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from signer.errors import UsageError
-from signer.keys import PASSWORD_ENV_VARS, load_signing_key_file
+from signer.keys import load_signing_key_file, password_from_environment_or_prompt
 from webhook.audit.writer import (
     DEFAULT_CHECKPOINT_RECORDS,
     DEFAULT_CHECKPOINT_SECONDS,
@@ -37,11 +37,12 @@ ENV = {
 PASSWORD_ENV = "MODELSIGN_AUDIT_PASSWORD"
 
 
-def _audit_password(_: str) -> bytes:
-    for variable in (PASSWORD_ENV, *PASSWORD_ENV_VARS):
-        if variable in os.environ:
-            return os.environ[variable].encode()
-    raise UsageError("the audit key is encrypted and no password is set", hint=f"set {PASSWORD_ENV} (or MODELSIGN_PASSWORD)")
+def audit_password(prompt: str) -> bytes:
+    """MODELSIGN_AUDIT_PASSWORD, else the usual password sources (a server has no terminal,
+    so there it is an error, never a prompt)."""
+    if PASSWORD_ENV in os.environ:
+        return os.environ[PASSWORD_ENV].encode()
+    return password_from_environment_or_prompt(prompt)
 
 
 def _number(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -66,7 +67,7 @@ def settings_from_environment(environ: Mapping[str, str] = os.environ) -> AuditS
     checkpoints = environ.get(ENV["checkpoints"])
     return AuditSettings(
         path=Path(path),
-        key=load_signing_key_file(Path(key_path), password=_audit_password, name="audit") if key_path else None,
+        key=load_signing_key_file(Path(key_path), password=audit_password, name="audit") if key_path else None,
         checkpoint_path=Path(checkpoints) if checkpoints else None,
         checkpoint_records=int(_number(environ, "checkpoint_records", DEFAULT_CHECKPOINT_RECORDS)),
         checkpoint_seconds=_number(environ, "checkpoint_seconds", DEFAULT_CHECKPOINT_SECONDS),
