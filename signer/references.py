@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,11 +27,13 @@ DEFAULT_TAG = "latest"
 REMOTE_SCHEMES = ("kit", "oci", "oci+fetch", "oci+native")
 
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN_RE = re.compile(
-    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$"
-)
-_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+# fullmatch and ASCII: `$` would accept a trailing newline, and `\w` any Unicode letter.
+_DOMAIN_RE = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?", re.ASCII)
+_PATH_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.ASCII)
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+# Control, format (bidi overrides, zero-width), surrogate and line/paragraph separator
+# characters: never part of a name, and some engines cut or mangle strings at them.
+_UNSAFE_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 _MAX_NAME_LENGTH = 255
 
 
@@ -106,10 +109,28 @@ def _display(name: str, tag: str | None, digest: str | None) -> str:
     return name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
+def unsafe_character(text: str) -> str | None:
+    """Describe the first control or invisible formatting character in `text`, if any:
+    `the control character U+0000 (NULL) at position 3`."""
+    for position, character in enumerate(text):
+        if unicodedata.category(character) in _UNSAFE_CATEGORIES:
+            name = unicodedata.name(character, "") or {"\x00": "NULL", "\t": "TAB", "\n": "LINE FEED", "\r": "CARRIAGE RETURN"}.get(character, "control")
+            return f"the control character U+{ord(character):04X} ({name}) at position {position}"
+    return None
+
+
+def check_safe_text(text: str, what: str) -> None:
+    """Refuse a reference or URI holding control characters, before anything parses or matches it."""
+    problem = unsafe_character(text)
+    if problem is not None:
+        raise ReferenceFormatError(f"{what} {text!r} contains {problem}", hint="remove it: names and URIs are printable text")
+
+
 def parse_reference(text: str) -> ArtifactReference:
     """Parse any accepted artifact reference form."""
     if not isinstance(text, str) or not text.strip():
         raise ReferenceFormatError("empty artifact reference", hint="give e.g. registry.example.com/models/llm:1.0")
+    check_safe_text(text, "reference")
     text = text.strip()
     if text.startswith("oci:") and not text.startswith("oci://"):
         return parse_layout_reference(text)
@@ -129,6 +150,7 @@ def parse_image_reference(
     text: str, *, default_registry: str = DOCKER_HUB, scheme: str = "", original: str | None = None
 ) -> ImageReference:
     shown = original or text
+    check_safe_text(shown, "reference")
     remainder, digest = _split_digest(text, shown)
     name, tag = _split_tag(remainder, shown)
     registry, repository = _split_registry(name, default_registry)
@@ -149,7 +171,7 @@ def parse_layout_reference(text: str) -> LayoutReference:
         _check_digest(digest, text)
     else:
         head, sep, candidate = body.rpartition(":")
-        if sep and "/" not in candidate and _TAG_RE.match(candidate):
+        if sep and "/" not in candidate and _TAG_RE.fullmatch(candidate):
             body, tag = head, candidate
     if not body:
         raise ReferenceFormatError(f"missing layout directory in {text!r}", hint="write oci:PATH[:tag|@digest], e.g. oci:./store:llm-1.0")
@@ -178,7 +200,7 @@ def _split_tag(text: str, shown: str) -> tuple[str, str | None]:
         return text, None
     # A colon inside the first component with no slash after it is a port (e.g. "host:5000").
     tag = text[colon + 1:]
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         raise ReferenceFormatError(
             f"invalid tag {tag!r} in {shown!r}",
             hint="tags are up to 128 characters of letters, digits, '_', '.' and '-', not starting with '.' or '-'",
@@ -193,7 +215,7 @@ def _split_registry(name: str, default_registry: str) -> tuple[str, str]:
     )
     if not looks_like_domain:
         return default_registry, name
-    if not _DOMAIN_RE.match(first):
+    if not _DOMAIN_RE.fullmatch(first):
         raise ReferenceFormatError(f"invalid registry host {first!r} in {name!r}")
     if first == "index.docker.io":
         first = DOCKER_HUB
@@ -204,7 +226,7 @@ def _check_repository(repository: str, shown: str) -> None:
     if not repository:
         raise ReferenceFormatError(f"missing repository name in {shown!r}")
     for component in repository.split("/"):
-        if not _PATH_COMPONENT_RE.match(component):
+        if not _PATH_COMPONENT_RE.fullmatch(component):
             raise ReferenceFormatError(
                 f"invalid repository path component {component!r} in {shown!r}",
                 hint="repository names are lowercase letters and digits separated by '.', '_', '__' or '-'",

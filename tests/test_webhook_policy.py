@@ -56,7 +56,8 @@ def artifact(value="registry.example.com/models/llm:1.0", *, signers=(), annotat
 
 
 def decide(engine: RegoEngine, artifacts: list[dict], namespace: str = "ml") -> dict:
-    return engine.decide({"request": {"namespace": namespace, "operation": "CREATE", "kind": {"kind": "Pod"}}, "artifacts": artifacts})
+    result = engine.decide({"request": {"namespace": namespace, "operation": "CREATE", "kind": {"kind": "Pod"}}, "artifacts": artifacts})
+    return {"exempt": result.exempt, "violations": list(result.violations)}
 
 
 def codes(result: dict) -> list[str]:

@@ -1,8 +1,9 @@
 """Policy engines: Rego in-process (regopy, the default) or an OPA server (opa-python-client).
 
 Both evaluate the same modules for `data.modelsign.decision` with the policy file as
-`data.modelsign.config`. Any engine failure raises `PolicyEngineError`; the pipeline turns
-that into a deny (fail closed).
+`data.modelsign.config`. Input and data cross the boundary through `engine_values` (strings
+encoded, results read as structure and checked for the exact decision shape); any engine
+failure raises `PolicyEngineError`, which the pipeline turns into a deny (fail closed).
 """
 
 from __future__ import annotations
@@ -10,31 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from signer.errors import ModelsignError
 from webhook.cache import SingleFlightCache
+from webhook.engine_values import EngineDecision, PolicyEngineError, from_engine, read_decision, strict_json, to_engine
 
 DECISION_QUERY = "data.modelsign.decision"
 MAX_MEMO_INPUT_BYTES = 64 * 1024
+MAX_OPA_ANSWER_BYTES = 16 * 1024 * 1024
 
-
-class PolicyEngineError(ModelsignError):
-    """The policy could not be evaluated (bad Rego, OPA unreachable, no decision)."""
+__all__ = ["DECISION_QUERY", "EngineDecision", "MemoizedEngine", "OpaEngine", "PolicyEngine", "PolicyEngineError", "RegoEngine", "build_engine"]
 
 
 class PolicyEngine(Protocol):
     name: str
 
-    def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+    def decide(self, policy_input: dict[str, Any]) -> EngineDecision:
         ...
-
-
-def _check_decision(value: Any, engine: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or not isinstance(value.get("violations"), list):
-        raise PolicyEngineError(f"{engine} returned no modelsign decision (got {json.dumps(value)[:200]})", hint="is the modelsign Rego policy loaded?")
-    return value
 
 
 class RegoEngine:
@@ -47,27 +42,28 @@ class RegoEngine:
 
         self._lock = threading.Lock()
         self._interpreter = Interpreter()
+        # Encoded strings hold no quote, backslash or control character, so this JSON text
+        # is the data itself: rego-cpp keeps no escaped forms that input strings could not equal.
+        document = json.dumps(to_engine({"modelsign": {"config": data}}, where="data"), ensure_ascii=False)
         try:
             for filename, text in sorted(sources.items()):
                 self._interpreter.add_module(filename, text)
-            self._interpreter.add_data_json(json.dumps({"modelsign": {"config": data}}))
+            self._interpreter.add_data_json(document)
             self._bundle = self._interpreter.build(DECISION_QUERY)
         except Exception as exc:  # regopy reports compile errors as several exception types
             raise PolicyEngineError(f"the Rego policy does not compile: {exc}", hint="check the .rego files in the policy directory") from None
 
-    def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+    def decide(self, policy_input: dict[str, Any]) -> EngineDecision:
+        from webhook import regocpp
+
+        encoded = to_engine(policy_input)
         with self._lock:
             try:
-                self._interpreter.set_input(policy_input)
-                output = self._interpreter.query_bundle(self._bundle)
-            except Exception as exc:
-                raise PolicyEngineError(f"Rego evaluation failed: {exc}") from None
-        try:
-            result = json.loads(str(output))
-            value = result["expressions"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise PolicyEngineError(f"Rego evaluation returned no result: {str(output)[:300]}") from None
-        return _check_decision(value, "Rego")
+                self._interpreter.set_input(encoded)
+            except Exception as exc:  # regopy raises RegoError, ctypes errors...
+                raise PolicyEngineError(f"the policy input could not be given to Rego: {type(exc).__name__}: {exc}") from None
+            value = regocpp.query(self._interpreter, self._bundle)
+        return read_decision(from_engine(value), "Rego")
 
 
 class OpaEngine:
@@ -83,8 +79,9 @@ class OpaEngine:
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise PolicyEngineError(f"opa.url {url!r} must be http(s)://host[:port]")
         self.url = url
-        self._package, _, self._rule = decision_path.rpartition("/")
-        self._sources, self._data = sources, data
+        self._decision_path = decision_path.strip("/")
+        self._timeout = timeout_seconds
+        self._sources, self._data = sources, to_engine(data, where="data")
         self._client = OpaClient(
             host=parsed.hostname,
             port=parsed.port or (443 if parsed.scheme == "https" else 8181),
@@ -104,24 +101,39 @@ class OpaEngine:
             raise PolicyEngineError(f"cannot load the policy into OPA at {self.url}: {exc}", hint="check opa.url and that OPA is running") from None
         self._pushed = True
 
-    def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+    def _query(self, body: bytes) -> Any:
+        """POST the decision query through the client's session and read the answer strictly
+        (the client's own query helper parses with "last duplicate key wins")."""
+        started = time.monotonic()
+        try:
+            response = self._client._session.post(
+                f"{self._client.root_url}/data/{self._decision_path}", data=body,
+                headers={"Content-Type": "application/json"}, timeout=self._timeout, stream=True,
+            )
+            with response:
+                raw = response.raw.read(MAX_OPA_ANSWER_BYTES + 1, decode_content=True)
+                status = response.status_code
+        except Exception as exc:  # requests' and urllib3's exception types
+            raise PolicyEngineError(f"OPA at {self.url} did not answer within {time.monotonic() - started:.1f}s: {type(exc).__name__}: {exc}",
+                                    hint="check that OPA is running and reachable") from None
+        if status != 200:
+            raise PolicyEngineError(f"OPA at {self.url} answered HTTP {status}: {raw[:300]!r}", hint="check OPA's logs and the pushed policy")
+        if len(raw) > MAX_OPA_ANSWER_BYTES:
+            raise PolicyEngineError(f"OPA at {self.url} answered more than {MAX_OPA_ANSWER_BYTES} bytes")
+        answer = strict_json(raw, what=f"the answer of OPA at {self.url}")
+        return answer.get("result") if isinstance(answer, dict) else None
+
+    def decide(self, policy_input: dict[str, Any]) -> EngineDecision:
+        body = json.dumps({"input": to_engine(policy_input)}, ensure_ascii=False, allow_nan=False).encode()
         with self._lock:
             if not self._pushed:
                 self._push()
-        try:
-            answer = self._client.query_rule(input_data=policy_input, package_path=self._package, rule_name=self._rule)
-        except Exception as exc:
-            raise PolicyEngineError(f"OPA at {self.url} did not answer: {exc}", hint="check that OPA is running and reachable") from None
-        value = answer.get("result") if isinstance(answer, dict) else None
+        value = self._query(body)
         if value is None:  # OPA restarted and lost the pushed policy: push again once
             with self._lock:
                 self._push()
-            try:
-                answer = self._client.query_rule(input_data=policy_input, package_path=self._package, rule_name=self._rule)
-            except Exception as exc:
-                raise PolicyEngineError(f"OPA at {self.url} did not answer: {exc}") from None
-            value = answer.get("result") if isinstance(answer, dict) else None
-        return _check_decision(value, f"OPA at {self.url}")
+            value = self._query(body)
+        return read_decision(from_engine(value), f"OPA at {self.url}")
 
 
 class MemoizedEngine:
@@ -133,9 +145,9 @@ class MemoizedEngine:
         self.name = engine.name
         self._engine = engine
         self._ttl = ttl_seconds
-        self._cache: SingleFlightCache[str, dict[str, Any]] = SingleFlightCache(max_entries=max_entries)
+        self._cache: SingleFlightCache[str, EngineDecision] = SingleFlightCache(max_entries=max_entries)
 
-    def decide(self, policy_input: dict[str, Any]) -> dict[str, Any]:
+    def decide(self, policy_input: dict[str, Any]) -> EngineDecision:
         request = {k: v for k, v in policy_input.get("request", {}).items() if k != "uid"}
         canonical = json.dumps({**policy_input, "request": request}, sort_keys=True, separators=(",", ":"))
         if len(canonical) > MAX_MEMO_INPUT_BYTES:  # huge objects are rare: not worth the memory

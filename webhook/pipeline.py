@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signer.oci.stores import Stores
+from signer.references import unsafe_character
 from webhook.cache import SingleFlightCache
 from webhook.config import LoadedPolicy
 from webhook.engine import PolicyEngine, build_engine
 from webhook.environments import EnvironmentLookupError, EnvironmentResolver
 from webhook.evidence import Evidence, EvidenceGatherer
 from webhook.extract import KNOWN_KINDS, extract
+from webhook.invariants import unaccounted
 from webhook.messages import render
 from webhook.review import AdmissionRequest, review_response
 from webhook.targets import Target, classify
@@ -118,6 +120,10 @@ class AdmissionPipeline:
             return self._allowed(request, skip[0], skip[1])
         if request.object is None:
             return self._failure(request, f"{request.operation} {request.kind} request carries no object to check")
+        for what, value in (("namespace", request.namespace), ("name", request.name), ("kind", request.kind)):
+            unsafe = unsafe_character(value)
+            if unsafe is not None:
+                return self._failure(request, f"the request's {what} {value!r} contains {unsafe}; Kubernetes names are printable text")
         if request.kind not in KNOWN_KINDS:
             return self._failure(request, f"kind {request.kind or '(none)'} is not one modelsign checks; remove it from the webhook's rules")
         object_kind = request.object.get("kind")
@@ -144,11 +150,16 @@ class AdmissionPipeline:
             except EnvironmentLookupError as exc:
                 return self._failure(request, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
         result = self.engine.decide({"request": facts, "artifacts": artifacts})
-        if result.get("exempt"):
-            return self._allowed(request, "exempt-namespace", f"namespace {request.namespace} is exempt", artifacts)
-        violations = [{**v, "message": render(v)} for v in result["violations"] if isinstance(v, dict)]
-        enforced = [v for v in violations if v.get("enforce", True) is not False]
-        warned = [v for v in violations if v.get("enforce", True) is False]
+        if result.exempt:  # exemptions were settled above, from exemptNamespaces: the engine may not add one
+            return self._failure(request, f"the policy engine called namespace {request.namespace!r} exempt, but it is not in exemptNamespaces; "
+                                          "refusing the engine's answer (check your own Rego rules)")
+        missing = unaccounted(artifacts, result.violations)
+        if missing:
+            return self._failure(request, "the policy engine's answer contradicts the evidence, so it is refused: no violation names "
+                                          + "; ".join(missing[:5]) + " (check your own Rego rules, or the engine)")
+        violations = [{**v, "message": render(v)} for v in result.violations]
+        enforced = [v for v in violations if v["enforce"]]
+        warned = [v for v in violations if not v["enforce"]]
         warnings = [f"modelsign would deny (warn mode): {v['message']}" for v in warned]
         registry_errors = sum(1 for e in evidence.values() if e.registry_error)
         cache_hits = sum(1 for e in evidence.values() if e.cached)

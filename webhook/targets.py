@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from signer.errors import ReferenceFormatError
-from signer.references import REMOTE_SCHEMES, ImageReference, parse_image_reference, parse_reference
+from signer.references import REMOTE_SCHEMES, ImageReference, parse_image_reference, parse_reference, unsafe_character
 from webhook.extract import Found
 
 
@@ -28,6 +28,9 @@ def classify(found: Found) -> Target:
     value = found.value
     if not isinstance(value, str) or not value.strip():
         return Target(found=found, kind="invalid", problem=f"{found.source} must be a non-empty string, got {value!r}")
+    unsafe = unsafe_character(value)
+    if unsafe is not None:  # before any parsing or matching: rego-cpp, for one, cuts strings at NUL
+        return Target(found=found, kind="invalid", problem=f"{found.source} {value!r} contains {unsafe}; remove it")
     value = value.strip()
     try:
         if found.role == "image":

@@ -39,7 +39,7 @@ class OpaStandIn:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
             def _reply(self, status: int, payload: object | None = None) -> None:
-                data = json.dumps(payload).encode() if payload is not None else b""
+                data = json.dumps(payload, ensure_ascii=False).encode() if payload is not None else b""
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -68,6 +68,8 @@ class OpaStandIn:
             def do_POST(self) -> None:  # noqa: N802
                 from regopy import Interpreter
 
+                from webhook import regocpp
+
                 if self._drop_if_stopped():
                     return
                 body = json.loads(self._body() or b"{}")
@@ -79,12 +81,14 @@ class OpaStandIn:
                     interpreter = Interpreter()
                     for name, text in sorted(standin.policies.items()):
                         interpreter.add_module(name.replace("/", "_"), text)
-                    interpreter.add_data_json(json.dumps(standin.data))
-                    interpreter.set_input_term(json.dumps(body.get("input")))
-                    query = "data." + self.path.removeprefix("/v1/data/").replace("/", ".")
-                    output = json.loads(str(interpreter.query(query)))
-                expressions = output.get("expressions") or []
-                self._reply(200, {"result": expressions[0]} if expressions else {})
+                    interpreter.add_data_json(json.dumps(standin.data, ensure_ascii=False))
+                    interpreter.set_input(body.get("input"))
+                    bundle = interpreter.build("data." + self.path.removeprefix("/v1/data/").replace("/", "."))
+                    try:
+                        result = {"result": regocpp.query(interpreter, bundle)}
+                    except regocpp.Undefined:
+                        result = {}
+                self._reply(200, result)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
