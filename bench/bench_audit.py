@@ -169,7 +169,8 @@ def webhook_latency(workdir: Path, requests: int) -> None:
         env = {"MODELSIGN_AUDIT_PASSWORD": PASSWORD.decode()}
         plain = start_webhook(policy, workdir / "certs", workdir, workers=1)
         audited = start_webhook(policy, workdir / "certs", workdir, workers=1, env=env,
-                                extra=["--audit-log", str(workdir / "audit" / "audit.jsonl"), "--audit-key", str(workdir / "audit.key")])
+                                extra=["--audit-log", str(workdir / "audit" / "audit.jsonl"), "--audit-key", str(workdir / "audit.key"),
+                                       "--audit-checkpoints", str(workdir / "checkpoints" / "audit.checkpoints.jsonl")])
         from bench_webhook import review
 
         body = review(pinned)
@@ -194,7 +195,8 @@ def webhook_latency(workdir: Path, requests: int) -> None:
         added50 = statistics.median(timings["with audit"]) - statistics.median(timings["without audit"])
         added99 = percentile(timings["with audit"], 0.99) - percentile(timings["without audit"], 0.99)
         print(f"  added by the durable audit record: p50 {added50:+.2f} ms, p99 {added99:+.2f} ms")
-        report = verify([workdir / "audit"], [load_signing_key_file(workdir / "audit.key", password=lambda _: PASSWORD).public])
+        report = verify([workdir / "audit"], [load_signing_key_file(workdir / "audit.key", password=lambda _: PASSWORD).public],
+                        checkpoint_files=[workdir / "checkpoints" / "audit.checkpoints.jsonl"])
         print(f"  the audited webhook's trail: {report.records} records, {'intact' if report.ok else 'DAMAGED'}")
     finally:
         registry.stop()

@@ -18,9 +18,10 @@ from conftest import PASSWORD
 from signer.keys import load_signing_key_file
 from webhook.audit.canonical import CanonicalError, canonical_json, encode_prepared, prepare
 from webhook.audit.chain import GENESIS, parse_line, seal
-from webhook.audit.trail import AuditTrail, redact
+from webhook.audit.redaction import redact
+from webhook.audit.trail import AuditTrail
 from webhook.audit.verify import verify
-from webhook.audit.writer import AuditSettings, AuditWriteError, AuditWriter
+from webhook.audit.writer import AuditSettings, AuditWriteError, AuditWriter, utc_now
 
 
 def test_rfc8785_key_order_and_escapes():
@@ -86,8 +87,15 @@ def test_rotation_keeps_one_chain_across_files(tmp_path, audit_key):
     assert chain.first_seq == 1 and chain.missing == 0 and chain.checkpoints_verified >= 5  # every segment ends on a checkpoint
 
 
+def _days_ago(days: float):
+    """A writer clock that runs `days` behind: its checkpoints are signed that long ago."""
+    return lambda: time.time() - days * 86400
+
+
 def test_retention_removes_old_files_and_says_so(tmp_path, audit_key):
-    old = AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl", key=audit_key, rotate_bytes=2048))
+    checkpoints = tmp_path / "audit.checkpoints.jsonl"
+    old = AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl", key=audit_key, rotate_bytes=2048, checkpoint_path=checkpoints),
+                      clock=_days_ago(91))
     for number in range(60):
         old.append({"type": "test", "n": number})
     old.close()
@@ -95,14 +103,15 @@ def test_retention_removes_old_files_and_says_so(tmp_path, audit_key):
     ancient = time.time() - 91 * 86400
     for path in files[:-1]:
         os.utime(path, (ancient, ancient))
-    fresh = AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl", key=audit_key))
+    fresh = AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl", key=audit_key, checkpoint_path=checkpoints))
     fresh.append({"type": "test", "n": "after"})
     fresh.close()
     assert [p for p in files[:-1] if p.exists()] == []
     retention = [json.loads(line)["record"] for path in tmp_path.glob("audit-*.jsonl") for line in path.read_bytes().splitlines()
                  if b'"type":"retention"' in line]
     assert retention and len(retention[0]["removed"]) == len(files) - 1 and retention[0]["retentionSeconds"] == 90 * 86400
-    report = verify([tmp_path], [audit_key.public], checkpoint_files=[tmp_path / "audit.checkpoints.jsonl"])
+    assert all(r["basis"] == "signed-checkpoint" and r["checkpoint"]["type"] == "checkpoint" for r in retention[0]["removed"])
+    report = verify([tmp_path], [audit_key.public], checkpoint_files=[checkpoints])
     assert report.ok, report.problems  # the pruned start is accounted for by the retention record
     assert next(c for c in report.chains.values() if c.writer == old.writer_id).pruned_before is not None
 
@@ -127,7 +136,8 @@ def test_concurrent_appends_share_syncs_and_stay_ordered(tmp_path):
     receipts += asyncio.run(from_coroutines())
     writer.close()
     assert sorted(r.seq for r in receipts) == list(range(1, 1001))
-    assert verify([tmp_path], []).ok
+    report = verify([tmp_path], [])
+    assert not report.problems and report.status == "UNVERIFIED" and not report.ok  # no key: nothing is called verified
 
 
 def test_a_closed_writer_refuses(tmp_path):
@@ -140,13 +150,16 @@ def test_a_closed_writer_refuses(tmp_path):
 def test_secrets_are_redacted_before_they_reach_the_file(tmp_path):
     trail = AuditTrail(AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl")))
     trail.event("startup", password="hunter2", apiToken="abc123", nested={"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.payload"},
-                message="pull https://bob:s3cret-pass@registry.example/v2/ failed with Bearer abcdefghijklmnop; key AKIAABCDEFGHIJKLMNOP",
-                pem="-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----", harmless="kit://registry.example/models/x:1")
+                message="pull https://bob:s3cret-pass@registry.example/v2/ failed with Bearer abcdefghijklmnop1; Basic Ym9iOnMzY3JldA==",
+                error="-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----", harmless="kit://registry.example/models/x:1")
     trail.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("audit-*.jsonl"))
-    for secret in (b"hunter2", b"abc123", b"eyJhbGciOiJIUzI1NiJ9", b"s3cret-pass", b"abcdefghijklmnop", b"AKIAABCDEFGHIJKLMNOP", b"MIIB"):
+    for secret in (b"hunter2", b"abc123", b"eyJhbGciOiJIUzI1NiJ9", b"s3cret-pass", b"abcdefghijklmnop1", b"Ym9iOnMzY3JldA", b"MIIB"):
         assert secret not in raw
     assert b"kit://registry.example/models/x:1" in raw and redact({"ticket": "CHG-1"}) == {"ticket": "CHG-1"}
+    record = json.loads(raw.splitlines()[0])["record"]
+    assert {"field": "password", "kind": "secret-named field"} in record["redactions"]
+    assert {"field": "message", "kind": "URL password"} in record["redactions"] and "https://bob:[redacted]@registry.example" in record["message"]
 
 
 def test_a_record_that_cannot_be_encoded_is_an_audit_error_not_a_crash(tmp_path):
@@ -157,8 +170,10 @@ def test_a_record_that_cannot_be_encoded_is_an_audit_error_not_a_crash(tmp_path)
     trail.close()
 
 
-def _keyed_writer(directory, key, **settings):
-    return AuditWriter(AuditSettings(path=directory / "audit.jsonl", key=key, **settings))
+def _keyed_writer(directory, key, clock=time.time, **settings):
+    """A writer with its checkpoint file among the chains (where verify([directory]) reads it)."""
+    return AuditWriter(AuditSettings(path=directory / "audit.jsonl", key=key, checkpoint_path=directory / "audit.checkpoints.jsonl", **settings),
+                       clock=clock)
 
 
 def test_a_made_up_retention_record_excuses_nothing(tmp_path, audit_key):
@@ -179,7 +194,7 @@ def test_a_made_up_retention_record_excuses_nothing(tmp_path, audit_key):
 
 
 def test_a_real_retention_record_only_excuses_what_it_removed(tmp_path, audit_key):
-    victim = _keyed_writer(tmp_path, audit_key, rotate_bytes=2048, checkpoint_records=5)
+    victim = _keyed_writer(tmp_path, audit_key, rotate_bytes=2048, checkpoint_records=5, clock=_days_ago(91))
     for number in range(80):
         victim.append({"type": "decision", "n": number})
     victim.close()
@@ -198,7 +213,7 @@ def test_a_real_retention_record_only_excuses_what_it_removed(tmp_path, audit_ke
 
 
 def test_retention_never_removes_a_live_writers_open_file(tmp_path, audit_key):
-    live = _keyed_writer(tmp_path, audit_key)
+    live = _keyed_writer(tmp_path, audit_key, clock=_days_ago(91))
     live.append({"type": "decision", "n": 1})
     ancient = time.time() - 91 * 86400
     os.utime(live.segment_path, (ancient, ancient))  # idle for longer than the retention period
@@ -236,3 +251,167 @@ def test_large_integers_anywhere_take_the_exact_path():
     with pytest.raises(CanonicalError, match="outside the exactly representable range"):
         canonical_json({"a": ["x", 2**60 + 1]})
     assert canonical_json({"uid": "0123456789012345678"}) == b'{"uid":"0123456789012345678"}'  # long digit runs in text are fine
+
+
+# -- the checkpoint schedule, as the writer keeps it ------------------------------------------------------------------
+
+def _chain_records(directory) -> list[dict]:
+    return [json.loads(line)["record"] for path in sorted(directory.glob("audit-*.jsonl")) for line in path.read_bytes().splitlines()]
+
+
+def _assert_schedule_kept(records: list[dict], records_between: int, seconds: float) -> None:
+    """At most `records_between` records between checkpoints, and none stamped later than
+    `seconds` after the checkpoint before it (superseded records aside)."""
+    from webhook.audit.schedule import parse_time
+
+    assert records[1]["type"] == "checkpoint", "a checkpoint right after the first record"
+    last, count = None, 0
+    for record in records:
+        if record["type"] == "checkpoint":
+            last, count = record, 0
+            continue
+        count += 1
+        assert count <= records_between
+        if last is not None:
+            late = (parse_time(record["time"]) - parse_time(last["checkpoint"]["time"])).total_seconds()
+            assert late <= seconds, (record, last)
+    assert records[-1]["type"] == "checkpoint" and records[-1]["checkpoint"]["final"] is True
+
+
+def test_batches_end_where_a_checkpoint_is_due(tmp_path, audit_key):
+    writer = _keyed_writer(tmp_path, audit_key, checkpoint_records=7)
+
+    async def burst() -> list:
+        return await asyncio.gather(*(writer.append_async({"type": "test", "time": utc_now(), "n": n}) for n in range(600)))
+
+    asyncio.run(burst())
+    writer.close()
+    records = _chain_records(tmp_path)
+    _assert_schedule_kept(records, 7, 3600)
+    assert all(r["checkpoint"]["schedule"] == {"records": 7, "milliseconds": 60000} for r in records if r["type"] == "checkpoint")
+    report = verify([tmp_path], [audit_key.public])
+    assert report.ok, report.problems
+
+
+def test_a_quiet_period_is_closed_by_a_checkpoint_before_the_next_record(tmp_path, audit_key):
+    writer = _keyed_writer(tmp_path, audit_key, checkpoint_seconds=0.3)
+    writer.append({"type": "test", "time": utc_now(), "n": 1})
+    time.sleep(0.6)
+    writer.append({"type": "test", "time": utc_now(), "n": 2})
+    writer.close()
+    records = _chain_records(tmp_path)
+    assert [r["type"] for r in records[:4]] == ["test", "checkpoint", "checkpoint", "test"]
+    assert records[2]["checkpoint"]["seq"] == 2  # the quiet period's checkpoint signs the head as it stood
+    _assert_schedule_kept(records, 1000, 0.3)
+    assert verify([tmp_path], [audit_key.public]).ok
+
+
+def test_the_schedule_holds_under_uneven_load(tmp_path, audit_key):
+    writer = _keyed_writer(tmp_path, audit_key, checkpoint_records=5, checkpoint_seconds=0.2)
+    stop = time.monotonic() + 1.5
+
+    def work(thread: int) -> None:
+        number = 0
+        while time.monotonic() < stop:
+            writer.append({"type": "test", "time": utc_now(), "thread": thread, "n": number})
+            number += 1
+            time.sleep((thread * 7 + number) % 5 * 0.03)  # bursts and pauses longer than the checkpoint interval
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    _assert_schedule_kept(_chain_records(tmp_path), 5, 0.2)
+    assert verify([tmp_path], [audit_key.public]).ok
+
+
+def test_a_checkpoint_that_cannot_be_signed_stops_the_records_after_it(tmp_path, audit_key, monkeypatch):
+    """Fail closed: records past a due checkpoint would read as forged, so they are refused."""
+    import webhook.audit.writer as writer_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the signing key is unavailable")
+
+    monkeypatch.setattr(writer_module, "signed_checkpoint", broken)
+    writer = _keyed_writer(tmp_path, audit_key)
+    assert writer.append({"type": "test", "n": 1}).seq == 1
+    with pytest.raises(AuditWriteError, match="could not write its due checkpoint"):
+        writer.append({"type": "test", "n": 2})
+    writer.close()
+    assert [r["type"] for r in _chain_records(tmp_path)] == ["test"]
+
+
+def test_checkpoints_without_a_schedule_are_read_with_a_warning(tmp_path, audit_key):
+    """A trail written before checkpoints carried their schedule still verifies."""
+    import base64
+
+    lines, head = [], GENESIS
+    for seq in range(1, 6):
+        if seq in (2, 5):
+            body = {"head": head, "seq": seq - 1, "time": "2026-01-01T00:00:00.000000Z", "writer": "old-writer"}
+            record = {"checkpoint": body, "keyId": audit_key.public.key_id, "schema": "modelsign.audit/v1", "time": body["time"], "type": "checkpoint",
+                      "signature": base64.b64encode(audit_key.sign(canonical_json(body))).decode()}
+        else:
+            record = {"type": "decision", "schema": "modelsign.audit/v1", "time": "2026-01-01T00:00:00.000000Z", "n": seq}
+        line, head = seal("old-writer", seq, head, canonical_json(record))
+        lines.append(line)
+    (tmp_path / "audit-old-writer-000001.jsonl").write_bytes(b"".join(lines))
+    report = verify([tmp_path], [audit_key.public])
+    assert report.ok, report.problems
+    assert any("carry no schedule (an older modelsign wrote them)" in w for w in report.warnings)
+
+
+# -- a record whose caller gave up after its write began ------------------------------------------------------------
+
+def _stalling(writer, marker: bytes, seconds: float, monkeypatch):
+    real = writer._write_durably
+
+    def stalled(data: bytes):
+        if marker in data:
+            time.sleep(seconds)  # storage that hangs while this record is being written
+        return real(data)
+
+    monkeypatch.setattr(writer, "_write_durably", stalled)
+
+
+@pytest.mark.parametrize("caller", ["thread", "coroutine"])
+def test_a_late_record_is_followed_by_the_record_that_supersedes_it(tmp_path, audit_key, monkeypatch, caller):
+    import webhook.audit.writer as writer_module
+    from webhook.audit.writer import AuditRecordLate
+
+    monkeypatch.setattr(writer_module, "CLAIMED_GRACE_SECONDS", 0.2)
+    writer = _keyed_writer(tmp_path, audit_key)
+    trail = AuditTrail(writer)
+    trail.event("startup")
+    _stalling(writer, b'"late-review"', 1.0, monkeypatch)
+    fields = {"review": {"uid": "late-review"}, "decision": {"id": "d-late", "outcome": "allow", "allowed": True}}
+    with pytest.raises(AuditRecordLate, match="the record after it says this review was denied"):
+        if caller == "thread":
+            writer.append(canonical_json({"type": "decision", "time": "2026-01-01T00:00:00Z", **fields}), decision_id="d-late", timeout=0.2)
+        else:
+            asyncio.run(writer.append_async(canonical_json({"type": "decision", "time": "2026-01-01T00:00:00Z", **fields}),
+                                            decision_id="d-late", timeout=0.2))
+    trail.event("after")
+    trail.close()
+    entries = [json.loads(line) for path in sorted(tmp_path.glob("audit-*.jsonl")) for line in path.read_bytes().splitlines()]
+    late = next(e for e in entries if e["record"].get("review", {}).get("uid") == "late-review")
+    following = next(e for e in entries if e["seq"] == late["seq"] + 1)["record"]
+    assert following["type"] == "superseded" and following["response"] == {
+        "allowed": False, "reason": "audit-record-late", "message": "the review was answered (denied) before this record was durable"}
+    assert following["supersedes"] == [{"decisionId": "d-late", "hash": late["hash"], "seq": late["seq"], "writer": late["writer"]}]
+    report = verify([tmp_path], [audit_key.public])
+    assert report.ok, report.problems
+    assert [(p["seq"], p["decisionId"], p["response"]["allowed"]) for p in report.pairs] == [(late["seq"], "d-late", False)]
+
+
+def test_a_write_that_finishes_within_the_grace_stands(tmp_path, monkeypatch):
+    import webhook.audit.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CLAIMED_GRACE_SECONDS", 1.0)
+    writer = AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl"))
+    _stalling(writer, b'"slow"', 0.4, monkeypatch)
+    receipt = writer.append({"type": "decision", "n": "slow"}, timeout=0.2)
+    writer.close()
+    assert receipt.seq == 1 and b"superseded" not in b"".join(p.read_bytes() for p in tmp_path.glob("audit-*.jsonl"))

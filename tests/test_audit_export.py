@@ -189,3 +189,18 @@ def test_pdf_survives_overlong_values(tmp_path):
     (tmp_path / "r.pdf").write_bytes(pdf)
     text = subprocess.run(["pdftotext", str(tmp_path / "r.pdf"), "-"], capture_output=True, text=True, check=True).stdout
     assert "Denials (1)" in text and "WWWW" in text
+
+
+def test_without_a_key_no_format_calls_the_trail_verified(capsys, trail, tmp_path):
+    out = tmp_path / "unkeyed"
+    code, _, err = run_cli(capsys, "audit", "export", trail.log_dir, "--format", "html", "--format", "pdf", "--format", "csv", "-o", out,
+                           "--checkpoints", trail.checkpoints)
+    assert code == 1 and "integrity not verified: no audit key given" in err
+    html = (out / "report.html").read_text()
+    assert "UNVERIFIED: integrity not verified: no audit key given" in html and "INTACT" not in html and 'class="ok"' not in html
+    assert "Checkpoints: 0 verified of" in html
+    text = subprocess.run(["pdftotext", "-layout", str(out / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "integrity not verified: no audit key given" in " ".join(text.split()) and "INTACT" not in text
+    integrity = json.loads((out / "manifest.json").read_text())["integrity"]
+    assert integrity["status"] == "UNVERIFIED" and integrity["ok"] is False and integrity["note"] == "integrity not verified: no audit key given"
+    assert all(w["checkpointsVerified"] == 0 for w in integrity["writers"])

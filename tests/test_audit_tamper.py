@@ -15,7 +15,7 @@ from signer.keys import load_public_key_file, load_signing_key_file
 from signer.oci.stores import Stores
 from signer.references import parse_reference
 from signer.samples import push_image
-from support.audit import audited_webhook, copy_trail, post_reviews, push_signed_image
+from support.audit import append_forged, audited_webhook, copy_trail, decision_in_last_interval, post_reviews, push_signed_image, reseal
 from webhook.audit.canonical import canonical_json
 from webhook.audit.chain import GENESIS, parse_line, record_of, seal
 from webhook.audit.verify import verify
@@ -247,9 +247,150 @@ def test_cli_reports_the_damage_and_exits_1(capsys, damaged):
     assert code == 1 and "DELETED:" in out and "DAMAGED" in out
 
 
-def test_verify_without_key_or_checkpoints_warns(capsys, damaged):
-    log_dir, _, _ = damaged
-    code, out, _ = run_cli(capsys, "audit", "verify", log_dir)
-    assert code == 0 and "no --key: checkpoint signatures were not verified" in out
+def test_without_a_key_nothing_is_called_verified(capsys, damaged):
+    log_dir, checkpoints, _ = damaged
+    code, out, _ = run_cli(capsys, "audit", "verify", log_dir, "--checkpoints", checkpoints)
+    assert code == 1 and "UNVERIFIED: integrity not verified: no audit key given" in out and "INTACT" not in out
+    assert "0 verified checkpoint(s)" in out
+    code, out, _ = run_cli(capsys, "audit", "verify", log_dir, "--output", "json")
+    document = json.loads(out)
+    assert code == 1 and document["status"] == "UNVERIFIED" and document["ok"] is False and document["verified"] is False
+    assert document["note"] == "integrity not verified: no audit key given" and document["checkpoints"]["verified"] == 0
+    assert all(w["checkpointsVerified"] == 0 and w["lastCheckpointSeq"] is None for w in document["writers"])
     code, _, err = run_cli(capsys, "audit", "verify", log_dir / "nope")
     assert code == 2 and "does not exist" in err
+
+
+def test_without_the_checkpoint_file_verify_says_it_used_only_in_chain_checkpoints(capsys, damaged):
+    log_dir, _, pub = damaged
+    code, out, _ = run_cli(capsys, "audit", "verify", log_dir, "--key", pub)
+    assert code == 0 and "INTACT" in out and "only the checkpoints inside the chains were used" in out
+
+
+# -- the schedule: a rewritten or continued trail, with the default settings -----------------------------------------
+
+def _record(line: bytes) -> dict:
+    return json.loads(record_of(line))
+
+
+def _roll_back_and_flip(lines: list[bytes], index: int) -> list[bytes]:
+    """Flip the decision at `index` to an allow, drop every checkpoint from there on, re-seal."""
+    first = [True]
+
+    def edit(record: dict) -> dict | None:
+        if first[0]:
+            first[0] = False
+            record["decision"].update(outcome="allow", allowed=True, message="", codes=[])
+            return record
+        return None if record.get("type") == "checkpoint" else record
+
+    return reseal(lines, index, edit)
+
+
+def _drop_checkpoints_from(checkpoints: Path, writer: str, seq: int) -> None:
+    kept = [line for line in _lines(checkpoints)
+            if not (json.loads(line)["checkpoint"]["writer"] == writer and json.loads(line)["checkpoint"]["seq"] >= seq)]
+    _write(checkpoints, kept)
+
+
+def _decision_from_end(lines: list[bytes], from_end: int) -> int:
+    return max(i for i, line in enumerate(lines[:len(lines) - from_end + 1]) if b'"type":"decision"' in line)
+
+
+KEEPERS = ("in-chain checkpoints only", "checkpoint file rewritten too", "checkpoint file out of reach")
+
+
+def _verify_as(keeper: str, log_dir: Path, checkpoints: Path, pub: Path):
+    files = [] if keeper == "in-chain checkpoints only" else [checkpoints]
+    return verify([log_dir], [load_public_key_file(pub)], checkpoint_files=files)
+
+
+@pytest.mark.parametrize("keeper", KEEPERS)
+@pytest.mark.parametrize("from_end", [25, 40, 55])
+def test_a_flipped_decision_with_later_checkpoints_dropped_and_the_chain_resealed(damaged, keeper, from_end):
+    """The issue's attack (a): more than one checkpoint interval is rewritten, so a checkpoint
+    the signed schedule made due is missing, whatever else the attacker could reach."""
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    index = _decision_from_end(lines, from_end)
+    writer, seq = parse_line(lines[index])[3], parse_line(lines[index])[2]
+    _write(target, _roll_back_and_flip(lines, index))
+    if keeper == "checkpoint file rewritten too":
+        _drop_checkpoints_from(checkpoints, writer, seq)
+    report = _verify_as(keeper, log_dir, checkpoints, pub)
+    kinds = {p.kind for p in report.problems}
+    assert not report.ok and report.status == "DAMAGED"
+    if keeper == "checkpoint file out of reach":
+        assert kinds & {"rewritten", "truncated", "after-final"}, report.problems
+    else:
+        assert "missing-checkpoint" in kinds, (report.problems, report.warnings)
+        assert any("a checkpoint that was due is missing" in p.message and p.writer == writer for p in report.problems)
+
+
+def test_a_rollback_within_one_interval_needs_the_checkpoints_kept_apart(damaged):
+    """The limit, stated by verify: within one checkpoint interval a rewritten tail looks like
+    a writer that crashed, unless the checkpoints kept apart (file or witness) say otherwise."""
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    index = decision_in_last_interval(lines)
+    _write(target, _roll_back_and_flip(lines, index))
+    alone = _verify_as("in-chain checkpoints only", log_dir, checkpoints, pub)
+    assert any("protected by the hash chain only" in w and "compare with the checkpoint file or the witness" in w for w in alone.warnings)
+    kept_apart = _verify_as("checkpoint file out of reach", log_dir, checkpoints, pub)
+    assert not kept_apart.ok and {p.kind for p in kept_apart.problems} & {"rewritten", "after-final", "truncated"}
+
+
+def _forged_allow(lines: list[bytes], **changes) -> dict:
+    template = next(_record(line) for line in reversed(lines) if b'"type":"decision"' in line)
+    template["decision"].update(outcome="allow", allowed=True, message="", codes=[])
+    template["review"]["uid"] = "forged"
+    template.update(changes)
+    return template
+
+
+@pytest.mark.parametrize("keeper", KEEPERS)
+@pytest.mark.parametrize("count", [1, 3])
+def test_records_appended_after_the_final_checkpoint_are_forged(damaged, keeper, count):
+    """The issue's attack (b): a writer that shut down cleanly has no unprotected tail."""
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)
+    assert _record(lines[-1])["checkpoint"]["final"] is True
+    _write(target, append_forged(lines, [_forged_allow(lines) for _ in range(count)]))
+    report = _verify_as(keeper, log_dir, checkpoints, pub)
+    assert [p.kind for p in report.problems] == ["after-final"], report.problems
+    assert f"{count} record(s) of" in report.problems[0].message and "follow its final checkpoint" in report.problems[0].message
+
+
+@pytest.mark.parametrize("dropped", [1, 2])
+def test_the_final_checkpoint_replaced_by_a_forged_record(damaged, dropped):
+    """Dropping the final checkpoint (and the shutdown record) to append: a record stamped
+    past the signed schedule shows from the chain alone; the checkpoint file kept apart shows
+    any replacement, or the cut."""
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)[:-dropped]
+    _write(target, append_forged(lines, [_forged_allow(lines, time="2099-01-01T00:00:00.000000Z")]))
+    alone = _verify_as("in-chain checkpoints only", log_dir, checkpoints, pub)
+    assert [p.kind for p in alone.problems] == ["missing-checkpoint"] and "stamped 2099-01-01" in alone.problems[0].message
+    _write(target, append_forged(lines, [_forged_allow(lines)]))  # stamped in time: only the kept checkpoints tell
+    kept_apart = _verify_as("checkpoint file out of reach", log_dir, checkpoints, pub)
+    if dropped == 1:
+        assert [p.kind for p in kept_apart.problems] == ["after-final"] and "holds another record" in kept_apart.problems[0].message
+    else:  # the shutdown record the final checkpoint signs is gone too
+        assert [p.kind for p in kept_apart.problems] == ["rewritten", "truncated"], kept_apart.problems
+    _write(target, lines)  # just cut
+    assert "truncated" in {p.kind for p in _verify_as("checkpoint file out of reach", log_dir, checkpoints, pub).problems}
+
+
+def test_a_signed_checkpoint_copied_into_a_forged_tail_does_not_count(damaged):
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    lines = _lines(target)[:-2]
+    copied = next(_record(line) for line in lines if b'"type":"checkpoint"' in line)
+    forged = [_forged_allow(lines)] * 3 + [copied] + [_forged_allow(lines)] * 3
+    _write(target, append_forged(lines, forged))
+    report = _verify_as("in-chain checkpoints only", log_dir, checkpoints, pub)
+    assert any(p.kind == "bad-checkpoint" and "it was copied there" in p.message for p in report.problems), report.problems

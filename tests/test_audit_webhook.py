@@ -168,3 +168,50 @@ def test_dry_runs_bad_requests_policy_reloads_and_no_secrets(tmp_path, key_dir, 
     assert [k["name"] for k in change["added"]] == ["other-team"] and change["removed"] == [] and change["added"][0]["fingerprint"]
     raw = b"".join(p.read_bytes() for p in audited.log_dir.iterdir())
     assert b"hunter2" not in raw and b"[redacted]" in raw
+
+
+def test_checkpoints_go_to_the_state_directory_by_default(tmp_path, key_dir, images):
+    """Not beside the chains: ${MODELSIGN_STATE_DIR}/audit-checkpoints/<NAME>.checkpoints.jsonl."""
+    from support.webhook_server import start_webhook
+    from signer.keys import generate_key_pair
+    from support.admission import policy_for
+    from webhook.certs import generate
+
+    generate_key_pair(tmp_path / "audit", b"test-password")
+    generate("modelsign-webhook", "modelsign-system", tmp_path / "certs", extra_sans=["127.0.0.1"])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_for(key_dir))
+    state = tmp_path / "state"
+    server = start_webhook(policy, tmp_path / "certs", tmp_path, workers=1,
+                           extra=["--audit-log", str(tmp_path / "audit" / "audit.jsonl"), "--audit-key", str(tmp_path / "audit.key")],
+                           env={"MODELSIGN_AUDIT_PASSWORD": "test-password", "MODELSIGN_STATE_DIR": str(state)})
+    try:
+        with server.client() as client:
+            assert client.post("/validate", content=review("Pod", pod(images["signed"]), uid="u-default")).json()["response"]["allowed"]
+    finally:
+        server.stop()
+    checkpoints = state / "audit-checkpoints" / "audit.checkpoints.jsonl"
+    assert checkpoints.read_text().count('"final":true') == 1 and not list((tmp_path / "audit").glob("*.checkpoints.jsonl"))
+    assert "audit_placement_warning" not in server.log()
+    assert verify([tmp_path / "audit"], [load_public_key_file(tmp_path / "audit.pub")], checkpoint_files=[checkpoints]).ok
+
+
+def test_a_checkpoint_file_that_cannot_be_created_stops_the_server(capsys, tmp_path, monkeypatch):
+    from conftest import run_cli
+
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    monkeypatch.setenv("MODELSIGN_STATE_DIR", str(blocker))
+    code, _, err = run_cli(capsys, "webhook", "serve", "--config", tmp_path / "p.yaml", "--tls-cert", tmp_path / "c", "--tls-key", tmp_path / "k",
+                           "--audit-log", tmp_path / "audit" / "audit.jsonl")
+    assert code == 2 and f"cannot create the audit checkpoint file {blocker}/audit-checkpoints/audit.checkpoints.jsonl" in err
+    assert "pass --audit-checkpoints FILE on a volume the chain writers' directory cannot reach" in err
+
+
+def test_checkpoints_beside_the_chains_are_warned_about_in_the_log_and_the_trail(tmp_path, key_dir, images):
+    log_dir = tmp_path / "audit"
+    audited = audited_webhook(tmp_path, key_dir, workers=1, extra=["--audit-checkpoints", str(log_dir / "sub" / "audit.checkpoints.jsonl")])
+    audited.server.stop()
+    warning = next(e["record"] for e in records(log_dir) if e["record"]["type"] == "audit-warning")
+    assert "is in the audit log directory" in warning["warning"] and "--audit-checkpoints FILE on a volume" in warning["warning"]
+    assert '"event": "audit_placement_warning"' in audited.server.log()

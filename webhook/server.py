@@ -3,6 +3,11 @@
 Each worker builds its SSLContext through `reloading_ssl_context` and watches the cert
 and key files: when cert-manager or `modelsign certs` rotates them, new handshakes use the
 new pair (load_cert_chain on the live context); established connections are unaffected.
+
+Nothing a process of the server writes may block on a stalled stdout or stderr (anyone who
+reaches the port can make uvicorn log "Invalid HTTP request received."): uvicorn's logging
+is configured with `webhook.logs.uvicorn_log_config`, which every worker applies first, and
+which puts logs, warnings, sys.stdout and sys.stderr on bounded non-blocking queues (logs.py).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Callable
 import uvicorn
 
 from webhook.app import ENV_POLICY, ENV_REGO_DIR, ENV_RELOAD_SECONDS
-from webhook.logs import configure_logging, get_logger
+from webhook.logs import configure_logging, get_logger, uvicorn_log_config
 
 CERT_RELOAD_SECONDS = 10.0
 
@@ -78,6 +83,7 @@ def serve(*, policy: Path, tls_cert: Path, tls_key: Path, host: str, port: int, 
         ssl_context_factory=reloading_ssl_context,
         access_log=False,
         log_level="warning",
+        log_config=uvicorn_log_config(),  # uvicorn's loggers through the non-blocking queue, never straight to stderr
         timeout_graceful_shutdown=10,
     )
     uvicorn.run("webhook.app:app_from_environment", **options)

@@ -1,4 +1,5 @@
-"""Helpers for the audit-trail tests: an audited webhook, reviews in parallel, chain files."""
+"""Helpers for the audit-trail tests: an audited webhook, reviews in parallel, chain files,
+and the attacker's tools (re-sealing a chain from some line on, with fresh hashes)."""
 
 from __future__ import annotations
 
@@ -28,14 +29,16 @@ class AuditedWebhook:
 
 
 def audited_webhook(workdir: Path, key_dir: Path, *, workers: int = 2, checkpoint_records: int = 20, log_dir: Path | None = None,
-                    extra: list[str] | None = None, preexec_fn=None, expect_ready: bool = True) -> AuditedWebhook:
-    """Start `modelsign webhook serve` with an audit log (real TLS, real worker processes)."""
+                    extra: list[str] | None = None, preexec_fn=None, expect_ready: bool = True, policy_extra: str = "",
+                    env: dict[str, str] | None = None, policy_text: str | None = None) -> AuditedWebhook:
+    """Start `modelsign webhook serve` with an audit log (real TLS, real worker processes);
+    the policy is `policy_for(key_dir, policy_extra)` unless `policy_text` is given."""
     from signer.keys import generate_key_pair
 
     generate_key_pair(workdir / "audit", PASSWORD.encode(), force=True)
     generate("modelsign-webhook", "modelsign-system", workdir / "certs", extra_sans=["127.0.0.1"], force=True)
     policy = workdir / "policy.yaml"
-    policy.write_text(policy_for(key_dir, name="audited"))
+    policy.write_text(policy_text if policy_text is not None else policy_for(key_dir, policy_extra, name="audited"))
     log_dir = log_dir or workdir / "audit"
     checkpoints = workdir / "checkpoints" / "audit.checkpoints.jsonl"
     checkpoints.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +46,7 @@ def audited_webhook(workdir: Path, key_dir: Path, *, workers: int = 2, checkpoin
              "--audit-checkpoint-records", str(checkpoint_records), *(extra or [])]
     audited = AuditedWebhook(workdir=workdir, log_dir=log_dir, checkpoints=checkpoints, audit_pub=workdir / "audit.pub")
     audited.server = start_webhook(policy, workdir / "certs", workdir, workers=workers, extra=flags, preexec_fn=preexec_fn, expect_ready=expect_ready,
-                                   env={"MODELSIGN_AUDIT_PASSWORD": PASSWORD})
+                                   env={"MODELSIGN_AUDIT_PASSWORD": PASSWORD, **(env or {})})
     return audited
 
 
@@ -93,3 +96,85 @@ def copy_trail(audited: AuditedWebhook, destination: Path) -> tuple[Path, Path]:
     (destination / "checkpoints").mkdir()
     shutil.copy(audited.checkpoints, destination / "checkpoints" / audited.checkpoints.name)
     return destination / "audit", destination / "checkpoints" / audited.checkpoints.name
+
+
+def reseal(lines: list[bytes], start: int, edit=None) -> list[bytes]:
+    """What an attacker without the audit key can do: lines[start:] renumbered from the seq
+    after lines[start - 1] and re-hashed, so every link matches again. `edit(record) ->
+    record | None` changes a record (None drops the line) before it is sealed."""
+    from webhook.audit.canonical import canonical_json
+    from webhook.audit.chain import GENESIS, parse_line, record_of, seal
+
+    before = parse_line(lines[start - 1]) if start else None
+    seq, prev = (before[2], "sha256:" + before[0].decode()) if before else (0, GENESIS)
+    out = lines[:start]
+    for line in lines[start:]:
+        record = json.loads(record_of(line))
+        record = edit(record) if edit else record
+        if record is None:
+            continue
+        sealed, prev = seal(parse_line(line)[3], seq + 1, prev, canonical_json(record))
+        seq += 1
+        out.append(sealed.rstrip(b"\n"))
+    return out
+
+
+def append_forged(lines: list[bytes], records: list[dict]) -> list[bytes]:
+    """Records sealed onto the end of a chain, linked to its last line."""
+    from webhook.audit.canonical import canonical_json
+    from webhook.audit.chain import parse_line, seal
+
+    last = parse_line(lines[-1])
+    seq, prev, writer, out = last[2], "sha256:" + last[0].decode(), last[3], list(lines)
+    for record in records:
+        sealed, prev = seal(writer, seq + 1, prev, canonical_json(record))
+        seq += 1
+        out.append(sealed.rstrip(b"\n"))
+    return out
+
+
+def decision_in_last_interval(lines: list[bytes], nth: int = 0) -> int:
+    """The index of the `nth` decision after a chain file's last regular (not final)
+    checkpoint: a rewrite from there on stays within one checkpoint interval."""
+    last = max(i for i, line in enumerate(lines) if b'"type":"checkpoint"' in line and b'"final":false' in line)
+    return [i for i, line in enumerate(lines) if i > last and b'"type":"decision"' in line][nth]
+
+
+_KILLED_WRITER = """
+import os, signal, sys, time
+from pathlib import Path
+from signer.keys import load_signing_key_file
+from webhook.audit.writer import AuditSettings, AuditWriter
+log_dir, key_file, password, checkpoints, days, count = sys.argv[1:7]
+writer = AuditWriter(AuditSettings(path=Path(log_dir) / "audit.jsonl", checkpoint_path=Path(checkpoints),
+                                   key=load_signing_key_file(Path(key_file), password=lambda _: password.encode())),
+                     clock=lambda: time.time() - float(days) * 86400)
+for number in range(int(count)):
+    writer.append({"type": "decision", "n": number})
+sys.stdout.write(writer.writer_id)
+sys.stdout.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def killed_writer(log_dir: Path, key_file: Path, checkpoints: Path, *, records: int = 10, days_ago: float = 0.0) -> str:
+    """A writer in its own process that writes `records` records (clock `days_ago` behind) and
+    is then SIGKILLed: no final checkpoint, its tail after the first checkpoint unsigned.
+    Returns its writer id."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(log_dir), str(key_file), PASSWORD, str(checkpoints), str(days_ago),
+                           str(records)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -9 and done.stdout, done.stderr
+    return done.stdout
+
+
+def backdate(paths, days: float = 91.0) -> None:
+    """What whoever can write the chain directory does to a file's times."""
+    import os
+    import time
+
+    then = time.time() - days * 86400
+    for path in paths:
+        os.utime(path, (then, then))

@@ -24,7 +24,11 @@ _SORTING_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), a
 # Two patterns, each with a literal first character, so `re` can skip ahead quickly.
 _SUSPECT_MEMBER = re.compile(r'":-?\d+[.eE]')
 _NUMBER_ARRAY = re.compile(r"\[-?\d")
-_LONG_NUMBER = re.compile(r"\d{16}")  # anywhere: an integer too large to be exact (or text with a long digit run)
+# Anywhere, 16 digits in a row: an integer too large to be exact (or text with a long digit run).
+# Found as a run of NULs after mapping digits to NUL (the encoding holds no raw NUL): one C pass
+# that a record of megabytes gets through in milliseconds, where `\d{16}` held the GIL 16 times longer.
+_DIGITS_TO_NUL = bytes.maketrans(b"0123456789", b"\0" * 10)
+_LONG_NUMBER = b"\0" * 16
 
 
 class CanonicalError(ValueError):
@@ -87,6 +91,8 @@ def canonical_json(value: Any) -> bytes:
         text = _SORTING_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise CanonicalError(str(exc)) from None
-    if text.isascii() and _SUSPECT_MEMBER.search(text) is None and _NUMBER_ARRAY.search(text) is None and _LONG_NUMBER.search(text) is None:
-        return text.encode("ascii")
+    if text.isascii() and _SUSPECT_MEMBER.search(text) is None and _NUMBER_ARRAY.search(text) is None:
+        encoded = text.encode("ascii")
+        if _LONG_NUMBER not in encoded.translate(_DIGITS_TO_NUL):
+            return encoded
     return encode_prepared(prepare(value))

@@ -27,6 +27,9 @@ _RECORD_START = _PREV_START + 64 + len('","record":')  # 177
 _HASH_LEAD = b'{"hash":"sha256:'
 _PREV_LEAD = b'","prev_hash":"sha256:'
 _RECORD_LEAD = b'","record":{'
+# The first key of the records verify reads in full: checkpoint, retention ("removed") and
+# superseded ("response") records (keys are sorted, so the first key identifies them).
+_CONTROL_STARTS = (b'{"checkpoint":', b'{"removed":', b'{"response":')
 
 
 def seal(writer: str, seq: int, prev_hash: str, record: bytes) -> tuple[bytes, str]:
@@ -42,7 +45,7 @@ def scan_lines(data: bytes) -> Iterator[tuple[int, int, int, int, str, bytes, by
     """Every newline-terminated line of a chain file: (number, start, end, seq, writer, hash
     hex, prev_hash hex, intact, control) for a chain line, or (number, start, end, 0) for one
     that is not shaped like a chain line. `intact`: it hashes to its `hash`; `control`: its
-    record is a checkpoint or a retention record. Fixed offsets over one buffer, no regex and
+    record is a checkpoint, retention or superseded record. Fixed offsets over one buffer, no regex and
     no copies of the lines: this is the inner loop of `audit verify`."""
     find, rfind, startswith, view, sha256 = data.find, data.rfind, data.startswith, memoryview(data), hashlib.sha256
     position, number, size = 0, 0, len(data)
@@ -61,7 +64,7 @@ def scan_lines(data: bytes) -> Iterator[tuple[int, int, int, int, str, bytes, by
                 claimed = data[position + 16:position + 80]
                 yield (number, position, end, int(seq), data[writer_at + 11:end - 2].decode("ascii", "replace"), claimed,
                        data[position + _PREV_START:position + _PREV_START + 64], digest.hexdigest().encode() == claimed,
-                       startswith((b'{"checkpoint":', b'{"removed":'), position + _RECORD_START))
+                       startswith(_CONTROL_STARTS, position + _RECORD_START))
                 position = end + 1
                 continue
         yield (number, position, end, 0)

@@ -12,7 +12,8 @@ from signer.errors import EXIT_OK, EXIT_VERIFICATION_FAILED, UsageError
 from signer.keys import PublicKey, load_public_key_file, load_signing_key_file
 from webhook.audit.export import OUTCOMES, Selection, load_trail, parse_moment, write_csv, write_jsonl
 from webhook.audit.manifest import check_manifest, write_manifest
-from webhook.audit.verify import VerifyReport, expand, verify
+from webhook.audit.verify import NOT_VERIFIED, VerifyReport, expand, verify
+from webhook.audit.witness import WitnessSettings, read_witness
 from webhook.audit.writer import utc_now
 
 FORMATS = ("jsonl", "csv", "html", "pdf")
@@ -22,7 +23,8 @@ def add_commands(commands: Any) -> None:
     audit = commands.add_parser("audit", help="verify the audit trail and export reports for auditors")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
 
-    check = audit_commands.add_parser("verify", help="check every chain and the signed checkpoints; exit 1 on any damage, saying where")
+    check = audit_commands.add_parser("verify", help="check every chain and the signed checkpoints; exit 0 only when intact and verified "
+                                      "with --key, 1 on damage (saying where) or without a key")
     check.add_argument("paths", nargs="+", type=Path, help="chain files or directories (their *.jsonl); checkpoint files may be among them")
     _key_options(check)
     check.add_argument("--output", choices=("text", "json"), default="text")
@@ -51,9 +53,14 @@ def add_commands(commands: Any) -> None:
 
 
 def _key_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key", action="append", default=[], type=Path, help="audit public key that signs checkpoints (repeatable)")
+    parser.add_argument("--key", action="append", default=[], type=Path,
+                        help="audit public key that signs checkpoints (repeatable); without it nothing is verified (exit 1)")
     parser.add_argument("--checkpoints", action="append", default=[], type=Path,
-                        help="checkpoint file kept apart from the chains (default: any *.checkpoints.jsonl among the paths)")
+                        help="checkpoint file kept apart from the chains (the server's --audit-checkpoints; repeatable); without it or "
+                             "--witness only the checkpoints inside the chains are used")
+    parser.add_argument("--witness", metavar="REGISTRY/REPO", help="also check every checkpoint witnessed in this OCI repository (--audit-witness)")
+    parser.add_argument("--witness-docker-config", type=Path, metavar="PATH", help="Docker config.json with a credential that may pull from the witness")
+    parser.add_argument("--witness-insecure", action="store_true", help="plain HTTP (or unverified TLS) to a non-loopback witness registry")
 
 
 def _public_keys(paths: list[Path]) -> list[PublicKey]:
@@ -68,7 +75,30 @@ def _existing(paths: list[Path]) -> list[Path]:
 
 
 def _verify(args: argparse.Namespace, extra_keys: list[PublicKey] | None = None) -> VerifyReport:
-    return verify(_existing(args.paths), _public_keys(args.key) + (extra_keys or []), checkpoint_files=_existing(args.checkpoints))
+    keys = _public_keys(args.key) + (extra_keys or [])
+    checkpoint_files = _existing(args.checkpoints)
+    witnessed, others = [], []
+    if args.witness:
+        witnessed, others = read_witness(WitnessSettings(args.witness, docker_config=args.witness_docker_config, insecure=args.witness_insecure))
+    report = verify(_existing(args.paths), keys, checkpoint_files=checkpoint_files, witness=witnessed)
+    if args.witness:
+        report.warnings.append(f"witness {args.witness}: {len(witnessed)} checkpoint tag(s) read"
+                               + (f"; {len(others)} other tag(s) ignored ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""))
+    return report
+
+
+def integrity_summary(report: VerifyReport) -> dict[str, Any]:
+    """What an export's manifest.json says about the trail's integrity."""
+    return {**report.status_fields(), "records": report.records, "problems": len(report.problems), "superseded": len(report.pairs),
+            "writers": [c.summary() for c in report.chains.values()]}
+
+
+def status_line(report: VerifyReport) -> str:
+    counts = (f"{report.records} record(s) from {len(report.chains)} writer(s), {report.verified_checkpoints} verified checkpoint(s), "
+              f"{len(report.problems)} problem(s)")
+    if report.status == "UNVERIFIED":
+        return f"UNVERIFIED: {NOT_VERIFIED} ({counts}; pass --key AUDIT_PUB)"
+    return f"{report.status}: {counts}"
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -76,12 +106,15 @@ def _print_report(report: VerifyReport) -> None:
         checkpoint = f", signed checkpoint at seq {chain.last_checkpoint_seq}" if chain.last_checkpoint_seq else ""
         print(f"writer {chain.writer}: seq {chain.first_seq}-{chain.last_seq}, {chain.records} record(s) in {len(chain.files)} file(s), "
               f"{chain.missing} missing{checkpoint}")
+    for pair in report.pairs:
+        response = pair.get("response") or {}
+        print(f"superseded: {pair['writer']}#{pair['seq']} (decision {pair.get('decisionId') or '-'}) was answered allowed={str(response.get('allowed')).lower()} "
+              f"({response.get('reason')}), as {pair['supersededBy']} records")
     for problem in report.problems:
         print(f"{problem.kind.upper()}: {problem.message}")
     for warning in report.warnings:
         print(f"warning: {warning}")
-    print(f"{'INTACT' if report.ok else 'DAMAGED'}: {report.records} record(s) from {len(report.chains)} writer(s), "
-          f"{sum(1 for c in report.checkpoints if c.signature_ok)} verified checkpoint(s), {len(report.problems)} problem(s)")
+    print(status_line(report))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -90,7 +123,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         _print_report(report)
-    return EXIT_OK if report.ok else EXIT_VERIFICATION_FAILED
+    return EXIT_OK if report.ok else EXIT_VERIFICATION_FAILED  # UNVERIFIED too: a script testing for 0 never passes without a key
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -103,7 +136,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     signing = load_signing_key_file(args.signing_key, password=audit_password, name="audit") if args.signing_key else None
     integrity = _verify(args, [signing.public] if signing else None)
-    trail = load_trail(expand(args.paths), selection)
+    trail = load_trail(expand(args.paths), selection, superseded=integrity.pairs)
     formats = list(dict.fromkeys(args.format))
     target: Path = args.output_path
     directory = target if len(formats) > 1 or target.is_dir() or not target.suffix else target.parent
@@ -127,13 +160,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
                 out.write_bytes(render_pdf(report))
         written.append(out)
-    manifest = write_manifest(directory, written, generated=utc_now(), selection=selection.describe(),
-                              integrity={"ok": integrity.ok, "records": integrity.records, "problems": len(integrity.problems),
-                                         "writers": [c.summary() for c in integrity.chains.values()]}, key=signing)
+    manifest = write_manifest(directory, written, generated=utc_now(), selection=selection.describe(), integrity=integrity_summary(integrity), key=signing)
     print(f"Wrote {', '.join(str(w) for w in written)} ({len(trail.decisions)} decision(s)) and {manifest}"
           + ("" if signing else " (unsigned: pass --signing-key to sign it)"))
-    if not integrity.ok:
+    if integrity.status == "DAMAGED":
         print(f"warning: the trail is DAMAGED ({len(integrity.problems)} problem(s)); the report's integrity section lists them", file=sys.stderr)
+    elif integrity.status == "UNVERIFIED":
+        print(f"warning: {NOT_VERIFIED}; the report says so (pass --key AUDIT_PUB or --signing-key)", file=sys.stderr)
     return EXIT_OK if integrity.ok else EXIT_VERIFICATION_FAILED
 
 

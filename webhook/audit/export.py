@@ -3,6 +3,11 @@
 Only records whose line hashes intact are exported (damage is the integrity section's job,
 not the tables'). CSV has one row per decision, stable columns, and cells that a spreadsheet
 could read as a formula (=, +, -, @, tab, CR) are prefixed with a single quote.
+
+A decision whose record was late (its review was answered "denied" before the record was
+durable, and a "superseded" record says so: verify pairs them) is shown everywhere with the
+response actually given: outcome deny, allowed false, reason audit-record-late, and the
+record that says so (`superseded_by`); the recorded outcome is kept beside it.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from typing import Any, Iterable
 from signer.errors import UsageError
 from webhook.audit.canonical import canonical_json
 from webhook.audit.chain import record_of, scan_lines
+from webhook.audit.schedule import parse_time
 from webhook.audit.verify import expand
 
 OUTCOMES = ("allow", "deny", "warn", "error")
 CSV_COLUMNS = (
     "time", "writer", "seq", "decision_id", "review_uid", "dry_run", "operation", "kind", "namespace", "name", "username",
     "outcome", "allowed", "mode", "reason", "codes", "artifacts", "digests", "signers", "scan_ids", "approval_ids",
-    "message", "policy_name", "policy_hash", "latency_ms", "record_hash",
+    "message", "policy_name", "policy_hash", "latency_ms", "record_hash", "superseded_by", "recorded_outcome",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -65,7 +71,7 @@ class Selection:
         review = record.get("review") or {}
         if self.namespaces and not any(fnmatch.fnmatchcase(str(review.get("namespace", "")), g) for g in self.namespaces):
             return False
-        if self.outcomes and (record.get("decision") or {}).get("outcome") not in self.outcomes:
+        if self.outcomes and decision_of(record).get("outcome") not in self.outcomes:
             return False
         if self.artifacts:
             values = [str(v) for a in record.get("artifacts") or [] for v in (a.get("reference"), a.get("digest")) if v]
@@ -87,13 +93,24 @@ class Trail:
 
 
 def record_time(record: dict[str, Any]) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(record.get("time", "")).replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    return parse_time(record.get("time", ""))
 
 
-def load_trail(paths: Iterable[Path], selection: Selection) -> Trail:
+def decision_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The decision as answered: a superseded record's response where there is one."""
+    decision = record.get("decision") or {}
+    given = record.get("_given")
+    if given is None:
+        return decision
+    return {**decision, "outcome": "deny", "allowed": False, "reason": given.get("reason"), "codes": [given.get("reason")],
+            "message": f"answered: denied ({given.get('reason')}: the record was not durable in time; {given['supersededBy']} says so). "
+                       f"Recorded: {decision.get('outcome')}. {decision.get('message') or ''}".strip()}
+
+
+def load_trail(paths: Iterable[Path], selection: Selection, superseded: Iterable[dict[str, Any]] = ()) -> Trail:
+    """The intact records in `paths` that `selection` matches; `superseded`: verify's pairs
+    (late record -> the superseded record naming it), applied before selecting."""
+    given = {(pair["writer"], pair["seq"]): {**(pair.get("response") or {}), "supersededBy": pair["supersededBy"]} for pair in superseded}
     trail = Trail()
     for path in expand(paths):
         data = path.read_bytes()
@@ -104,7 +121,11 @@ def load_trail(paths: Iterable[Path], selection: Selection) -> Trail:
                 record = json.loads(record_of(data[entry[1]:entry[2]]))
             except ValueError:
                 continue
-            if isinstance(record, dict) and selection.matches(record):
+            if not isinstance(record, dict):
+                continue
+            if (entry[4], entry[3]) in given and record.get("type") == "decision":
+                record["_given"] = given[(entry[4], entry[3])]
+            if selection.matches(record):
                 record.update(_writer=entry[4], _seq=entry[3], _hash="sha256:" + entry[5].decode())
                 trail.records.append(record)
     trail.records.sort(key=lambda r: (str(r.get("time", "")), r["_writer"], r["_seq"]))
@@ -118,7 +139,7 @@ def _cell(value: Any) -> str:
 
 def csv_row(record: dict[str, Any]) -> list[str]:
     review, user = record.get("review") or {}, record.get("user") or {}
-    decision, policy = record.get("decision") or {}, record.get("policy") or {}
+    decision, policy = decision_of(record), record.get("policy") or {}
     artifacts = record.get("artifacts") or []
     kind = review.get("kind") or {}
     latency = record.get("latencyUs")
@@ -134,6 +155,8 @@ def csv_row(record: dict[str, Any]) -> list[str]:
         "approval_ids": ";".join(str(s.get("id")) for a in artifacts for s in a.get("approvals") or []),
         "message": decision.get("message"), "policy_name": policy.get("name"), "policy_hash": policy.get("hash"),
         "latency_ms": f"{latency / 1000:.3f}" if isinstance(latency, int) else "", "record_hash": record["_hash"],
+        "superseded_by": (record.get("_given") or {}).get("supersededBy"),
+        "recorded_outcome": (record.get("decision") or {}).get("outcome") if record.get("_given") else None,
     }
     return [_cell(values[c]) for c in CSV_COLUMNS]
 
@@ -148,9 +171,13 @@ def write_csv(trail: Trail, out: Path) -> None:
 
 
 def write_jsonl(trail: Trail, out: Path) -> None:
-    """One canonical JSON line per decision: the record, with the chain's writer, seq and hash."""
+    """One canonical JSON line per decision: the record as written (so its hash can be checked
+    against the chain), with the chain's writer, seq and hash, and `responseGiven` where the
+    review was answered otherwise (a superseded late record)."""
     with out.open("wb") as handle:
         for record in trail.decisions:
             chained = {k: v for k, v in record.items() if not k.startswith("_")}
             chained.update(writer=record["_writer"], seq=record["_seq"], hash=record["_hash"])
+            if record.get("_given"):
+                chained["responseGiven"] = record["_given"]
             handle.write(canonical_json(chained) + b"\n")

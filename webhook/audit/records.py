@@ -3,10 +3,12 @@
 Record types: "decision" (every AdmissionReview answered, dry runs marked), "startup",
 "shutdown", "policy-load" (every load and reload, failed ones too), "keys-change" (trusted key
 fingerprints added, removed or changed), "bad-request" (a review that could not be read),
-"exception" (an error outside a decision), "retention" (chain files removed) and
-"checkpoint". The writer adds `seq`, `writer`, `prev_hash` and `hash` around the record
-(chain.py); the structlog processors in trail.py add `schema` and `time`, redact
-secrets and clean text.
+"exception" (an error outside a decision), "audit-failure" (a review denied because its
+record was not durable in time), "audit-warning" (weak protection, said at start), and the
+writer's own "retention" (chain files removed), "checkpoint" and "superseded" (late records
+and the answer actually given). The writer adds `seq`, `writer`, `prev_hash` and `hash`
+around the record (chain.py); the structlog processors in trail.py add `schema` and `time`
+and redact secrets (redaction.py).
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from html import escape
 from typing import Any
 
 from webhook.audit.canonical import canonical_json
-from webhook.audit.export import OUTCOMES, Selection, Trail, record_time
-from webhook.audit.verify import VerifyReport
+from webhook.audit.export import OUTCOMES, Selection, Trail, decision_of, record_time
+from webhook.audit.verify import NOT_VERIFIED, VerifyReport
 
 MAX_TABLE_ROWS = 500
 
@@ -59,6 +60,28 @@ class Report:
     truncated: dict[str, int] = field(default_factory=dict)
 
 
+def integrity_status(integrity: dict[str, Any], *, html: bool) -> str:
+    """INTACT only when verified with the audit key; otherwise what stands in its way."""
+    status = integrity.get("status") or ("INTACT" if integrity.get("ok") else "DAMAGED")
+    if status == "DAMAGED":
+        text, css = f"DAMAGED: {len(integrity['problems'])} problem(s)", "bad"
+    elif status == "UNVERIFIED":
+        text, css = f"UNVERIFIED: {integrity.get('note') or NOT_VERIFIED}", "unverified"
+    else:
+        text, css = "INTACT (verified with the audit key)", "ok"
+    return f'<span class="{css}">{escape(text)}</span>' if html else text
+
+
+SUPERSEDED_HEADERS = ("late record", "decision id", "answered", "superseded by")
+
+
+def superseded_rows(integrity: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The late records verify paired with the superseded record that names them."""
+    return [(f"{p['writer']}#{p['seq']}", str(p.get("decisionId") or ""),
+             f"allowed={str((p.get('response') or {}).get('allowed')).lower()} ({(p.get('response') or {}).get('reason')})", p["supersededBy"])
+            for p in integrity.get("superseded") or []]
+
+
 def describe_filters(selection: dict[str, Any]) -> str:
     parts = [f"{name} {', '.join(value) if isinstance(value, list) else value}" for name, value in selection.items()
              if value and name not in ("since", "until")]
@@ -66,7 +89,7 @@ def describe_filters(selection: dict[str, Any]) -> str:
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
-    review, decision = record.get("review") or {}, record.get("decision") or {}
+    review, decision = record.get("review") or {}, decision_of(record)
     kind = review.get("kind") or {}
     return {
         "time": record.get("time"), "outcome": decision.get("outcome"), "kind": kind.get("kind") if isinstance(kind, dict) else kind,
@@ -92,7 +115,7 @@ def _timeline(decisions: list[dict[str, Any]], start: datetime, end: datetime) -
         if moment is None:
             continue
         label = moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:00Z" if hourly else "%Y-%m-%d")
-        outcome = (record.get("decision") or {}).get("outcome")
+        outcome = decision_of(record).get("outcome")
         if label in buckets and outcome in OUTCOMES:
             buckets[label][outcome] += 1
     return unit, list(buckets.items())
@@ -105,13 +128,13 @@ def _approvals(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for approval in artifact.get("approvals") or []:
                 entry = seen.setdefault(str(approval.get("id")), {**approval, "artifact": artifact.get("digest"), "decisions": 0, "admitted": 0})
                 entry["decisions"] += 1
-                entry["admitted"] += 1 if (record.get("decision") or {}).get("allowed") else 0
+                entry["admitted"] += 1 if decision_of(record).get("allowed") else 0
     return sorted(seen.values(), key=lambda a: (str(a.get("artifact")), str(a.get("environment"))))
 
 
 def _changes(trail: Trail) -> list[dict[str, Any]]:
     rows = []
-    for record in trail.of_type("policy-load", "keys-change", "startup", "shutdown", "retention"):
+    for record in trail.of_type("policy-load", "keys-change", "startup", "shutdown", "retention", "tail-seal"):
         kind = record.get("type")
         policy = record.get("policy") or {}
         if kind == "policy-load":
@@ -122,7 +145,12 @@ def _changes(trail: Trail) -> list[dict[str, Any]]:
             parts += [f"~{k['name']} {k['from']} -> {k['to']}" for k in record.get("changed") or []]
             detail = "; ".join(parts)
         elif kind == "retention":
-            detail = f"removed {len(record.get('removed') or [])} chain file(s) older than {int(record.get('retentionSeconds') or 0) // 86400} days"
+            seconds = int(record.get("retentionSeconds") or 0)
+            period = f"{seconds // 86400} days" if seconds >= 86400 else f"{seconds} s"
+            detail = f"removed {len(record.get('removed') or [])} chain file(s) whose last signed checkpoint is older than {period}"
+        elif kind == "tail-seal":
+            sealed = record.get("checkpoint") or {}
+            detail = f"sealed the chain of {sealed.get('writer')} at seq {sealed.get('seq')}: it was killed without its final checkpoint"
         else:
             detail = f"pid {record.get('pid')}"
         rows.append({"time": record.get("time"), "type": kind, "writer": record["_writer"], "detail": detail})
@@ -130,10 +158,13 @@ def _changes(trail: Trail) -> list[dict[str, Any]]:
 
 
 def _exceptions(trail: Trail) -> list[dict[str, Any]]:
-    rows = [{"time": r.get("time"), "type": "decision error", "detail": (r.get("decision") or {}).get("message"), "record": f"{r['_writer']}#{r['_seq']}"}
-            for r in trail.decisions if (r.get("decision") or {}).get("outcome") == "error"]
+    rows = [{"time": r.get("time"), "type": "decision error", "detail": decision_of(r).get("message"), "record": f"{r['_writer']}#{r['_seq']}"}
+            for r in trail.decisions if decision_of(r).get("outcome") == "error"]
+    rows += [{"time": r.get("time"), "type": "audit record late", "record": f"{r['_writer']}#{r['_seq']}",
+              "detail": f"answered denied before its record was durable; recorded {(r.get('decision') or {}).get('outcome')}; "
+                        f"{r['_given']['supersededBy']} says so"} for r in trail.decisions if r.get("_given")]
     rows += [{"time": r.get("time"), "type": r.get("type"), "detail": r.get("error"), "record": f"{r['_writer']}#{r['_seq']}"}
-             for r in trail.of_type("exception", "bad-request")]
+             for r in trail.of_type("exception", "bad-request", "audit-failure")]
     return sorted(rows, key=lambda r: str(r["time"]))
 
 
@@ -147,10 +178,10 @@ def build_report(trail: Trail, selection: Selection, integrity: VerifyReport, *,
     times = [t for t in (record_time(r) for r in trail.records) if t is not None]
     start = selection.since or (min(times) if times else datetime.now(timezone.utc))
     end = (selection.until - timedelta(microseconds=1)) if selection.until else (max(times) if times else start)
-    outcomes = Counter((r.get("decision") or {}).get("outcome") for r in decisions)
-    denied = [r for r in decisions if (r.get("decision") or {}).get("outcome") == "deny"]
-    codes = Counter(code for r in denied for code in (r.get("decision") or {}).get("codes") or [])
-    warned_codes = Counter(code for r in decisions if (r.get("decision") or {}).get("outcome") == "warn" for code in (r.get("decision") or {}).get("codes") or [])
+    outcomes = Counter(decision_of(r).get("outcome") for r in decisions)
+    denied = [r for r in decisions if decision_of(r).get("outcome") == "deny"]
+    codes = Counter(code for r in denied for code in decision_of(r).get("codes") or [])
+    warned_codes = Counter(code for r in decisions if decision_of(r).get("outcome") == "warn" for code in decision_of(r).get("codes") or [])
     unit, timeline = _timeline(decisions, start, end)
     seed = default_seed(selection) if seed is None else seed
     sample = random.Random(seed).sample(decisions, min(sample_size, len(decisions)))
@@ -161,6 +192,8 @@ def build_report(trail: Trail, selection: Selection, integrity: VerifyReport, *,
                      "codes": [f"{c}: {codes[c]}" for c in related if codes[c]]})
     soc2[0]["admitted"] = outcomes["allow"]
     soc2[-1]["denied"] = len(integrity.problems)
+    if not integrity.keyed:
+        soc2[-1]["statement"] = soc2[-1]["statement"].replace("its integrity is verified below", f"{NOT_VERIFIED}, so it is not evidence yet")
     approvals = _approvals(decisions)
     denial_rows = [_row(r) for r in denied]
     return Report(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Iterable
 
-from webhook.audit.report import Report, describe_filters
+from webhook.audit.report import SUPERSEDED_HEADERS, Report, describe_filters, integrity_status, superseded_rows
 
 COLORS = {"allow": "#2e7d32", "deny": "#c62828", "warn": "#ef6c00", "error": "#6a1b9a"}
 _CSS = """
@@ -14,7 +14,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:2px solid #ddd;padding-bottom:.2rem}
 table{border-collapse:collapse;width:100%;font-size:.82rem;margin:.6rem 0;table-layout:auto}th,td{border:1px solid #ddd;padding:.3rem .4rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f3f3}td.num{text-align:right}.muted{color:#666;font-size:.85rem}.ok{color:#2e7d32;font-weight:600}.bad{color:#c62828;font-weight:600}
-.cards{display:flex;gap:.8rem;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;min-width:8rem}
+.unverified{color:#ef6c00;font-weight:600}.cards{display:flex;gap:.8rem;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;min-width:8rem}
 .card b{display:block;font-size:1.5rem}.legend span{display:inline-block;margin-right:1rem}.swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
 code{font-size:.8rem;word-break:break-all}
 """
@@ -75,7 +75,7 @@ def render_html(report: Report) -> str:
     cards = "".join(f'<div class="card"><b>{totals[key]}</b>{label}</div>' for key, label in
                     (("decisions", "decisions"), ("allow", "allowed"), ("deny", "denied"), ("warn", "warned (would deny)"), ("error", "errors")))
     cards += f'<div class="card"><b>{report.namespaces}</b>namespaces</div><div class="card"><b>{report.artifacts}</b>artifact digests</div>'
-    status = '<span class="ok">INTACT</span>' if integrity["ok"] else f'<span class="bad">DAMAGED: {len(integrity["problems"])} problem(s)</span>'
+    status = integrity_status(integrity, html=True)
     truncated = "".join(f'<p class="muted">{escape(name)}: first {len(getattr(report, name))} of {count} shown; the CSV export has every row.</p>'
                         for name, count in report.truncated.items())
     sections = [
@@ -91,6 +91,8 @@ def render_html(report: Report) -> str:
             ((w["writer"], w["firstSeq"], w["lastSeq"], w["records"], w["gaps"], w["head"], w["checkpointsVerified"], w["lastCheckpointSeq"])
              for w in integrity["writers"]), numeric={1, 2, 3, 4, 6, 7})
         + _table(("kind", "where", "problem"), ((p["kind"], f"{p.get('file') or ''}:{p.get('line') or ''}", p["message"]) for p in integrity["problems"]))
+        + ("<p>Decisions answered otherwise than recorded (the record was late; the superseded record says what was answered):</p>"
+           + _table(SUPERSEDED_HEADERS, superseded_rows(integrity)) if integrity.get("superseded") else "")
         + "".join(f'<p class="muted">{escape(w)}</p>' for w in integrity["warnings"]) + "</section>",
         f'<section id="denials"><h2>Denials ({totals["deny"]})</h2>{truncated}' + _table(
             ("time", "object", "kind", "user", "codes", "message", "record"),

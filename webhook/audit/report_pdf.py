@@ -9,7 +9,7 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 from webhook.audit.report_html import COLORS
-from webhook.audit.report import Report, describe_filters
+from webhook.audit.report import SUPERSEDED_HEADERS, Report, describe_filters, integrity_status, superseded_rows
 
 PDF_TABLE_ROWS = 200  # per table; the CSV export has every row
 
@@ -109,7 +109,7 @@ def render_pdf(report: Report) -> bytes:
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(0, 10, "modelsign admission audit report", new_x="LMARGIN", new_y="NEXT")
     integrity = report.integrity
-    status = "INTACT" if integrity["ok"] else f"DAMAGED ({len(integrity['problems'])} problem(s))"
+    status = integrity_status(integrity, html=False)
     totals = report.totals
     _heading(pdf, "Summary")
     _paragraph(pdf, f"Period {report.period[0]} to {report.period[1]} (UTC). Generated {report.generated}. Filters: {describe_filters(report.selection)}. "
@@ -132,6 +132,9 @@ def render_pdf(report: Report) -> bytes:
             for w in integrity["writers"]), (60, 16, 16, 16, 12, 100, 20, 22))
     if integrity["problems"]:
         _table(pdf, ("kind", "problem"), ((p["kind"], p["message"]) for p in integrity["problems"]), (30, 232))
+    if integrity.get("superseded"):
+        _paragraph(pdf, "Decisions answered otherwise than recorded (the record was late; the superseded record says what was answered):")
+        _table(pdf, SUPERSEDED_HEADERS, superseded_rows(integrity), (80, 70, 50, 62))
     for warning in integrity["warnings"]:
         _paragraph(pdf, warning)
     pdf.add_page()

@@ -2,13 +2,14 @@
 
 `AuditTrail.decision(review, decision)` and `AuditTrail.event(type, **fields)` run the
 record through structlog: the event name becomes `type`, then `schema` and `time` (UTC) are
-added, the record is encoded in canonical form with secrets redacted, and the writer seals it
+added, the record is encoded in canonical form with secrets redacted (redaction.py), and the writer seals it
 into the chain; its receipt (writer, seq, hash) comes back once the line is durable.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+import concurrent.futures
 from typing import Any, MutableMapping
 
 import structlog
@@ -16,42 +17,10 @@ import structlog
 from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import SCHEMA
 from webhook.audit.records import decision_fields
+from webhook.audit.redaction import may_hold_secrets, redact
 from webhook.audit.writer import AuditWriteError, AuditWriter, Receipt, utc_now
 from webhook.pipeline import Decision
 from webhook.review import AdmissionRequest
-
-REDACTED = "[redacted]"
-_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|authorization|credential|private[-_]?key|api[-_]?key", re.IGNORECASE)
-_SECRET_TEXT = [
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
-    (re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s:\"]+:[^/@\s\"]+@"), r"\1" + REDACTED + "@"),
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"), REDACTED),
-    (re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"), REDACTED),
-]
-_URL_PASSWORD = re.compile(r"://[^/@\s:\"]+:[^/@\s\"]+@")
-
-
-def _may_hold_secrets(text: str) -> bool:
-    """Cheap test over the encoded record: could any key or text need redacting? (A false
-    alarm only costs the full pass.) Plain substring tests: each is one C scan."""
-    lower = text.lower()
-    return ("pass" in lower or "secret" in lower or "token" in lower or "authoriz" in lower or "credential" in lower
-            or "private" in lower or "api_key" in lower or "api-key" in lower or "apikey" in lower or "bearer" in lower
-            or "basic" in lower or "AKIA" in text or "ASIA" in text or "-----BEGIN" in text
-            or ("@" in text and _URL_PASSWORD.search(text) is not None))
-
-
-def redact(value: Any) -> Any:
-    """Drop values under secret-looking keys; scrub tokens, URL passwords, private keys and
-    AWS key ids out of text. Records never need them."""
-    if isinstance(value, dict):
-        return {k: REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "", [], {}) else redact(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(item) for item in value]
-    if isinstance(value, str):
-        for pattern, replacement in _SECRET_TEXT:
-            value = pattern.sub(replacement, value)
-    return value
 
 
 def _as_record(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -62,27 +31,56 @@ def _as_record(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[st
     return record
 
 
-def _encode_redacted(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
-    """Canonical JSON of the record, with secrets redacted (looked for in the encoding first)."""
+# Redaction is linear (redaction.py), but a record of megabytes still takes milliseconds of
+# Python: such records are redacted on this pool, so the event loop keeps answering meanwhile.
+INLINE_REDACTION_BYTES = 64 * 1024
+_REDACTION_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelsign-audit-redact")
+
+
+def _redacted(fields: dict[str, Any]) -> bytes:
     try:
-        encoded = canonical_json(event_dict)
-        if _may_hold_secrets(encoded.decode("utf-8")):
-            encoded = canonical_json(redact(event_dict))
+        return canonical_json(redact(fields))
     except CanonicalError as exc:
         raise AuditWriteError(f"the audit record could not be encoded: {exc}") from None
-    return {"record": encoded}
+
+
+def _encode_redacted(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    """Canonical JSON of the record and the decision id it carries (the writer names it if the
+    record is ever superseded). If the encoding may hold a secret, the fields instead, for
+    the sink to redact (off the event loop when large)."""
+    try:
+        encoded = canonical_json(event_dict)
+    except CanonicalError as exc:
+        raise AuditWriteError(f"the audit record could not be encoded: {exc}") from None
+    decision = event_dict.get("decision")
+    decision_id = decision.get("id") if isinstance(decision, dict) else None
+    if may_hold_secrets(encoded.decode("utf-8")):
+        return {"record": None, "fields": dict(event_dict), "size": len(encoded), "decision_id": decision_id}
+    return {"record": encoded, "decision_id": decision_id}
 
 
 class _Sink:
-    """structlog's "logger": appends to the chain. The blocking sink returns the receipt; the
-    async one returns a coroutine that resolves to it."""
+    """structlog's "logger": redacts if need be and appends to the chain. The blocking sink
+    returns the receipt; the async one returns a coroutine that resolves to it."""
 
     def __init__(self, writer: AuditWriter, *, asynchronous: bool) -> None:
         self.writer = writer
         self.asynchronous = asynchronous
 
-    def msg(self, record: bytes) -> Any:
-        return self.writer.append_async(record) if self.asynchronous else self.writer.append(record)
+    def msg(self, record: bytes | None, decision_id: str | None = None, fields: dict[str, Any] | None = None, size: int = 0) -> Any:
+        if fields is None:  # nothing to redact: the common case, straight to the writer
+            assert record is not None
+            return self.writer.append_async(record, decision_id=decision_id) if self.asynchronous else self.writer.append(record, decision_id=decision_id)
+        if self.asynchronous:
+            return self._redact_then_append(fields, size, decision_id)
+        return self.writer.append(_redacted(fields), decision_id=decision_id)
+
+    async def _redact_then_append(self, fields: dict[str, Any], size: int, decision_id: str | None) -> Receipt:
+        if size <= INLINE_REDACTION_BYTES:
+            record = _redacted(fields)
+        else:
+            record = await asyncio.get_running_loop().run_in_executor(_REDACTION_POOL, _redacted, fields)
+        return await self.writer.append_async(record, decision_id=decision_id)
 
     info = msg
 

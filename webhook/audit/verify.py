@@ -15,6 +15,18 @@ Damage is reported by kind, at the first record where it shows:
   bad-checkpoint    a checkpoint whose signature does not verify with the audit key
   missing-chain     signed checkpoints name a writer none of whose records were given
   unsigned          (with the audit key) a chain that no signed checkpoint covers at all
+  missing-checkpoint  a checkpoint the writer's signed schedule made due is not there
+                    (schedule.py): the chain was cut back to an earlier checkpoint and
+                    rewritten or continued
+  after-final       records after the checkpoint a writer signed when it shut down, or
+                    after the seal another writer signed for it once it was killed
+  witness           a witness tag that cannot be read, or holds another checkpoint than its
+                    name says (witness.py)
+  superseded        a "superseded" record that does not name the records right before it
+
+Without an audit key nothing is verified: the status is UNVERIFIED (exit 1), never INTACT,
+and no checkpoint counts as verified. Records answered otherwise than they say (late
+records, followed by a "superseded" record) are listed as pairs: information, not damage.
 """
 
 from __future__ import annotations
@@ -28,8 +40,12 @@ from typing import Any, Iterable
 from signer.keys import PublicKey
 from webhook.audit.chain import _RECORD_START, GENESIS, record_of, scan_lines
 from webhook.audit.checkpoints import Checkpoint, read_checkpoint
+from webhook.audit.retention import excuses_checkpoint, unproven
+from webhook.audit.schedule import Tail, check_chain
+from webhook.audit.witness import Witnessed, witness_tag
 
 MAX_PROBLEMS = 1000
+NOT_VERIFIED = "integrity not verified: no audit key given"
 _DECISION_STARTS = (b'{"artifacts":', b'{"decision":')  # decision records' first keys, in canonical order
 
 
@@ -76,21 +92,40 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     records: int = 0
+    keyed: bool = False  # an audit key was given: signatures were checked
+    pairs: list[dict[str, Any]] = field(default_factory=list)  # late records and the superseded records naming them
+    # per writer: (record seq, checkpoint) of its in-chain checkpoint records; seqs of its superseded records
+    in_chain: dict[str, list[tuple[int, Checkpoint]]] = field(default_factory=dict)
+    superseded: dict[str, list[tuple[int, dict[str, Any], str]]] = field(default_factory=dict)
+    external: int = 0  # checkpoints read from checkpoint files or the witness
+
+    @property
+    def status(self) -> str:
+        return "DAMAGED" if self.problems else "INTACT" if self.keyed else "UNVERIFIED"
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        """Verified and undamaged: only with an audit key."""
+        return self.status == "INTACT"
+
+    @property
+    def verified_checkpoints(self) -> int:
+        return sum(1 for c in self.checkpoints if c.signature_ok)
 
     def add(self, problem: Problem) -> None:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(problem)
 
+    def status_fields(self) -> dict[str, Any]:
+        """What every rendering says about the result: verified only with the audit key."""
+        return {"status": self.status, "ok": self.ok, "verified": self.keyed, "note": None if self.keyed else NOT_VERIFIED}
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "records": self.records,
+            **self.status_fields(), "records": self.records,
             "writers": [c.summary() for c in sorted(self.chains.values(), key=lambda c: c.writer)],
-            "checkpoints": {"total": len(self.checkpoints), "verified": sum(1 for c in self.checkpoints if c.signature_ok)},
-            "problems": [p.__dict__ for p in self.problems], "warnings": self.warnings,
+            "checkpoints": {"total": len(self.checkpoints), "verified": self.verified_checkpoints},
+            "problems": [p.__dict__ for p in self.problems], "warnings": self.warnings, "superseded": self.pairs,
         }
 
 
@@ -102,14 +137,19 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: Iterable[Path] = ()) -> VerifyReport:
-    report = VerifyReport()
+def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: Iterable[Path] = (), witness: Iterable[Witnessed] = ()) -> VerifyReport:
+    """Check every chain in `paths` against its own records and every signed checkpoint:
+    in the chains, in `checkpoint_files` (kept apart from the chains) and in `witness`
+    (read from the OCI witness by witness.read_witness)."""
+    report = VerifyReport(keyed=bool(keys))
     retention: list[dict[str, Any]] = []
     files = expand(paths)
     for path in files:
         _read_file(path, keys, report, retention)
     for path in checkpoint_files:
         _read_file(path, keys, report, retention, checkpoints_only=True)
+    for entry in witness:
+        _witnessed_checkpoint(entry, keys, report)
     for chain in report.chains.values():
         _walk(chain, report)
     _check_against_checkpoints(report)
@@ -117,11 +157,17 @@ def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: It
     _check_chain_starts(report, trusted)
     _check_missing_chains(report, trusted)
     _check_coverage(report, keys)
+    _check_superseded(report)
+    _check_schedules(report)
     if not keys:
-        report.warnings.append("no --key: checkpoint signatures were not verified")
+        report.warnings.append(f"{NOT_VERIFIED}: no checkpoint signature was checked, so whoever can write the trail could have written "
+                               "all of it (pass --key AUDIT_PUB)")
     if not report.checkpoints:
         report.warnings.append("no checkpoints found: a cut-off tail or a consistently rewritten file cannot be detected "
                                "(run the webhook with --audit-key, and keep the checkpoint file apart from the chains)")
+    elif not report.external:
+        report.warnings.append("only the checkpoints inside the chains were used: a chain cut back to one of them and continued from there "
+                               "cannot be told from a writer that crashed (pass --checkpoints FILE, kept apart from the chains, or --witness)")
     return report
 
 
@@ -133,14 +179,14 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
         report.add(Problem("missing-chain", f"cannot read {name}: {exc.strerror}", file=name))
         return
     parsed: list[tuple[int, str, bytes, bytes, bool, int, bool]] = []
-    lines = 0
+    lines = external = 0
     for entry in scan_lines(data):
         number, start, stop = entry[0], entry[1], entry[2]
         lines = number
         if len(entry) == 4:
             line = data[start:stop]
             if line.startswith(b'{"checkpoint":'):
-                _external_checkpoint(line, keys, report, f"{name}:{number}")
+                external += _external_checkpoint(line, keys, report, f"{name}:{number}")
             elif line.strip():
                 report.add(Problem("edited", f"{name}:{number} is not a chain record (damaged or inserted)", file=name, line=number))
             continue
@@ -150,6 +196,11 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
         if intact and control:
             _chain_control_record(record_of(data[start:stop]), keys, report, retention, f"{name}:{number}", writer, seq)
         parsed.append((seq, writer, claimed, prev, intact, number, data.startswith(_DECISION_STARTS, start + _RECORD_START)))
+    if checkpoints_only:
+        report.external += external
+    elif external:
+        report.warnings.append(f"{name} holds {external} checkpoint line(s) among the chain files: whoever can rewrite the chains can drop "
+                               "lines from it too, so it is no safer than the checkpoints inside the chains")
     torn = data[data.rfind(b"\n") + 1:]  # text after the last newline: a line cut mid-write
     if torn.strip():
         report.add(Problem("truncated", f"{name} ends in a partial line ({len(torn)} bytes without a newline): cut mid-record", file=name, line=lines + 1))
@@ -173,9 +224,10 @@ def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retentio
 
 def _chain_control_record(raw: bytes, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], where: str,
                           writer: str, seq: int) -> None:
-    """Checkpoints (signature checked) and retention records inside a chain. A retention
-    record is remembered with the chain and seq that carry it: it only counts once a signed
-    checkpoint of that chain covers it (see _trusted_retention)."""
+    """Checkpoints and tail seals (signature checked), retention and superseded records inside
+    a chain. A retention record is remembered with the chain, seq and time that carry it: it
+    only counts once a signed checkpoint covers it and its entries are proven (see
+    _trusted_retention)."""
     try:
         record = json.loads(raw)
     except ValueError:
@@ -183,30 +235,67 @@ def _chain_control_record(raw: bytes, keys: list[PublicKey], report: VerifyRepor
     if not isinstance(record, dict):
         return
     if record.get("type") == "retention":
-        retention += [{**r, "_by": writer, "_at": seq} for r in record.get("removed") or [] if isinstance(r, dict)]
+        retention += [{**r, "_by": writer, "_at": seq, "_time": record.get("time"), "_retention": record.get("retentionSeconds")}
+                      for r in record.get("removed") or [] if isinstance(r, dict)]
+    elif record.get("type") == "superseded":
+        report.superseded.setdefault(writer, []).append((seq, record, where))
     elif record.get("type") == "checkpoint":
         checkpoint = read_checkpoint(record, keys, where)
-        if checkpoint is not None:
-            _note_checkpoint(checkpoint, keys, report)
+        if checkpoint is None or not _note_checkpoint(checkpoint, keys, report):
+            return
+        if checkpoint.writer != writer or checkpoint.seq != seq - 1:  # a writer signs the record right before its checkpoint
+            report.add(Problem("bad-checkpoint", f"the checkpoint record at {where} (seq {seq} of {writer}) signs seq {checkpoint.seq} of "
+                               f"{checkpoint.writer}, not the record before it: it was copied there", writer=writer, seq=seq))
+            return
+        report.in_chain.setdefault(writer, []).append((seq, checkpoint))
+    elif record.get("type") == "tail-seal":
+        checkpoint = read_checkpoint(record, keys, where)
+        if checkpoint is None or checkpoint.sealed_by != writer:
+            report.add(Problem("bad-checkpoint", f"the tail seal at {where} (seq {seq} of {writer}) is not one {writer} signed", writer=writer, seq=seq))
+            return
+        _note_checkpoint(checkpoint, keys, report)
 
 
-def _external_checkpoint(line: bytes, keys: list[PublicKey], report: VerifyReport, where: str) -> None:
+def _external_checkpoint(line: bytes, keys: list[PublicKey], report: VerifyReport, where: str) -> int:
+    """1 if the line is a checkpoint that counts (0 otherwise, and a problem if it is not one)."""
     try:
         checkpoint = read_checkpoint(json.loads(line), keys, where)
     except ValueError:
         checkpoint = None
     if checkpoint is None:
         report.add(Problem("bad-checkpoint", f"{where} is not a readable checkpoint", file=where.rsplit(":", 1)[0]))
+        return 0
+    return int(_note_checkpoint(checkpoint, keys, report))
+
+
+def _witnessed_checkpoint(entry: Witnessed, keys: list[PublicKey], report: VerifyReport) -> None:
+    if entry.line is None:
+        report.add(Problem("witness", entry.problem or f"{entry.where} could not be read"))
         return
-    _note_checkpoint(checkpoint, keys, report)
+    try:
+        checkpoint = read_checkpoint(json.loads(entry.line), keys, entry.where)
+    except ValueError:
+        checkpoint = None
+    if checkpoint is None:
+        report.add(Problem("witness", f"{entry.where} does not hold a readable checkpoint"))
+        return
+    if witness_tag(checkpoint.writer, checkpoint.seq) != entry.tag:
+        report.add(Problem("witness", f"{entry.where} holds the checkpoint of writer {checkpoint.writer} seq {checkpoint.seq}, whose tag is "
+                           f"{witness_tag(checkpoint.writer, checkpoint.seq)}: the tag was moved or the content forged",
+                           writer=checkpoint.writer, seq=checkpoint.seq))
+        return
+    report.external += _note_checkpoint(checkpoint, keys, report)
 
 
-def _note_checkpoint(checkpoint: Checkpoint, keys: list[PublicKey], report: VerifyReport) -> None:
+def _note_checkpoint(checkpoint: Checkpoint, keys: list[PublicKey], report: VerifyReport) -> bool:
+    """Keep a checkpoint that counts: signed by the audit key, or any without a key (then
+    taken as written, and nothing is called verified)."""
     if keys and not checkpoint.signature_ok:
         report.add(Problem("bad-checkpoint", f"checkpoint at {checkpoint.where} (writer {checkpoint.writer}, seq {checkpoint.seq}) "
                            f"is not signed by the audit key (key id {checkpoint.key_id or 'none'})", writer=checkpoint.writer, seq=checkpoint.seq))
-        return
+        return False
     report.checkpoints.append(checkpoint)
+    return True
 
 
 def _walk(chain: Chain, report: VerifyReport) -> None:
@@ -284,7 +373,7 @@ def _check_against_checkpoints(report: VerifyReport) -> None:
         elif checkpoint.seq in hashes and "sha256:" + hashes[checkpoint.seq].decode() != checkpoint.head:
             report.add(Problem("rewritten", f"record seq {checkpoint.seq} of {checkpoint.writer} differs from the signed checkpoint ({checkpoint.where}): "
                                "the chain was rewritten", writer=checkpoint.writer, seq=checkpoint.seq))
-        elif checkpoint.seq in hashes:
+        elif checkpoint.seq in hashes and checkpoint.signature_ok:  # only a checked signature makes a checkpoint verified
             chain.checkpoints_verified += 1
             chain.last_checkpoint_seq = max(chain.last_checkpoint_seq or 0, checkpoint.seq)
     for writer, checkpoint in beyond.items():
@@ -295,18 +384,22 @@ def _check_against_checkpoints(report: VerifyReport) -> None:
 
 def _trusted_retention(report: VerifyReport, retention: list[dict[str, Any]], keys: list[PublicKey]) -> list[dict[str, Any]]:
     """Retention records count only where a verified signed checkpoint of the chain that
-    carries them covers them: otherwise anyone could write one to excuse a deletion. Without
-    keys nothing is signed, so they are taken as written (and verify says so)."""
+    carries them covers them (otherwise anyone could write one to excuse a deletion), and
+    each entry only if the signed checkpoint it carries is older than the retention period
+    at the record's time (otherwise whoever backdated a file's mtime got it removed).
+    Without keys nothing is signed, so they are taken as written (and verify says so)."""
     if not keys:
         return retention
     trusted = []
     for entry in retention:
         carrier = report.chains.get(str(entry.get("_by")))
-        if carrier is not None and (carrier.last_checkpoint_seq or 0) >= int(entry.get("_at") or 0):
-            trusted.append(entry)
+        where = f"a retention record of {entry.get('_by')} (seq {entry.get('_at')}) removing {entry.get('file')!r}"
+        if carrier is None or (carrier.last_checkpoint_seq or 0) < int(entry.get("_at") or 0):
+            report.warnings.append(f"{where} is not covered by a signed checkpoint, so it excuses nothing")
+        elif (reason := unproven(entry, keys, entry.get("_time"), entry.get("_retention"))) is not None:
+            report.warnings.append(f"{where} excuses nothing: {reason}")
         else:
-            report.warnings.append(f"a retention record of {entry.get('_by')} (seq {entry.get('_at')}) is not covered by a signed checkpoint, "
-                                   "so it excuses nothing")
+            trusted.append(entry)
     return trusted
 
 
@@ -326,15 +419,15 @@ def _check_chain_starts(report: VerifyReport, retention: list[dict[str, Any]]) -
 
 
 def _check_missing_chains(report: VerifyReport, retention: list[dict[str, Any]]) -> None:
-    """Signed checkpoints of writers whose records are gone: excused only up to the last seq
-    a (trusted) retention record says was removed."""
+    """Signed checkpoints of writers whose records are gone: excused only by a (trusted)
+    retention record that removed what they cover (retention.excuses_checkpoint)."""
     reported: set[str] = set()
     for checkpoint in report.checkpoints:
         chain = report.chains.get(checkpoint.writer)
         if chain is not None and chain.entries:
             continue
-        removed_up_to = max((int(r.get("lastSeq") or 0) for r in retention if r.get("writer") == checkpoint.writer), default=0)
-        if checkpoint.seq <= removed_up_to or checkpoint.writer in reported:
+        if checkpoint.writer in reported or any(r.get("writer") == checkpoint.writer and excuses_checkpoint(r, checkpoint)
+                                                for r in retention):
             continue
         reported.add(checkpoint.writer)
         report.add(Problem("missing-chain", f"a signed checkpoint ({checkpoint.where}, {checkpoint.time}) covers seq {checkpoint.seq} of writer "
@@ -342,21 +435,88 @@ def _check_missing_chains(report: VerifyReport, retention: list[dict[str, Any]])
 
 
 def _check_coverage(report: VerifyReport, keys: list[PublicKey]) -> None:
-    """How much of each chain a signature vouches for. A chain with no signed checkpoint at
-    all, where the audit key is known, is a problem: a writer signs right after its first
-    record, so anyone could have written such a chain. Records after a chain's last checkpoint are protected by the chain alone (a clean stop
-    writes a final checkpoint; a crash leaves up to one checkpoint interval uncovered)."""
+    """A chain with no signed checkpoint at all, where the audit key is known, is a problem:
+    a writer signs right after its first record, so anyone could have written such a chain.
+    (What follows a chain's last checkpoint is schedule.py's business.)"""
     if not keys:
         return
     for chain in report.chains.values():
-        if not chain.entries:
-            continue
-        if chain.last_checkpoint_seq is None:
+        if chain.entries and chain.last_checkpoint_seq is None:
             report.add(Problem("unsigned", f"writer {chain.writer} has {chain.records} record(s) ({chain.decisions} decision(s)) and no signed "
                                "checkpoint: writers sign their chain's start at once, so these cannot be told from made-up records",
                                writer=chain.writer, file=chain.files[0] if chain.files else None))
+
+
+def _check_superseded(report: VerifyReport) -> None:
+    """A superseded record names late records of its own chain, written in the batch just
+    before it (after the chain's previous checkpoint). Each such pair is listed."""
+    for writer, found in report.superseded.items():
+        chain = report.chains.get(writer)
+        checkpoints = sorted(seq for seq, _ in report.in_chain.get(writer, []))
+        for seq, record, where in found:
+            since = max((c for c in checkpoints if c < seq), default=0)
+            named = record.get("supersedes") if isinstance(record.get("supersedes"), list) else []
+            for entry in named:
+                late_seq = entry.get("seq") if isinstance(entry, dict) else None
+                present = chain.hashes.get(late_seq) if chain is not None and isinstance(late_seq, int) else None
+                if (not isinstance(entry, dict) or entry.get("writer") != writer or not isinstance(late_seq, int) or not since < late_seq < seq
+                        or present is None or "sha256:" + present.decode() != entry.get("hash")):
+                    report.add(Problem("superseded", f"the superseded record at {where} names {entry!r}, which is not a record of {writer} "
+                                       "written just before it", writer=writer, seq=seq))
+                    continue
+                report.pairs.append({"writer": writer, "seq": late_seq, "hash": entry.get("hash"), "decisionId": entry.get("decisionId"),
+                                     "supersededBy": f"{writer}#{seq}", "response": record.get("response")})
+
+
+def _check_schedules(report: VerifyReport) -> None:
+    """Each chain against the checkpoint schedule its writer signed (schedule.py)."""
+    finals: dict[str, int] = {}
+    seals: dict[str, Checkpoint] = {}  # per writer, its earliest seal
+    for checkpoint in report.checkpoints:
+        if checkpoint.final:
+            finals[checkpoint.writer] = min(finals.get(checkpoint.writer, checkpoint.seq + 1), checkpoint.seq + 1)
+        if checkpoint.sealed_by is not None and (checkpoint.writer not in seals or checkpoint.seq < seals[checkpoint.writer].seq):
+            seals[checkpoint.writer] = checkpoint
+    tails = _tail_records(report)
+    for chain in report.chains.values():
+        if not chain.entries or chain.first_seq is None or chain.last_seq is None:
             continue
-        tail = (chain.last_seq or 0) - chain.last_checkpoint_seq - 1  # the checkpoint record itself follows the seq it covers
-        if tail > 0:
-            report.warnings.append(f"{tail} record(s) of {chain.writer} after its last signed checkpoint (seq {chain.last_checkpoint_seq}) "
-                                   "are protected by the hash chain only")
+        in_chain = sorted(report.in_chain.get(chain.writer, []), key=lambda item: item[0])
+        superseded = {seq for seq, _, _ in report.superseded.get(chain.writer, [])}
+        findings, warnings = check_chain(chain.writer, chain.first_seq, chain.last_seq, in_chain, superseded, finals.get(chain.writer),
+                                         tails.get(chain.writer, []), seals.get(chain.writer))
+        for finding in findings:
+            report.add(Problem(finding.kind, finding.message, writer=chain.writer, seq=finding.seq))
+        report.warnings += warnings
+
+
+def _tail_records(report: VerifyReport) -> dict[str, list[Tail]]:
+    """The records after each chain's last in-chain checkpoint, with their times: the lines
+    are read again (only the files that hold them), as the first pass keeps no record text."""
+    wanted: dict[str, dict[int, str]] = {}  # file -> line number -> writer
+    for chain in report.chains.values():
+        checkpoints = report.in_chain.get(chain.writer)
+        if not checkpoints:
+            continue
+        last = max(seq for seq, _ in checkpoints)
+        for seq, _, _, intact, name, number in chain.entries:
+            if seq > last and intact:
+                wanted.setdefault(name, {})[number] = chain.writer
+    tails: dict[str, list[Tail]] = {}
+    for name, numbers in wanted.items():
+        try:
+            data = Path(name).read_bytes()
+        except OSError:
+            continue
+        for entry in scan_lines(data):
+            if len(entry) == 4 or entry[0] not in numbers:
+                continue
+            try:
+                record = json.loads(record_of(data[entry[1]:entry[2]]))
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                tails.setdefault(numbers[entry[0]], []).append(Tail(seq=entry[3], time=record.get("time"), superseded=record.get("type") == "superseded"))
+    for found in tails.values():
+        found.sort(key=lambda t: t.seq)
+    return tails

@@ -1,0 +1,238 @@
+"""Secrets out of audit records: by field, never by pattern inside evidence.
+
+References, digests, sources and names are evidence and are recorded byte for byte, whatever
+they look like (an image tag may read `AKIAIOSFODNN7EXAMPLE`, a repository `team/token-svc`):
+a pattern that rewrote them would let whoever picks a name rewrite the evidence. Removed are:
+  - values under secret-named keys (`password`, `apiToken`, `Authorization`, ...);
+  - in free-text fields only (error, message, detail, warnings, hint): bearer and basic
+    credentials, URL userinfo passwords, PEM private keys;
+  - the userinfo password of a URI in a `reference` (a storage URI with credentials in it):
+    a credential by the URI's structure, so it is found by parsing the URI, and only the
+    password is replaced.
+Every redaction is listed in the record's `redactions` ([{"field", "kind"}]), so an auditor
+knows which recorded values are not the ones received.
+
+Free text echoes request values, so every scan here is linear in the text: anchors found with
+`find`, then single character-class runs matched from a fixed position (never a pattern
+that can retry one long run from many starting points: 80 KB of `-a-a-a…@` took the old
+`\\b[a-z][a-z0-9+.-]*://…@` regex 22 s, holding the GIL).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+REDACTED = "[redacted]"
+FREE_TEXT_KEYS = frozenset({"error", "message", "detail", "warnings", "hint"})
+_SECRET_NAMES = ("password", "passwd", "passphrase", "secret", "secrets", "token", "tokens", "authorization", "credential", "credentials",
+                 "privatekey", "apikey", "cookie")
+_NOT_NAME = re.compile(r"[^a-z0-9]")
+# Single-class patterns only, each matched from a known position: linear, and short-lived in C
+# (a scan of megabytes inside one regex call would hold the GIL all along).
+_AUTH_WORDS = (b"bearer", b"basic")
+_SPACES = re.compile(r"\s*")
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]*")
+_USERINFO = re.compile(r"[^/@\s\"']*")  # what may stand between `scheme://` and `@`
+_SCHEME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+_SCHEME_MAX = 32  # the longest scheme looked for before `://` (real ones are far shorter)
+_PEM_LABEL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+_PEM_LABEL_MAX = 64
+_TOKEN_CHARACTERS = frozenset("0123456789._~+/=-")
+_QUICK_WORDS = ("pass", "secret", "token", "authoriz", "credential", "private", "apikey", "api_key", "api-key", "cookie", "bearer", "basic")
+
+
+def is_secret_key(key: str) -> bool:
+    """`apiToken`, `client_secret`, `Authorization`, `password`... (whole-word endings, so
+    `secretCount` or `passthrough` are not)."""
+    return _NOT_NAME.sub("", key.lower()).endswith(_SECRET_NAMES)
+
+
+def may_hold_secrets(text: str) -> bool:
+    """Cheap test over an encoded record: could anything need redacting? (A false alarm
+    only costs the full pass.) Plain substring tests: each is one C scan."""
+    lower = text.lower()
+    return any(word in lower for word in _QUICK_WORDS) or "-----BEGIN" in text or ("@" in text and "://" in text)
+
+
+def _looks_like_credential(scheme: str, token: str) -> bool:
+    """A bearer token or basic credential, not a word ("Basic authentication failed")."""
+    if scheme.lower() == "basic":
+        try:
+            if b":" in base64.b64decode(token + "=" * (-len(token) % 4), validate=True):
+                return True
+        except (binascii.Error, ValueError):
+            pass
+    return any(c in _TOKEN_CHARACTERS for c in token)
+
+
+def scrub_text(text: str) -> tuple[str, list[str]]:
+    """Free text with credential shapes replaced; and the kinds that were."""
+    kinds: list[str] = []
+    text = _scrub_auth(text, kinds)
+    if "@" in text and "://" in text:
+        text = _scrub_userinfo(text, kinds)
+    if "PRIVATE KEY-----" in text:
+        text = _scrub_private_keys(text, kinds)
+    return text, kinds
+
+
+def _auth_words(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each `bearer` / `basic`, in any case, that starts a word and is followed
+    by white space, in text order."""
+    folded = text.encode("ascii", "replace").lower()  # one byte per character: its positions are the text's
+    found = []
+    for word in _AUTH_WORDS:
+        start = folded.find(word)
+        while start >= 0:
+            end = start + len(word)
+            before = text[start - 1] if start else " "
+            if end < len(text) and text[end].isspace() and not (before.isalnum() or before == "_"):
+                found.append((start, end))
+            start = folded.find(word, end)
+    return sorted(found)
+
+
+def _scrub_auth(text: str, kinds: list[str]) -> str:
+    """`Bearer <token>` / `Basic <credential>` (a token of 8 or more characters) -> `Bearer [redacted]`."""
+    out: list[str] = []
+    kept = consumed = 0
+    for start, end in _auth_words(text):
+        if start < consumed:
+            continue  # inside the token after an earlier word
+        token_start = _SPACES.match(text, end).end()  # type: ignore[union-attr]
+        token_end = _TOKEN.match(text, token_start).end()  # type: ignore[union-attr]
+        if token_end - token_start < 8:
+            continue
+        consumed = token_end
+        if _looks_like_credential(text[start:end], text[token_start:token_end]):
+            kinds.append(f"{text[start:end].lower()} credential")
+            out += (text[kept:token_start], REDACTED)
+            kept = token_end
+    return "".join(out) + text[kept:] if out else text
+
+
+def _scrub_userinfo(text: str, kinds: list[str]) -> str:
+    """`scheme://user:password@` -> `scheme://user:[redacted]@`: from each `://`, the userinfo
+    run after it (it cannot hold `/`, so it ends before the next `://` does) and the scheme
+    before it (at most _SCHEME_MAX characters back)."""
+    out: list[str] = []
+    kept = 0
+    separator = text.find("://")
+    while separator >= 0:
+        start = separator + 3
+        end = _USERINFO.match(text, start).end()  # type: ignore[union-attr]
+        colon = text.find(":", start, end)
+        if end < len(text) and text[end] == "@" and 0 <= colon < end - 1 and _scheme_before(text, separator):
+            kinds.append("URL password")
+            out += (text[kept:colon + 1], REDACTED)
+            kept = end
+        separator = text.find("://", max(end - 1, start))  # a `://` may start on the run's last character
+    return "".join(out) + text[kept:] if out else text
+
+
+def _scheme_before(text: str, end: int) -> bool:
+    """Does a URI scheme (a letter at a word boundary, then letters, digits, `+`, `.`, `-`) end at `end`?"""
+    start = end
+    while start > 0 and end - start < _SCHEME_MAX and text[start - 1] in _SCHEME_CHARACTERS:
+        start -= 1
+    for index in range(start, end):
+        before = text[index - 1] if index else " "
+        if text[index].isascii() and text[index].isalpha() and not (before.isalnum() or before == "_"):
+            return True
+    return False
+
+
+def _pem_label_end(text: str, start: int) -> int:
+    """The index of the `-----` closing a `[A-Z ]*PRIVATE KEY` label that starts at `start`, or -1."""
+    end = start
+    while end < len(text) and end - start <= _PEM_LABEL_MAX and text[end] in _PEM_LABEL:
+        end += 1
+    if text.startswith("-----", end) and text[start:end].endswith("PRIVATE KEY"):
+        return end
+    return -1
+
+
+def _scrub_private_keys(text: str, kinds: list[str]) -> str:
+    """`-----BEGIN … PRIVATE KEY-----` to its `-----END … PRIVATE KEY-----` -> `[redacted]`; a
+    block without its END line (a message cut short) is redacted to the end of the text."""
+    out: list[str] = []
+    kept = search = 0
+    while (begin := text.find("-----BEGIN ", search)) >= 0:
+        label_end = _pem_label_end(text, begin + 11)
+        if label_end < 0:
+            search = begin + 1
+            continue
+        end, probe = len(text), label_end + 5
+        while (close := text.find("-----END ", probe)) >= 0:
+            close_label = _pem_label_end(text, close + 9)
+            if close_label >= 0:
+                end = close_label + 5
+                break
+            probe = close + 1
+        kinds.append("private key")
+        out += (text[kept:begin], REDACTED)
+        kept = search = end
+    return "".join(out) + text[kept:] if out else text
+
+
+def without_uri_password(value: str) -> str | None:
+    """`scheme://user:[redacted]@host/...` for a URI whose userinfo holds a password (every
+    other byte kept), or None if it holds none. Parsed as a URI, not matched by a pattern."""
+    if "://" not in value or "@" not in value:
+        return None
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return None
+    if not parts.scheme or password is None:
+        return None
+    start = value.index("://") + 3
+    userinfo, _, _ = parts.netloc.rpartition("@")
+    username = userinfo.split(":", 1)[0]
+    return value[:start] + username + ":" + REDACTED + value[start + len(userinfo):]
+
+
+def redact(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with secrets removed (see the module docstring) and, if anything was,
+    a `redactions` list saying where and what."""
+    found: list[dict[str, str]] = []
+    cleaned = _walk(record, "", found)
+    if found:
+        cleaned["redactions"] = found
+    return cleaned
+
+
+def _walk(value: Any, path: str, found: list[dict[str, str]]) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and is_secret_key(key) and item not in (None, "", [], {}):
+                out[key] = REDACTED
+                found.append({"field": where, "kind": "secret-named field"})
+            elif key in FREE_TEXT_KEYS:
+                out[key] = _free_text(item, where, found)
+            elif key == "reference" and isinstance(item, str) and (cleaned := without_uri_password(item)) is not None:
+                out[key] = cleaned
+                found.append({"field": where, "kind": "URI userinfo password"})
+            else:
+                out[key] = _walk(item, where, found)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_walk(item, f"{path}[{index}]", found) for index, item in enumerate(value)]
+    return value  # text outside free-text fields is evidence: kept as given
+
+
+def _free_text(value: Any, path: str, found: list[dict[str, str]]) -> Any:
+    if isinstance(value, str):
+        text, kinds = scrub_text(value)
+        found.extend({"field": path, "kind": kind} for kind in kinds)
+        return text
+    if isinstance(value, (list, tuple)):
+        return [_free_text(item, f"{path}[{index}]", found) for index, item in enumerate(value)]
+    return _walk(value, path, found)
