@@ -21,7 +21,7 @@ from typing import Any, Callable
 import certifi
 
 from signer.artifacts import resolve_target
-from signer.errors import UsageError
+from signer.errors import FormatError, UsageError
 from signer.jsonenc import mapping, text
 from signer.modelfiles import scan_model_files
 from signer.modelkit import is_modelkit
@@ -30,6 +30,7 @@ from signer.oci.manifest import Descriptor, Manifest
 from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference, ImageReference, is_loopback_host
+from signer.safe_extract import shown
 from signer.trivy import SEVERITIES, ScanSummary, Trivy, load_report, summarize_report
 from signer.unpack import UnpackLimits, Unpacked, unpack_image, unpack_modelkit
 
@@ -179,7 +180,11 @@ def _platform_images(index: Manifest) -> list[Descriptor]:
 
 def _model_files(unpacked: Unpacked) -> dict[str, Any]:
     """One report over both trees, each file marked with the layer kind it came from."""
-    context, models = scan_model_files(unpacked.context), scan_model_files(unpacked.models)
+    try:
+        context, models = scan_model_files(unpacked.context), scan_model_files(unpacked.models)
+    except OSError as exc:  # a path the OS will not resolve (ENAMETOOLONG, ELOOP...): the check failed, it did not pass
+        raise FormatError(f"the model-file check could not read {shown(str(exc.filename or unpacked.models))}: {exc.strerror or exc}",
+                          hint="the unpacked artifact holds paths too long or too deep to read; it is hostile or broken, do not deploy it") from None
     context.files = [{**f, "layer": "context"} for f in context.files] + [{**f, "layer": "model"} for f in models.files]
     context.unsafe += models.unsafe
     context.suspicious += models.suspicious

