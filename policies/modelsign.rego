@@ -45,12 +45,18 @@ rule_mode(rule) := rule.mode if rule.mode != null
 
 rule_mode(rule) := policy.mode if rule.mode == null
 
+# A rule applies to an artifact by the name it is pulled by, and by every name its verified
+# signatures carry (signedNames): evidence binds to the digest, so a copy of a digest into
+# another repository keeps the rules of the repository it was signed for.
 rule_applies(rule, artifact) if {
 	some pattern in rule.artifacts
-	glob.match(pattern, ["/"], artifact.name)
+	some name in artifact_names(artifact)
+	glob.match(pattern, ["/"], name)
 	some namespace in rule.namespaces
 	glob.match(namespace, [], input.request.namespace)
 }
+
+artifact_names(artifact) := array.concat([artifact.name], object.get(artifact, "signedNames", []))
 
 verifiable(artifact) if {
 	artifact.kind == "oci"
@@ -122,7 +128,9 @@ violations contains v if {
 		"annotations": object.get(rule.require, "annotations", {}),
 		"name": a.name,
 		"digest": a.evidence.digest,
-		"rejected": a.evidence.rejected,
+		"requireSignedReference": policy.requireSignedReference,
+		"signedAs": [n | some s in unmatched_names(a, rule); some n in s.names],
+		"unmatchedSignatures": count(unmatched_names(a, rule)),
 	})
 }
 
@@ -145,7 +153,15 @@ signed_as_required(artifact, rule) if {
 	some signature in artifact.evidence.signatures
 	signature.signer in rule.require.signedBy
 	not annotation_mismatch(signature, object.get(rule.require, "annotations", {}))
+	signed_name_accepted(signature)
 }
+
+unmatched_names(a, rule) := [s | some s in a.evidence.signatures; s.signer in rule.require.signedBy; object.get(s, "nameMatches", false) != true]
+
+# requireSignedReference: the signed name must be the pulled one, or a mirror of it.
+signed_name_accepted(_) if not policy.requireSignedReference
+
+signed_name_accepted(signature) if object.get(signature, "nameMatches", false) == true
 
 annotation_mismatch(signature, wanted) if {
 	value := wanted[key]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from signer import mediatypes as mt
 from signer.dsse import Envelope, decode_base64, parse_envelope
 from signer.errors import FormatError
-from signer.jsonenc import parse_json_object
+from signer.jsonenc import check_fields, load_signed_json
 
 BUNDLE_MEDIA_TYPES = (
     mt.SIGSTORE_BUNDLE_V03,
@@ -45,8 +45,20 @@ def build_key_bundle(envelope: Envelope, hint: str) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+# protojson (sigstore-go) accepts a field by its JSON name or its proto name: both count.
+_BUNDLE_FIELDS = frozenset({"mediaType", "verificationMaterial", "dsseEnvelope", "messageSignature"})
+_BUNDLE_ALIASES = {"media_type": "mediaType", "verification_material": "verificationMaterial", "dsse_envelope": "dsseEnvelope",
+                   "message_signature": "messageSignature"}
+
+
 def parse_bundle(data: bytes, *, what: str = "sigstore bundle") -> ParsedBundle:
-    body = parse_json_object(data, what=what)
+    body = load_signed_json(data, what=what)
+    if not isinstance(body, dict):
+        raise FormatError(f"{what} must be a JSON object")
+    check_fields(body, _BUNDLE_FIELDS, what)
+    for alias, field in _BUNDLE_ALIASES.items():
+        if alias in body:
+            raise FormatError(f"{what} spells {field!r} as {alias!r}", hint="write bundles with their JSON field names, as sigstore clients do")
     media_type = body.get("mediaType")
     if media_type not in BUNDLE_MEDIA_TYPES:
         raise FormatError(f"{what} has unsupported mediaType {media_type!r}", hint=f"expected {mt.SIGSTORE_BUNDLE_V03}")

@@ -19,12 +19,13 @@ from signer import render
 from signer.approvals import approval_facts, approval_predicate, parse_duration, parse_time, with_status
 from signer.artifacts import resolve_artifact, verify_artifact
 from signer.attestations import attest, predicate_type_for
-from signer.blobs import verify_blob
+from signer.blobs import blob_argument, verify_blob, verify_blob_attestation
+from signer.certificates import load_certificate_trust, load_signing_certificate
 from signer.errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION_FAILED, ModelsignError, UsageError
 from signer.keyless import KeylessIdentity
 from signer.jsonenc import load_json
 from signer.keys import SigningKey, generate_key_pair, load_public_key_file, load_signing_key_file, password_from_environment_or_prompt
-from signer.modeldir import HashingChoice, sign_model_dir, verify_model_dir
+from signer.modeldir import HashingChoice, default_hashing, sign_model_dir, verify_model_dir
 from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference, parse_reference
@@ -48,7 +49,8 @@ def _registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                        help="allow plain HTTP / unverified TLS for this registry (glob; repeatable). Loopback registries may use HTTP anyway.")
     group.add_argument("--ca-file", type=Path, help="extra PEM CA bundle for registry TLS (system CAs are always used)")
-    group.add_argument("--registry-timeout", type=float, default=30.0, metavar="SECONDS", help="per-request registry timeout (default 30)")
+    group.add_argument("--registry-timeout", type=float, default=30.0, metavar="SECONDS", help="time one registry request may take, retries and backoff included (default 30); "
+                       "a registry that did not answer is not asked again for 5 s")
 
 
 def _trust_options(parser: argparse.ArgumentParser) -> None:
@@ -79,14 +81,19 @@ def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[
     public.add_argument("--key", required=True, type=Path)
     public.set_defaults(handler=cmd_public_key)
 
-    sign = commands.add_parser("sign", help="sign an image/ModelKit reference, an oci: layout image, or a model directory")
-    sign.add_argument("target", help="registry reference, kit://, oci://, oci:PATH[:tag|@digest], or a model directory")
+    sign = commands.add_parser("sign", help="sign an image/ModelKit reference, an oci: layout image, or a model directory or file")
+    sign.add_argument("target", help="registry reference, kit://, oci://, oci:PATH[:tag|@digest], or a model directory or file")
     sign.add_argument("--key", required=True, type=Path, help="private key (cosign encrypted, PKCS#8 or SEC1 PEM)")
     sign.add_argument("--format", choices=[f.value for f in SignatureFormat], default="legacy", help="OCI signature form (default legacy .sig; bundle = cosign v3 referrer)")
     sign.add_argument("-a", "--annotation", action="append", default=[], type=_annotation, metavar="KEY=VALUE", help="signed annotation (repeatable)")
     _model_dir_options(sign)
-    sign.add_argument("--serialization", choices=("shards", "files"), default="shards", help="model directories: shards (parallel, default) or files")
+    sign.add_argument("--serialization", choices=("shards", "files"), default=None,
+                      help="models: shards (parallel; the default for directories) or files (the default for a single file)")
     sign.add_argument("--shard-size", type=int, default=HashingChoice().shard_size, help="model directories: shard size in bytes (default 64 MiB)")
+    sign.add_argument("--certificate", type=Path, metavar="PEM",
+                      help="models: embed this signing certificate for --key, from a private PKI (model_signing's certificate method)")
+    sign.add_argument("--certificate-chain", action="append", default=[], type=Path, metavar="PEM",
+                      help="models, with --certificate: issuing CA certificates (intermediates, optionally the root) to embed (repeatable)")
     _registry_options(sign)
     _output_option(sign)
     sign.set_defaults(handler=cmd_sign)
@@ -96,16 +103,28 @@ def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[
     _trust_options(verify)
     verify.add_argument("-a", "--annotation", action="append", default=[], type=_annotation, metavar="KEY=VALUE", help="require this signed annotation")
     verify.add_argument("--describe", action="store_true", help="for digest references, also fetch the manifest (never layers) to report ModelKit details")
+    verify.add_argument("--certificate-chain", action="append", default=[], type=Path, metavar="PEM",
+                        help="models signed with a certificate: trust the root CA certificates in these PEM files (repeatable; "
+                             "other certificates in them only help build the chain)")
     _model_dir_options(verify)
     _registry_options(verify)
     _output_option(verify)
     verify.set_defaults(handler=cmd_verify)
 
-    blob = commands.add_parser("verify-blob", help="verify a sigstore bundle over a file")
-    blob.add_argument("file", type=Path)
+    blob = commands.add_parser("verify-blob", help="verify a sigstore bundle over a file or a sha256 digest (like cosign verify-blob)")
+    blob.add_argument("file", metavar="FILE|sha256:HEX", help="the signed file, or its digest (an existing file of that name wins)")
     blob.add_argument("--bundle", required=True, type=Path)
     _trust_options(blob)
+    _output_option(blob)
     blob.set_defaults(handler=cmd_verify_blob)
+
+    blob_att = commands.add_parser("verify-blob-attestation", help="verify an in-toto attestation bundle about a file or digest (like cosign verify-blob-attestation)")
+    blob_att.add_argument("file", metavar="FILE|sha256:HEX", help="the attested file, or its digest (an existing file of that name wins)")
+    blob_att.add_argument("--bundle", required=True, type=Path)
+    blob_att.add_argument("--type", help="required predicate type: vuln, approval, custom, or a predicate-type URI (default: any)")
+    _trust_options(blob_att)
+    _output_option(blob_att)
+    blob_att.set_defaults(handler=cmd_verify_blob_attestation)
 
     attest = commands.add_parser("attest", help="sign an in-toto attestation about an artifact digest (like cosign attest)")
     attest.add_argument("target")
@@ -190,14 +209,26 @@ def _model_dir_options(parser: argparse.ArgumentParser) -> None:
 # -- targets ------------------------------------------------------------------------------
 
 
-def _is_model_directory(target: str) -> bool:
+def _is_local_model(target: str) -> bool:
+    """An existing directory or file is a model on disk (it wins over a registry reference
+    of the same spelling); a path-like target that does not exist is an error."""
     if target.startswith("oci:") or "://" in target:
         return False
-    if Path(target).is_dir():
+    if Path(target).is_dir() or Path(target).is_file():
         return True
     if target.startswith(("./", "../", "/", "~")):
-        raise UsageError(f"{target} is not a directory", hint="pass an existing model directory, or a registry reference such as registry.example.com/models/llm:1.0")
+        raise UsageError(f"{target} is not a directory or a file (it does not exist)",
+                         hint="pass an existing model directory or file, or a registry reference such as registry.example.com/models/llm:1.0")
     return False
+
+
+def _model_text(text: str, path: Path) -> str:
+    # render's model texts speak of directories; a single-file model is a file
+    return text if path.is_dir() else text.replace("model directory", "model file", 1)
+
+
+def _names_key_or_identity(args: argparse.Namespace) -> bool:
+    return bool(args.key or args.certificate_identity or args.certificate_identity_regexp or args.certificate_oidc_issuer or args.certificate_oidc_issuer_regexp)
 
 
 def _stores(args: argparse.Namespace) -> Stores:
@@ -253,13 +284,21 @@ def cmd_public_key(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     annotations = dict(args.annotation) or None
+    local = _is_local_model(args.target)
+    if not local and (args.certificate or args.certificate_chain):
+        raise UsageError("--certificate and --certificate-chain apply to model directories and files", hint="OCI artifacts are signed with --key alone")
+    if args.certificate_chain and not args.certificate:
+        raise UsageError("--certificate-chain needs --certificate", hint="pass the signing certificate issued for --key with --certificate")
     key = load_signing_key_file(args.key)
-    if _is_model_directory(args.target):
+    if local:
         if annotations or args.format != "legacy":
-            raise UsageError("--annotation and --format apply to OCI artifacts, not model directories")
-        choice = HashingChoice(method=args.serialization, shard_size=args.shard_size)
-        result = sign_model_dir(Path(args.target), key, signature_path=args.signature, ignore_paths=args.ignore_path, choice=choice)
-        _emit(args, render.model_sign_text(result), result)
+            raise UsageError("--annotation and --format apply to OCI artifacts, not model directories or files")
+        path = Path(args.target)
+        certificate = load_signing_certificate(args.certificate, args.certificate_chain, key) if args.certificate else None
+        choice = HashingChoice(method=args.serialization or default_hashing(path).method, shard_size=args.shard_size)
+        result = sign_model_dir(path, key, signature_path=args.signature, ignore_paths=args.ignore_path, choice=choice, certificate=certificate)
+        text = _model_text(render.model_sign_text(result), path) + (f"\n  certificate: {result.certificate}" if result.certificate else "")
+        _emit(args, text, result)
         return EXIT_OK
     reference = parse_reference(args.target)
     with _stores(args) as stores:
@@ -269,11 +308,19 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    anchors = _anchors(args)
-    if _is_model_directory(args.target):
-        report = verify_model_dir(Path(args.target), anchors, signature_path=args.signature, ignore_paths=args.ignore_path)
-        _emit(args, render.model_verify_text(report), {"verified": True, **render.to_jsonable(report)})
+    if _is_local_model(args.target):
+        path = Path(args.target)
+        certificates = load_certificate_trust(args.certificate_chain) if args.certificate_chain else None
+        if certificates is None and not _names_key_or_identity(args):
+            raise UsageError("nothing to verify against", hint="pass --key PUB, --certificate-chain ROOT.pem (a model signed with a certificate), "
+                                                               "or --certificate-identity and --certificate-oidc-issuer")
+        anchors = _anchors(args) if _names_key_or_identity(args) else []
+        report = verify_model_dir(path, anchors, signature_path=args.signature, ignore_paths=args.ignore_path, certificates=certificates)
+        _emit(args, _model_text(render.model_verify_text(report), path), {"verified": True, **render.to_jsonable(report)})
         return EXIT_OK
+    if args.certificate_chain:
+        raise UsageError("--certificate-chain applies to model directories and files", hint="verify OCI signatures with --key or the keyless flags")
+    anchors = _anchors(args)
     reference: ArtifactReference = parse_reference(args.target)
     with _stores(args) as stores:
         result = verify_artifact(stores, reference, anchors, required_annotations=dict(args.annotation) or None, describe=args.describe)
@@ -287,14 +334,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_bundle(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read bundle {path}: {exc.strerror}") from None
+
+
 def cmd_verify_blob(args: argparse.Namespace) -> int:
     anchors = _anchors(args)
-    try:
-        artifact, bundle = args.file.read_bytes(), args.bundle.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    signer = verify_blob(artifact, bundle, anchors, what=f"bundle {args.bundle}")
-    print(f"Verified {args.file}: signed by {signer}")
+    blob = blob_argument(args.file)
+    signer = verify_blob(blob, _read_bundle(args.bundle), anchors, what=f"bundle {args.bundle}")
+    _emit(args, f"Verified {blob.label}: signed by {signer}", {"verified": True, "signer": signer, "digest": blob.digest})
+    return EXIT_OK
+
+
+def cmd_verify_blob_attestation(args: argparse.Namespace) -> int:
+    anchors = _anchors(args)
+    blob = blob_argument(args.file)
+    wanted = predicate_type_for(args.type) if args.type else None
+    result = verify_blob_attestation(blob, _read_bundle(args.bundle), anchors, predicate_type=wanted, what=f"bundle {args.bundle}")
+    subject = {"name": result.subject.name, "digest": result.subject.digest}
+    _emit(args, f"Verified attestation {args.bundle} over {blob.label}: signed by {result.signer}\n"
+                f"  predicate type: {result.predicate_type}\n  subject: {result.subject.name or '(unnamed)'} {result.digest}",
+          {"verified": True, "signer": result.signer, "digest": result.digest, "predicateType": result.predicate_type, "subject": subject,
+           "predicate": result.predicate})
     return EXIT_OK
 
 
@@ -424,6 +488,12 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_USAGE
+    except Exception as exc:  # a bug, not a user error: one line, the traceback on request
+        if os.environ.get("MODELSIGN_DEBUG"):
+            raise
+        print(f"error: modelsign failed unexpectedly: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("  hint: this is a bug in modelsign; rerun with MODELSIGN_DEBUG=1 for the traceback and report it", file=sys.stderr)
         return EXIT_USAGE
 
 

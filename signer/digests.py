@@ -78,7 +78,9 @@ def write_checked(chunks: Iterable[bytes], path: Path, digest: str, max_bytes: i
         for chunk in chunks:
             total += len(chunk)
             if total > max_bytes:
-                raise FormatError(f"{what} is larger than the {max_bytes} bytes allowed")
+                path.unlink(missing_ok=True)
+                raise FormatError(f"{what} is larger than the {max_bytes} bytes allowed (its descriptor's size, or the limit)",
+                                  hint="the store sent more than the manifest says: the artifact or the store is broken or hostile")
             hasher.update(chunk)
             handle.write(chunk)
     if f"{algorithm}:{hasher.hexdigest()}" != digest:

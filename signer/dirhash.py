@@ -24,6 +24,7 @@ from typing import Iterable
 from signer.errors import UsageError
 
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
+SINGLE_FILE = "."  # model_signing's resource name for a model that is one file
 _BUFFER_BYTES = 8 * 1024 * 1024
 _MMAP_MIN_BYTES = 4 * 1024 * 1024
 _local = threading.local()
@@ -44,7 +45,10 @@ class Task:
 
 
 def scan(model_dir: Path, ignore: Iterable[str], *, allow_symlinks: bool = False) -> list[ModelFile]:
-    """Regular files under `model_dir`, minus ignored paths (and git metadata), sorted."""
+    """Regular files under `model_dir`, minus ignored paths (and git metadata), sorted; or
+    `model_dir` itself if it is a file, a single-file model (named "." like model_signing)."""
+    if not model_dir.is_dir():
+        return [_single_file(model_dir, allow_symlinks)]
     ignored = {PurePosixPath(p) for p in ignore} | {PurePosixPath(p) for p in GIT_PATHS}
     found: list[ModelFile] = []
     root = str(model_dir)
@@ -70,6 +74,18 @@ def scan(model_dir: Path, ignore: Iterable[str], *, allow_symlinks: bool = False
 
     walk(root, None)
     return sorted(found, key=lambda f: f.relative)
+
+
+def _single_file(path: Path, allow_symlinks: bool) -> ModelFile:
+    if path.is_symlink() and not allow_symlinks:
+        raise UsageError(f"{path} is a symlink; symlinks are not signed by default", hint="sign the file it points to")
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{path} is not a regular file or directory")
+    return ModelFile(relative=SINGLE_FILE, path=str(path), size=info.st_size)
 
 
 def _buffer() -> bytearray:

@@ -10,6 +10,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 
 from signer.errors import FormatError
+from signer.jsonenc import check_fields
 from signer.keys import PublicKey, SigningKey
 
 
@@ -49,9 +50,15 @@ def sign_envelope(payload_type: str, payload: bytes, key: SigningKey, *, keyid: 
     return Envelope(payload_type=payload_type, payload=payload, signatures=(EnvelopeSignature(keyid=keyid, sig=signature),))
 
 
+_ENVELOPE_FIELDS = frozenset({"payloadType", "payload", "signatures"})
+_SIGNATURE_FIELDS = frozenset({"keyid", "sig"})
+
+
 def parse_envelope(value: Any, *, what: str = "DSSE envelope") -> Envelope:
+    """An envelope from its parsed JSON (use `load_signed_json`, so repeated keys are seen)."""
     if not isinstance(value, dict):
         raise FormatError(f"{what} must be a JSON object")
+    check_fields(value, _ENVELOPE_FIELDS, what)
     payload_type = value.get("payloadType")
     if not isinstance(payload_type, str):
         raise FormatError(f"{what} has no payloadType")
@@ -63,6 +70,7 @@ def parse_envelope(value: Any, *, what: str = "DSSE envelope") -> Envelope:
     for index, entry in enumerate(raw_signatures):
         if not isinstance(entry, dict):
             raise FormatError(f"{what} signature {index} is not an object")
+        check_fields(entry, _SIGNATURE_FIELDS, f"{what} signature {index}")
         keyid = entry.get("keyid") or ""
         signatures.append(EnvelopeSignature(keyid=keyid if isinstance(keyid, str) else "", sig=decode_base64(entry.get("sig"), f"{what} signature {index}")))
     return Envelope(payload_type=payload_type, payload=payload, signatures=tuple(signatures))

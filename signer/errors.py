@@ -46,6 +46,10 @@ class FormatError(ModelsignError):
     """A manifest, payload, bundle or signature file is malformed."""
 
 
+class TooLargeError(FormatError):
+    """Content is larger than modelsign reads for its kind (a signature payload, a manifest...)."""
+
+
 class RegistryError(ModelsignError):
     """A registry or local store could not serve a request."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from signer import mediatypes as mt
 from signer.errors import FormatError
-from signer.jsonenc import parse_json_object
+from signer.jsonenc import check_fields, load_signed_json
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,16 @@ def subject_for_digest(digest: str, *, name: str | None = None, annotations: dic
     return subject
 
 
+# The in-toto Statement and ResourceDescriptor fields (predicate and digest are maps).
+_STATEMENT_FIELDS = frozenset({"_type", "subject", "predicateType", "predicate"})
+_SUBJECT_FIELDS = frozenset({"name", "uri", "digest", "content", "downloadLocation", "mediaType", "annotations"})
+
+
 def parse_statement(payload: bytes) -> Statement:
-    body = parse_json_object(payload, what="in-toto statement")
+    body = load_signed_json(payload, what="in-toto statement")
+    if not isinstance(body, dict):
+        raise FormatError("in-toto statement must be a JSON object")
+    check_fields(body, _STATEMENT_FIELDS, "in-toto statement")
     kind = body.get("_type")
     if kind not in (mt.INTOTO_STATEMENT_V1, "https://in-toto.io/Statement/v0.1"):
         raise FormatError(f"in-toto statement has _type {kind!r}, expected {mt.INTOTO_STATEMENT_V1}")
@@ -61,6 +69,7 @@ def parse_statement(payload: bytes) -> Statement:
         raise FormatError("in-toto statement has no subject")
     subjects = []
     for index, entry in enumerate(raw_subjects):
+        check_fields(entry, _SUBJECT_FIELDS, f"in-toto statement subject {index}")
         digest = entry.get("digest") if isinstance(entry, dict) else None
         if not isinstance(digest, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in digest.items()):
             raise FormatError(f"in-toto statement subject {index} has no digest map")

@@ -122,13 +122,43 @@ def certificate_subjects(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(values)
 
 
+_NOT_RE2 = re.compile(r"\(\?(?:=|!|<=|<!|P=)|\\[1-9]")
+
+
+def go_regexp(pattern: str, what: str = "identity") -> re.Pattern[str]:
+    """Compile `pattern` to match as Go's RE2 does (cosign's semantics), not as Python would:
+    outside multi-line mode `$` is the end of the text, not "before a final newline" (an
+    anchored identity regexp must not accept a SAN with a trailing newline), and `\\d`, `\\w`,
+    `\\s`, `\\b` are ASCII. Python-only constructs (lookaround, backreferences) are refused,
+    as cosign would refuse them."""
+    if _NOT_RE2.search(pattern):
+        raise UsageError(f"invalid {what} regexp {pattern!r}: lookarounds and backreferences are not RE2 syntax (cosign refuses them)")
+    multiline = re.search(r"\(\?[a-zA-Z]*m[a-zA-Z]*[:)]", pattern) is not None
+    translated, index, in_class = [], 0, False
+    while index < len(pattern):
+        character = pattern[index]
+        if character == "\\":
+            translated.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = character != "]" or translated[-1] == "["
+        elif character == "[":
+            in_class = True
+        elif character == "$" and not multiline:
+            character = r"\Z"
+        translated.append(character)
+        index += 1
+    try:
+        return re.compile("".join(translated), re.ASCII)
+    except re.error as exc:
+        raise UsageError(f"invalid {what} regexp {pattern!r}: {exc}") from None
+
+
 def _matcher(exact: str | None, pattern: str | None, what: str) -> Callable[[str], bool]:
     if exact:
         return lambda value: value == exact
-    try:
-        compiled = re.compile(pattern or "")
-    except re.error as exc:
-        raise UsageError(f"invalid {what} regexp {pattern!r}: {exc}") from None
+    compiled = go_regexp(pattern or "", what)
     return lambda value: compiled.search(value) is not None
 
 
@@ -168,12 +198,21 @@ class IdentityPolicy:
 
 
 def _load_sigstore_bundle(data: bytes):
+    from sigstore.errors import Error as SigstoreError
     from sigstore.models import Bundle, InvalidBundle
 
     try:
         return Bundle.from_json(data)
-    except (InvalidBundle, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
-        raise FormatError(f"malformed sigstore bundle: {exc}") from None
+    except (InvalidBundle, SigstoreError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+        # sigstore checks parts of the bundle while loading it (an RFC 3161 timestamp that does
+        # not parse raises its VerificationError here, before any verifier runs).
+        raise FormatError(f"malformed sigstore bundle: {_one_line(exc)}", hint="the bundle is damaged or not what a sigstore client writes; get a fresh one") from None
+
+
+def _one_line(exc: Exception) -> str:
+    """pydantic's multi-line validation errors (field path, message, a docs URL) in one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and "errors.pydantic.dev" not in line]
+    return " ".join(lines)
 
 
 def _signer_of(bundle, policy: IdentityPolicy) -> KeylessSigner:
@@ -200,14 +239,26 @@ def verify_bundle_dsse(data: bytes, identity: KeylessIdentity) -> tuple[str, byt
         raise VerificationError(f"keyless bundle rejected: malformed content ({type(exc).__name__}: {exc})") from None
 
 
-def verify_bundle_artifact(data: bytes, artifact: bytes, identity: KeylessIdentity) -> KeylessSigner:
-    """Verify a keyless message-signature bundle over `artifact` (cosign verify-blob)."""
+def verify_bundle_artifact(data: bytes, artifact: bytes | str, identity: KeylessIdentity) -> KeylessSigner:
+    """Verify a keyless message-signature bundle over `artifact` (cosign verify-blob): the
+    file's content, or its `sha256:<hex>` digest (the signature is over the digest anyway)."""
     from sigstore.errors import VerificationError as SigstoreVerificationError
+    from sigstore.hashes import Hashed
     from sigstore.verify import Verifier
+    from sigstore_models.common.v1 import HashAlgorithm
 
     policy = IdentityPolicy(identity)
     bundle = _load_sigstore_bundle(data)
     verifier = Verifier(trusted_root=load_trusted_root(identity.trusted_root))
+    if isinstance(artifact, str):
+        algorithm, _, hexpart = artifact.partition(":")
+        try:
+            digest = bytes.fromhex(hexpart) if algorithm == "sha256" else b""
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise UsageError(f"{artifact!r} is not a sha256 digest", hint="expected 'sha256:' followed by 64 hex characters")
+        artifact = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=digest)
     try:
         verifier.verify_artifact(artifact, bundle, policy)
         return _signer_of(bundle, policy)

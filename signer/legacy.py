@@ -17,6 +17,8 @@ from signer.oci.repository import Repository
 from signer.oci.tagupdate import append_to_tag
 
 MAX_LAYER_BYTES = 1024 * 1024
+# 100 keyless layers (certificate, chain and Rekor bundle in annotations) stay well under this.
+MAX_SIGNATURE_MANIFEST_BYTES = 1024 * 1024
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 

@@ -1,4 +1,5 @@
-"""Model directories, signed in the OpenSSF model signing format (model_signing 1.x).
+"""Model directories and single-file models, signed in the OpenSSF model signing format
+(model_signing 1.x), with a key or with a certificate from a private PKI (signer.certificates).
 
 The manifest and payload model come from the `model-signing` library; sha256 hashing is
 our parallel engine (signer.dirhash), other hash types a foreign signature may use go
@@ -13,6 +14,9 @@ file uses every core. Two interop details:
 - shard serialization lists no zero-length files, so adding or removing an empty file
   would go unnoticed. Our predicate also lists them under `modelsign.emptyFiles`
   (model_signing ignores unknown predicate fields) and our verifier checks that list.
+A single file is a model too, as in model_signing: its one resource is named "." and the
+subject is the file name. It defaults to `files` serialization, the form model_signing's
+CLI writes and the only one its CLI verifies (one file gains little from shards anyway).
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from typing import Any, Iterable
 
 from signer import mediatypes as mt
 from signer.bundles import parse_bundle
-from signer.dirhash import model_manifest, scan
+from signer.certificates import CertificateTrust, SigningCertificate
+from signer.dirhash import SINGLE_FILE, model_manifest, scan
 from signer.dsse import sign_envelope
-from signer.errors import FormatError, ModelsignError, UsageError, VerificationError
+from signer.envelope_trust import verify_envelope
+from signer.errors import FormatError, UsageError, VerificationError
 from signer.jsonenc import parse_json_object
-from signer.keyless import KeylessIdentity, verify_bundle_dsse
-from signer.keys import PublicKey, SigningKey, curve_hash
-from signer.trust import TrustAnchor, describe_anchors
+from signer.keys import SigningKey, curve_hash
+from signer.trust import TrustAnchor
 
 MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
 DEFAULT_SHARD_SIZE = 64 * 1024 * 1024
@@ -58,6 +63,7 @@ class ModelDirSignResult:
     key_name: str
     key_id: str
     method: str
+    certificate: str | None = None  # subject of the signing certificate, if one was embedded
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class ModelDirReport:
 
 
 def default_signature_path(model_dir: Path) -> Path:
-    """`./my-model` -> `./my-model.sig`, beside (outside) the signed directory."""
+    """`./my-model` -> `./my-model.sig`, beside (outside) the signed directory or file."""
     resolved = model_dir.resolve()
     return resolved.parent / (resolved.name + ".sig")
 
@@ -109,9 +115,20 @@ def _relative_ignores(model_dir: Path, signature_path: Path, extra: Iterable[str
     return sorted(set(ignores))
 
 
-def _check_directory(model_dir: Path) -> None:
-    if not model_dir.is_dir():
-        raise UsageError(f"{model_dir} is not a directory", hint="pass the model directory to sign or verify")
+def default_hashing(model_path: Path) -> HashingChoice:
+    """Shards (parallel) for directories; `files` for a single file (see the module notes)."""
+    return HashingChoice() if model_path.is_dir() else HashingChoice(method="files")
+
+
+def _check_model_path(model_path: Path, ignore_paths: Iterable[str]) -> None:
+    if model_path.is_dir():
+        return
+    if not model_path.exists():
+        raise UsageError(f"{model_path} does not exist", hint="pass the model directory or file to sign or verify")
+    if not model_path.is_file():
+        raise UsageError(f"{model_path} is neither a directory nor a regular file")
+    if list(ignore_paths):
+        raise UsageError(f"{model_path} is a single file: there is nothing in it to ignore", hint="leave out --ignore-path")
 
 
 def sign_model_dir(
@@ -120,15 +137,23 @@ def sign_model_dir(
     *,
     signature_path: Path | None = None,
     ignore_paths: Iterable[str] = (),
-    choice: HashingChoice = HashingChoice(),
+    choice: HashingChoice | None = None,
+    certificate: SigningCertificate | None = None,
 ) -> ModelDirSignResult:
+    """Sign a model directory or file with `key`; with `certificate` (issued for that key),
+    the bundle carries it and its chain instead of a key hint, as model_signing's
+    certificate signer writes it."""
     from google.protobuf import json_format
     from model_signing._signing.signing import Payload
 
-    _check_directory(model_dir)
+    ignore_paths = list(ignore_paths)
+    _check_model_path(model_dir, ignore_paths)
+    choice = choice or default_hashing(model_dir)
     public = key.public
     if not public.algorithm.startswith("ecdsa-"):
-        raise UsageError(f"model directory signatures need an ECDSA key; {key.name} is {public.algorithm}", hint="create one with `modelsign keygen`")
+        raise UsageError(f"model signatures need an ECDSA key; {key.name} is {public.algorithm}", hint="create one with `modelsign keygen`")
+    if certificate is not None and certificate.certificate.public_key() != public.key:
+        raise UsageError(f"the signing certificate {certificate.subject} is not for key {key.name}", hint="pass the certificate issued for this key")
     signature_path = signature_path or default_signature_path(model_dir)
     ignores = _relative_ignores(model_dir, signature_path, ignore_paths)
     try:
@@ -143,11 +168,8 @@ def sign_model_dir(
         statement["predicate"][EXTENSION_KEY] = {"emptyFiles": [f.relative for f in files if f.size == 0]}
     payload = json.dumps(statement, indent=2).encode()
     envelope = sign_envelope(mt.INTOTO_PAYLOAD, payload, key, hash_algorithm=curve_hash(public))
-    bundle = {
-        "mediaType": mt.SIGSTORE_BUNDLE_V03,
-        "verificationMaterial": {"publicKey": {"hint": public.model_signing_hint}, "tlogEntries": []},
-        "dsseEnvelope": envelope.to_json(),
-    }
+    material = certificate.verification_material() if certificate else {"publicKey": {"hint": public.model_signing_hint}, "tlogEntries": []}
+    bundle = {"mediaType": mt.SIGSTORE_BUNDLE_V03, "verificationMaterial": material, "dsseEnvelope": envelope.to_json()}
     _write_atomically(signature_path, json.dumps(bundle).encode())
     return ModelDirSignResult(
         model_dir=model_dir,
@@ -158,6 +180,7 @@ def sign_model_dir(
         key_name=key.name,
         key_id=public.key_id,
         method=choice.method,
+        certificate=certificate.subject if certificate else None,
     )
 
 
@@ -167,12 +190,16 @@ def verify_model_dir(
     *,
     signature_path: Path | None = None,
     ignore_paths: Iterable[str] = (),
+    certificates: CertificateTrust | None = None,
 ) -> ModelDirReport:
+    """Verify a model directory or file against its signature by one of `anchors`, or by a
+    certificate chaining to one of the roots in `certificates`."""
     from model_signing._signing.signing import dsse_payload_to_manifest
 
-    _check_directory(model_dir)
+    ignore_paths = list(ignore_paths)
+    _check_model_path(model_dir, ignore_paths)
     signature_path = signature_path or default_signature_path(model_dir)
-    signer, key_id, payload = _verified_payload(signature_path, anchors)
+    signer, key_id, payload = _verified_payload(signature_path, anchors, certificates)
     statement = parse_json_object(payload, what=f"signed payload of {signature_path}")
     try:
         if statement.get("predicateType") != MODEL_SIGNING_PREDICATE:
@@ -187,12 +214,13 @@ def verify_model_dir(
         shard_size=_integral(serialization.get("shard_size", DEFAULT_SHARD_SIZE)),
         allow_symlinks=bool(serialization.get("allow_symlinks", False)),
     )
+    _check_same_shape(model_dir, expected, signature_path, sharded=choice.method == "shards")
     ignores = sorted(set(_relative_ignores(model_dir, signature_path, ignore_paths)) | set(serialization.get("ignore_paths", [])))
     try:
         actual, files = _manifest(model_dir, choice, ignores)
     except (ValueError, OSError) as exc:
         raise VerificationError(f"cannot hash {model_dir} for verification: {exc}") from None
-    differences = _differences(actual, expected, sharded=choice.method == "shards")
+    differences = _differences(actual, expected, sharded=choice.method == "shards", root_name=model_dir.name)
     warnings: list[str] = []
     predicate = statement.get("predicate") or {}
     extension = predicate.get(EXTENSION_KEY) if isinstance(predicate, dict) else None
@@ -227,7 +255,7 @@ def verify_model_dir(
     )
 
 
-def _verified_payload(signature_path: Path, anchors: list[TrustAnchor]) -> tuple[str, str | None, bytes]:
+def _verified_payload(signature_path: Path, anchors: list[TrustAnchor], certificates: CertificateTrust | None) -> tuple[str, str | None, bytes]:
     try:
         size = signature_path.stat().st_size
         if size > MAX_SIGNATURE_FILE_BYTES:
@@ -235,41 +263,42 @@ def _verified_payload(signature_path: Path, anchors: list[TrustAnchor]) -> tuple
         data = signature_path.read_bytes()
     except FileNotFoundError:
         raise VerificationError(
-            f"signature file {signature_path} does not exist", hint="sign the directory with `modelsign sign DIR --key KEY`, or pass --signature"
+            f"signature file {signature_path} does not exist", hint="sign the model with `modelsign sign PATH --key KEY`, or pass --signature"
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot read signature file {signature_path}: {exc.strerror}") from None
     bundle = parse_bundle(data, what=f"signature file {signature_path}")
     if bundle.envelope is None or bundle.envelope.payload_type != mt.INTOTO_PAYLOAD:
         raise FormatError(f"signature file {signature_path} holds no in-toto DSSE envelope")
-    if bundle.is_keyless:
-        reasons = []
-        for identity in (a for a in anchors if isinstance(a, KeylessIdentity)):
-            try:
-                _, payload, _ = verify_bundle_dsse(bundle.raw, identity)
-                return identity.name, None, payload
-            except ModelsignError as exc:
-                reasons.append(f"{identity.name}: {exc}")
-        raise VerificationError(
-            f"keyless signature {signature_path} not accepted" + (": " + "; ".join(reasons) if reasons else " (no keyless identity given)"),
-            hint="pass --certificate-identity and --certificate-oidc-issuer for the expected signer",
-        )
-    for key in (a for a in anchors if isinstance(a, PublicKey)):
-        if bundle.envelope.verified_by(key, hash_algorithm=curve_hash(key)):
-            return key.name, key.key_id, bundle.envelope.payload
-    raise VerificationError(
-        f"signature {signature_path} was not made by {describe_anchors(anchors)}",
-        hint="verify with the public key that matches the signing key, or re-sign with a trusted key",
-    )
+    # model_signing pairs each ECDSA curve with its hash (P-384 with SHA-384...).
+    signer = verify_envelope(bundle, anchors, what=f"signature {signature_path}", certificates=certificates, key_hash=curve_hash,
+                             chain_option=True)
+    return signer.name, signer.key_id, signer.payload
 
 
-def _differences(actual: Any, expected: Any, *, sharded: bool) -> list[str]:
-    """Human-readable added/removed/modified files (shard identifiers are `path:start:end`)."""
+def _check_same_shape(model_path: Path, expected: Any, signature_path: Path, *, sharded: bool) -> None:
+    """A signature of a single file has one resource named "." (or its shards); say so
+    plainly when it is checked against a directory, or a directory's against a file."""
+    files = {d.identifier.rsplit(":", 2)[0] if sharded else d.identifier for d in expected.resource_descriptors()}
+    if not files:
+        return
+    if files == {SINGLE_FILE} and model_path.is_dir():
+        raise VerificationError(f"signature {signature_path} is for a single file ({expected.model_name}), but {model_path} is a directory",
+                                hint="verify the signed file itself, or pass the directory's own signature")
+    if files != {SINGLE_FILE} and not model_path.is_dir():
+        raise VerificationError(f"signature {signature_path} is for a model directory ({expected.model_name}), but {model_path} is a single file",
+                                hint="verify the signed directory, or pass this file's own signature")
+
+
+def _differences(actual: Any, expected: Any, *, sharded: bool, root_name: str) -> list[str]:
+    """Human-readable added/removed/modified files (shard identifiers are `path:start:end`;
+    a single-file model's one file is "." and is named by `root_name`)."""
 
     def by_file(manifest: Any) -> dict[str, list[tuple[str, str]]]:
         grouped: dict[str, list[tuple[str, str]]] = {}
         for descriptor in manifest.resource_descriptors():
             path = descriptor.identifier.rsplit(":", 2)[0] if sharded else descriptor.identifier
+            path = root_name if path == SINGLE_FILE else path
             grouped.setdefault(path, []).append((descriptor.identifier, descriptor.digest.digest_hex))
         return grouped
 

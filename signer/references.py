@@ -217,9 +217,33 @@ def _split_registry(name: str, default_registry: str) -> tuple[str, str]:
         return default_registry, name
     if not _DOMAIN_RE.fullmatch(first):
         raise ReferenceFormatError(f"invalid registry host {first!r} in {name!r}")
+    first = canonical_host(first)
     if first == "index.docker.io":
         first = DOCKER_HUB
     return first, rest
+
+
+def canonical_host(host: str) -> str:
+    """One spelling per registry host, so allow-lists, rules and caches see one name for what
+    clients treat as one host: DNS names lowercased, IP addresses in their canonical form,
+    ports without leading zeros (`127.0.0.1:05000` and `LOCALHOST:5000` are not new names)."""
+    name, port = host, ""
+    if host.startswith("["):
+        end = host.index("]")
+        name, port = host[: end + 1], host[end + 2:] if host[end + 1:end + 2] == ":" else ""
+    elif ":" in host:
+        name, port = host.rsplit(":", 1)
+    if port:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ReferenceFormatError(f"invalid port {port!r} in registry host {host!r}")
+        port = str(int(port))
+    bare = name[1:-1] if name.startswith("[") else name
+    try:
+        address = ipaddress.ip_address(bare)
+        name = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    except ValueError:
+        name = name.lower()
+    return f"{name}:{port}" if port else name
 
 
 def _check_repository(repository: str, shown: str) -> None:

@@ -20,13 +20,13 @@ from signer.artifacts import resolve_target
 from signer.errors import FormatError
 from signer.intoto import encode_statement, subject_for_digest
 from signer.keys import SigningKey
-from signer.legacy import MAX_LAYER_BYTES, Layer, append_layer
+from signer.legacy import Layer, append_layer
 from signer.bundle_referrer import push_bundle_referrer
 from signer.oci.manifest import Descriptor
 from signer.oci.repository import Repository
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference
-from signer.simplesigning import build_payload
+from signer.simplesigning import MAX_PAYLOAD_BYTES, build_payload
 from signer.verification import verify_signatures
 
 
@@ -81,7 +81,7 @@ def sign_artifact(
 
 def _write_legacy(repository: Repository, reference: ArtifactReference, digest: str, key: SigningKey, annotations: dict[str, str] | None) -> None:
     payload = build_payload(reference.cosign_identity, digest, annotations)
-    if len(payload) > MAX_LAYER_BYTES:
+    if len(payload) > MAX_PAYLOAD_BYTES:
         raise FormatError("annotations make the signature payload too large", hint="use fewer or shorter --annotation values")
     signature = key.sign(payload)
     layer = Layer(

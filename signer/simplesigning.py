@@ -7,9 +7,16 @@ from typing import Any
 
 from signer.digests import is_digest
 from signer.errors import FormatError
-from signer.jsonenc import go_json, parse_json_object
+from signer.jsonenc import check_fields, go_json, load_signed_json
 
 PAYLOAD_TYPE = "cosign container image signature"
+# A real payload is a few hundred bytes (a few KiB with annotations); more is padding.
+MAX_PAYLOAD_BYTES = 64 * 1024
+# The struct fields of cosign's payload (github.com/sigstore/cosign/pkg/cosign/payload).
+_TOP_FIELDS = frozenset({"critical", "optional"})
+_CRITICAL_FIELDS = frozenset({"identity", "image", "type"})
+_IDENTITY_FIELDS = frozenset({"docker-reference"})
+_IMAGE_FIELDS = frozenset({"docker-manifest-digest"})
 
 
 @dataclass(frozen=True)
@@ -37,10 +44,16 @@ def build_payload(docker_reference: str, manifest_digest: str, annotations: dict
 
 
 def parse_payload(data: bytes) -> SimpleSigningPayload:
-    body = parse_json_object(data, what="signature payload")
+    body = load_signed_json(data, what="signature payload")
+    if not isinstance(body, dict):
+        raise FormatError("signature payload must be a JSON object")
+    check_fields(body, _TOP_FIELDS, "signature payload")
     critical = body.get("critical")
     if not isinstance(critical, dict):
         raise FormatError("signature payload has no 'critical' section")
+    check_fields(critical, _CRITICAL_FIELDS, "signature payload's critical section")
+    for section, fields in (("identity", _IDENTITY_FIELDS), ("image", _IMAGE_FIELDS)):
+        check_fields(critical.get(section), fields, f"signature payload's critical.{section}")
     if critical.get("type") != PAYLOAD_TYPE:
         raise FormatError(f"signature payload type is {critical.get('type')!r}, expected {PAYLOAD_TYPE!r}")
     image = critical.get("image")

@@ -6,6 +6,12 @@ A statement counts when it (a) verifies against a trusted key or keyless identit
 (b) names exactly this digest. An attestation is never counted as a signature, and only
 the attestation types asked for are collected. Everything that does not count is reported
 with its reason.
+
+Cost: each signature object has a size cap for its kind (checked against its descriptor
+before it is fetched); a digest-addressed object is fetched once however many entries point
+at it, and a (key, payload, signature) check is made once. Objects over their caps are
+listed in `over_limits`. A budget in effect (signer.oci.budget) is charged for every byte
+and check, and ends the work at its limits or deadline.
 """
 
 from __future__ import annotations
@@ -13,22 +19,24 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from signer import mediatypes as mt
 from signer.bundles import parse_bundle
 from signer.digests import attestation_tag, sha256_digest, signature_tag
 from signer.dsse import Envelope, parse_envelope
-from signer.jsonenc import load_json
-from signer.errors import FormatError, ModelsignError, NotFoundError
+from signer.jsonenc import load_signed_json
+from signer.errors import FormatError, ModelsignError, NotFoundError, TooLargeError
 from signer.intoto import Statement, parse_statement
 from signer.keyless import KeylessIdentity, KeylessSigner, verify_bundle_dsse, verify_legacy
 from signer.keys import PublicKey
-from signer.legacy import MAX_LAYER_BYTES, read_layers
+from signer.legacy import MAX_LAYER_BYTES, MAX_SIGNATURE_MANIFEST_BYTES, read_layers
+from signer.oci.budget import BudgetExceeded, current as current_budget
+from signer.oci.fetchonce import FetchOnce
 from signer.oci.manifest import Descriptor
-from signer.oci.referrers import list_referrers
+from signer.oci.referrers import MAX_REFERRER_MANIFEST_BYTES, list_referrers
 from signer.oci.repository import Repository
-from signer.simplesigning import SimpleSigningPayload, parse_payload
+from signer.simplesigning import MAX_PAYLOAD_BYTES, SimpleSigningPayload, parse_payload
 from signer.trust import TrustAnchor, describe_anchors
 
 # A signature tag or referrers list longer than this is abuse, not a team of signers.
@@ -44,6 +52,9 @@ class VerifiedSignature:
     docker_reference: str | None
     annotations: dict[str, str]
     location: str
+    # The names the signature binds the digest to: the legacy payload's docker-reference, or
+    # the names of the bundle statement's subjects for this digest (often none).
+    signed_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ class SignatureReport:
     verified: tuple[VerifiedSignature, ...]
     rejected: tuple[Rejection, ...]
     ignored: tuple[str, ...] = field(default_factory=tuple)
+    # Signature or attestation objects of this digest over modelsign's limits (padding), one
+    # line per problem: "<problem> (<where>[ and N more])".
+    over_limits: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -117,7 +131,7 @@ def collect_statements(
     signatures: bool = True,
 ) -> tuple[SignatureReport, AttestationReport]:
     """Signatures and the requested attestation types, fetching each source once."""
-    checker = _Checker(digest, anchors, required_annotations or {}, set(attestation_types), signatures)
+    checker = _Checker(FetchOnce(repository), digest, anchors, required_annotations or {}, set(attestation_types), signatures)
     if signatures:
         sig_tag = signature_tag(digest)
         for index, layer in checker.layers(repository, sig_tag):
@@ -141,10 +155,12 @@ def collect_statements(
         checker.check_bundle_referrer(repository, descriptor)
     if len(wanted) > MAX_SIGNATURES_PER_SOURCE:
         checker.reject(where, f"{len(wanted)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
+        checker.over_limit(where, f"{len(wanted)} signature referrers, more than the {MAX_SIGNATURES_PER_SOURCE} checked")
         if attestation_types:
             checker.incomplete.append(f"{where}: {len(wanted)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
     return (
-        SignatureReport(reference=reference, digest=digest, verified=tuple(checker.verified), rejected=tuple(checker.rejected), ignored=tuple(checker.ignored)),
+        SignatureReport(reference=reference, digest=digest, verified=tuple(checker.verified), rejected=tuple(checker.rejected), ignored=tuple(checker.ignored),
+                        over_limits=checker.over_limits()),
         AttestationReport(digest=digest, verified=tuple(checker.attestations), rejected=tuple(checker.attestation_rejections),
                           incomplete=tuple(checker.incomplete)),
     )
@@ -163,7 +179,9 @@ def failure_message(report: SignatureReport, anchors: list[TrustAnchor], *, sign
 
 
 class _Checker:
-    def __init__(self, digest: str, anchors: list[TrustAnchor], required: dict[str, str], attestation_types: set[str], signatures: bool) -> None:
+    def __init__(self, fetch: FetchOnce, digest: str, anchors: list[TrustAnchor], required: dict[str, str], attestation_types: set[str],
+                 signatures: bool) -> None:
+        self.fetch = fetch
         self.digest = digest
         self.keys = [a for a in anchors if isinstance(a, PublicKey)]
         self.identities = [a for a in anchors if isinstance(a, KeylessIdentity)]
@@ -176,12 +194,48 @@ class _Checker:
         self.attestations: list[VerifiedAttestation] = []
         self.attestation_rejections: list[Rejection] = []
         self.incomplete: list[str] = []  # attestation sources not read in full (a revocation could hide there)
+        self._over: dict[str, list[str]] = {}  # problem -> where it was met
+        self._checked: dict[tuple[object, ...], object] = {}  # (anchor, content digest, signature...) -> outcome
 
     def reject(self, location: str, reason: str) -> None:
         self.rejected.append(Rejection(location=location, reason=reason))
 
     def reject_attestation(self, location: str, reason: str) -> None:
         self.attestation_rejections.append(Rejection(location=location, reason=reason))
+
+    def over_limit(self, location: str, problem: str) -> None:
+        self._over.setdefault(problem, []).append(location)
+
+    def over_limits(self) -> tuple[str, ...]:
+        return tuple(f"{problem} ({places[0]}{f' and {len(places) - 1} more' if len(places) > 1 else ''})" for problem, places in self._over.items())
+
+    def too_large(self, location: str, descriptor: Descriptor, limit: int, what: str, reject: Callable[[str, str], None]) -> bool:
+        """Whether `descriptor` declares more than `limit` bytes; if so it is rejected (and not fetched)."""
+        if descriptor.size <= limit:
+            return False
+        problem = f"{what} {descriptor.digest} is {descriptor.size} bytes, more than the {limit} allowed"
+        self.over_limit(location, problem)
+        reject(location, problem)
+        return True
+
+    def format_problem(self, location: str, exc: FormatError) -> str:
+        if isinstance(exc, TooLargeError):
+            self.over_limit(location, str(exc))
+        return str(exc)
+
+    def once(self, key: tuple[object, ...], checks: int, what: str, check: Callable[[], object]) -> object:
+        """The outcome of a signature check, made (and charged to the budget) once per key."""
+        if key not in self._checked:
+            budget = current_budget()
+            if budget is not None:
+                budget.charge_checks(checks, f"checking {what}")
+            try:
+                self._checked[key] = check()
+            except BudgetExceeded:
+                raise
+            except ModelsignError as exc:
+                self._checked[key] = exc
+        return self._checked[key]
 
     def wants(self, predicate_type: str | None) -> bool:
         """Whether a referrer is worth fetching (an unannotated one might be anything)."""
@@ -193,14 +247,15 @@ class _Checker:
         where = f"{repository.display_name}:{tag}"
         attestations = not tag.endswith(".sig")
         try:
-            layers = read_layers(repository.fetch_manifest(tag), where=where)
+            layers = read_layers(repository.fetch_manifest(tag, max_bytes=MAX_SIGNATURE_MANIFEST_BYTES), where=where)
         except FormatError as exc:
-            (self.reject_attestation if attestations else self.reject)(where, str(exc))
+            (self.reject_attestation if attestations else self.reject)(where, self.format_problem(where, exc))
             if attestations:
                 self.incomplete.append(f"{where}: {exc}")
             return []
         if len(layers) > MAX_SIGNATURES_PER_SOURCE:
             problem = f"{len(layers)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked"
+            self.over_limit(where, f"{len(layers)} layers, more than the {MAX_SIGNATURES_PER_SOURCE} checked")
             (self.reject_attestation if attestations else self.reject)(where, problem)
             if attestations:
                 self.incomplete.append(f"{where}: {problem}")
@@ -225,14 +280,16 @@ class _Checker:
         except (binascii.Error, ValueError):
             self.reject(location, "signature annotation is not valid base64 (garbled signature)")
             return
+        if self.too_large(location, layer, MAX_PAYLOAD_BYTES, "signature payload", self.reject):
+            return
         try:
-            payload_bytes = repository.fetch_blob(layer.digest, max_bytes=MAX_LAYER_BYTES)
+            payload_bytes = self.fetch.blob(layer.digest, MAX_PAYLOAD_BYTES)
             payload = parse_payload(payload_bytes)
         except NotFoundError:
             self.reject(location, f"signature payload blob {layer.digest} is missing from the registry")
             return
         except FormatError as exc:
-            self.reject(location, str(exc))
+            self.reject(location, self.format_problem(location, exc))
             return
         if payload.manifest_digest != self.digest:
             self.reject(location, f"signature is for {payload.manifest_digest}, not {self.digest} (copied from another artifact?)")
@@ -248,24 +305,26 @@ class _Checker:
 
     def _legacy_signer(self, payload: bytes, signature: bytes, layer: Descriptor, location: str) -> tuple[str, str | None, KeylessSigner | None] | None:
         for key in self.keys:
-            if key.verify(signature, payload):
+            if self.once((id(key), layer.digest, signature), 1, location, lambda: key.verify(signature, payload)) is True:
                 return key.name, key.key_id, None
         certificate = layer.annotations.get(mt.ANNOTATION_CERTIFICATE)
         if certificate and self.identities:
             reasons = []
+            rekor = layer.annotations.get(mt.ANNOTATION_REKOR_BUNDLE)
             for identity in self.identities:
-                try:
-                    signer = verify_legacy(payload, signature, certificate, layer.annotations.get(mt.ANNOTATION_REKOR_BUNDLE), identity)
-                    return identity.name, None, signer
-                except ModelsignError as exc:
-                    reasons.append(f"{identity.name}: {exc}")
+                outcome = self.once((id(identity), layer.digest, signature, certificate, rekor), 1, location,
+                                    lambda: verify_legacy(payload, signature, certificate, rekor, identity))
+                if isinstance(outcome, KeylessSigner):
+                    return identity.name, None, outcome
+                reasons.append(f"{identity.name}: {outcome}")
             self.reject(location, "keyless signature rejected: " + "; ".join(reasons))
             return None
         kind = "keyless signature (certificate)" if certificate else "signature"
         self.reject(location, f"{kind} not made by any trusted key")
         return None
 
-    def _verified(self, form: str, signer: tuple[str, str | None, KeylessSigner | None], payload: SimpleSigningPayload | None, location: str, annotations: dict[str, str] | None = None) -> VerifiedSignature:
+    def _verified(self, form: str, signer: tuple[str, str | None, KeylessSigner | None], payload: SimpleSigningPayload | None, location: str,
+                  annotations: dict[str, str] | None = None, names: tuple[str, ...] = ()) -> VerifiedSignature:
         return VerifiedSignature(
             form=form,
             signer=signer[0],
@@ -274,14 +333,17 @@ class _Checker:
             docker_reference=payload.docker_reference if payload else None,
             annotations=payload.annotations() if payload else (annotations or {}),
             location=location,
+            signed_names=((payload.docker_reference,) if payload.docker_reference else ()) if payload else names,
         )
 
     # -- sigstore bundle referrers ----------------------------------------------------------
 
     def check_bundle_referrer(self, repository: Repository, descriptor: Descriptor) -> None:
         location = f"{repository.display_name}@{descriptor.digest} (bundle referrer)"
+        if self.too_large(location, descriptor, MAX_REFERRER_MANIFEST_BYTES, "referrer manifest", self.reject):
+            return
         try:
-            manifest = repository.fetch_manifest(descriptor.digest)
+            manifest = self.fetch.manifest(descriptor.digest, MAX_REFERRER_MANIFEST_BYTES)
             if manifest is None:
                 self.reject(location, "referrer manifest is listed but missing")
                 return
@@ -292,12 +354,14 @@ class _Checker:
             if len(layers) != 1:
                 self.reject(location, f"referrer has {len(layers)} sigstore bundle layers, expected 1")
                 return
-            bundle = parse_bundle(repository.fetch_blob(layers[0].digest, max_bytes=MAX_LAYER_BYTES), what="sigstore bundle")
+            if self.too_large(location, layers[0], MAX_LAYER_BYTES, "sigstore bundle", self.reject):
+                return
+            bundle = parse_bundle(self.fetch.blob(layers[0].digest, MAX_LAYER_BYTES), what="sigstore bundle")
         except NotFoundError as exc:
             self.reject(location, str(exc))
             return
         except FormatError as exc:
-            self.reject(location, str(exc))
+            self.reject(location, self.format_problem(location, exc))
             return
         if bundle.envelope is None or bundle.envelope.payload_type != mt.INTOTO_PAYLOAD:
             self.reject(location, "bundle holds no in-toto DSSE envelope, so it is not an image signature")
@@ -328,17 +392,19 @@ class _Checker:
         if missing:
             self.reject(location, f"signature by {signer[0]} {missing}")
             return
-        self.verified.append(self._verified("bundle", signer, None, location, annotations))
+        names = tuple(dict.fromkeys(s.name for s in statement.subjects if s.name and s.matches(self.digest)))
+        self.verified.append(self._verified("bundle", signer, None, location, annotations, names))
 
     def _bundle_signer(self, bundle, statement: Statement, location: str, reject) -> tuple[str, str | None, KeylessSigner | None] | None:
+        bundle_digest = sha256_digest(bundle.raw)
         if bundle.is_keyless:
             reasons = []
             for identity in self.identities:
-                try:
-                    payload_type, payload, signer = verify_bundle_dsse(bundle.raw, identity)
-                except ModelsignError as exc:
-                    reasons.append(f"{identity.name}: {exc}")
+                outcome = self.once((id(identity), bundle_digest), 1, location, lambda: verify_bundle_dsse(bundle.raw, identity))
+                if isinstance(outcome, ModelsignError):
+                    reasons.append(f"{identity.name}: {outcome}")
                     continue
+                payload_type, payload, signer = outcome
                 # The statement we inspected must be the one the verified envelope carries.
                 if payload != bundle.envelope.payload or payload_type != mt.INTOTO_PAYLOAD:
                     reasons.append(f"{identity.name}: verified payload differs from the envelope")
@@ -347,7 +413,7 @@ class _Checker:
             reject(location, "keyless bundle rejected: " + ("; ".join(reasons) if reasons else "no trusted keyless identity configured"))
             return None
         for key in self.keys:
-            if bundle.envelope.verified_by(key):
+            if self.once((id(key), bundle_digest), len(bundle.envelope.signatures), location, lambda: bundle.envelope.verified_by(key)) is True:
                 return key.name, key.key_id, None
         reject(location, "bundle signature not made by any trusted key")
         return None
@@ -361,13 +427,18 @@ class _Checker:
         if layer.media_type != mt.DSSE_ENVELOPE:
             self.reject_attestation(location, f"layer media type {layer.media_type} is not a DSSE envelope")
             return
+        if self.too_large(location, layer, MAX_LAYER_BYTES, "attestation envelope", self.reject_attestation):
+            return
         try:
-            envelope = parse_envelope(load_json(repository.fetch_blob(layer.digest, max_bytes=MAX_LAYER_BYTES), what="attestation envelope"))
+            envelope = parse_envelope(load_signed_json(self.fetch.blob(layer.digest, MAX_LAYER_BYTES), what="attestation envelope"))
             if envelope.payload_type != mt.INTOTO_PAYLOAD:
                 raise FormatError(f"attestation payload type is {envelope.payload_type!r}, not in-toto")
             statement = parse_statement(envelope.payload)
-        except (NotFoundError, FormatError) as exc:
+        except NotFoundError as exc:
             self.reject_attestation(location, str(exc))
+            return
+        except FormatError as exc:
+            self.reject_attestation(location, self.format_problem(location, exc))
             return
         if statement.predicate_type not in self.attestation_types:
             return
@@ -375,7 +446,7 @@ class _Checker:
 
     def _envelope_signer(self, envelope: Envelope, layer: Descriptor, location: str) -> tuple[str, str | None, KeylessSigner | None] | None:
         for key in self.keys:
-            if envelope.verified_by(key):
+            if self.once((id(key), layer.digest), len(envelope.signatures), location, lambda: envelope.verified_by(key)) is True:
                 return key.name, key.key_id, None
         if layer.annotations.get(mt.ANNOTATION_CERTIFICATE):
             self.reject_attestation(location, "keyless .att attestations are not supported; attach it as a sigstore bundle (--format bundle)")

@@ -63,12 +63,13 @@ def rego(policy):
 
 
 @pytest.fixture(scope="module")
-def opa(policy):
-    from support.opa_standin import OpaStandIn
+def opa(policy, tmp_path_factory):
+    """The real OPA server (built by .ci/peers), as opa.url would point at."""
+    from support.opa_server import start_opa
 
-    standin = OpaStandIn()
-    yield OpaEngine(standin.url, "modelsign/decision", 2.0, policy.rego_sources, policy.data_document())
-    standin.stop()
+    server = start_opa(tmp_path_factory.mktemp("opa"))
+    yield OpaEngine(server.url, "modelsign/decision", 2.0, policy.rego_sources, policy.data_document())
+    server.stop()
 
 
 # -- the attack that was found, end to end through the pipeline ------------------------------
@@ -183,7 +184,7 @@ def _check_same_decision(engine, strings: list[str]) -> None:
         if violation["code"] == "invalid-reference":
             assert violation["problem"] == artifact["problem"]
         if violation["code"] == "not-signed":
-            assert violation["rejected"] == artifact["evidence"]["rejected"]
+            assert violation["name"] == artifact["name"] and violation["digest"] == artifact["evidence"]["digest"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -192,10 +193,20 @@ def test_embedded_engine_decides_the_same_whatever_the_strings_hold(rego, string
     _check_same_decision(rego, strings)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(strings=st.lists(hostile_text, min_size=1, max_size=8))
 def test_opa_path_decides_the_same_whatever_the_strings_hold(opa, strings):
     _check_same_decision(opa, strings)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(strings=st.lists(hostile_text, min_size=1, max_size=8))
+def test_both_engines_give_the_same_decision_for_the_same_hostile_input(rego, opa, strings):
+    hostile = _replace({"request": _request(), "artifacts": _artifacts()}, strings)
+    embedded, server = rego.decide(hostile), opa.decide(hostile)
+    assert embedded.exempt == server.exempt
+    key = lambda v: (v["source"], v["code"])  # noqa: E731
+    assert sorted(embedded.violations, key=key) == sorted(server.violations, key=key)
 
 
 @pytest.mark.parametrize("strings", [[h] for h in HOSTILE])
@@ -341,3 +352,58 @@ def test_rules_that_let_a_must_fail_artifact_through_are_refused(tmp_path, key_d
     finally:
         pipeline.close()
     assert not decision.allowed and decision.outcome == "error" and reason in decision.message
+
+
+# -- end to end: the real TLS webhook and `modelsign check` ------------------------------------
+
+
+def test_the_injection_is_denied_by_the_tls_webhook_and_by_check(tmp_path, key_dir, capsys):
+    import yaml
+
+    from conftest import run_cli
+    from support.webhook_server import start_webhook
+    from webhook.certs import generate
+
+    certs = tmp_path / "certs"
+    generate("modelsign-webhook", "modelsign-system", certs, extra_sans=["127.0.0.1"])
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy_text(key_dir / "ml-team.pub"))
+    server = start_webhook(policy_file, certs, tmp_path, workers=1)
+    try:
+        with server.client() as client:
+            for attack in sorted(ATTACKS):
+                kind, build = ATTACKS[attack]
+                answer = client.post("/validate", content=review(kind, build(INJECTION)), headers={"Content-Type": "application/json"}).json()
+                assert answer["response"]["allowed"] is False, attack
+                assert answer["response"]["auditAnnotations"]["decision"] == "deny"
+    finally:
+        server.stop()
+    manifests = tmp_path / "attack.yaml"
+    manifests.write_text(yaml.safe_dump_all([build(INJECTION) for _, build in ATTACKS.values()]))
+    code, out, _ = run_cli(capsys, "check", "-f", manifests, "--config", policy_file, "-n", "ml")
+    assert code == 1 and "ALLOW" not in out and out.count("DENY") == len(ATTACKS)
+
+
+def test_a_review_waits_for_a_busy_interpreter_only_until_its_deadline(policy):
+    import time
+
+    engine = RegoEngine(policy.rego_sources, policy.data_document(), interpreters=1)
+    held = engine._free.get()  # another review is evaluating on the only interpreter
+    try:
+        started = time.monotonic()
+        with pytest.raises(PolicyEngineError, match="busy with other reviews until the deadline"):
+            engine.decide({"request": _request(), "artifacts": []}, deadline=started + 0.2)
+        assert time.monotonic() - started < 1.0
+    finally:
+        engine._free.put(held)
+    assert engine.decide({"request": _request(), "artifacts": []}, deadline=time.monotonic() + 5).violations == ()
+
+
+def test_a_value_too_long_to_be_a_reference_is_invalid_before_the_engine(policy):
+    pipeline = AdmissionPipeline(policy)
+    try:
+        decision = pipeline.decide(parse_review(review("InferenceService", isvc("gs://bucket/" + "a" * 9000))))
+    finally:
+        pipeline.close()
+    assert not decision.allowed and "characters long; modelsign reads image references and model URIs of up to 8192" in decision.message
+    assert decision.violations[0]["value"].endswith("... (9012 characters)") and len(decision.message) < 12000

@@ -42,8 +42,9 @@ def test_deeply_nested_json_is_a_format_error():
 def test_deeply_nested_signature_payload_is_a_rejection(tmp_path, stores, ml_key):
     repository = LayoutRepository(tmp_path / "store", create=True)
     image = push_image(repository, {"f": b"x"}, tag="v1")
-    repository.push_blob(DEEP)
-    layer = Descriptor.for_content(mt.COSIGN_SIMPLESIGNING, DEEP, annotations={mt.ANNOTATION_SIGNATURE: base64.b64encode(b"sig").decode()})
+    deep = b"[" * 30_000 + b"]" * 30_000  # under the 64 KiB payload cap, far over the nesting limit
+    repository.push_blob(deep)
+    layer = Descriptor.for_content(mt.COSIGN_SIMPLESIGNING, deep, annotations={mt.ANNOTATION_SIGNATURE: base64.b64encode(b"sig").decode()})
     config = signature_image_config([layer.digest])
     repository.push_blob(config)
     repository.push_manifest(encode_image_manifest(Descriptor.for_content(mt.OCI_CONFIG, config), [layer]), mt.OCI_MANIFEST, tag=signature_tag(image.digest))

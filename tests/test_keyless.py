@@ -160,3 +160,29 @@ def test_default_trusted_root_is_the_embedded_production_root():
     assert signer.log_index == 98235800
     with pytest.raises(VerificationError):
         verify_legacy(b"{}", b"", annotations[mt.ANNOTATION_CERTIFICATE], annotations[mt.ANNOTATION_REKOR_BUNDLE], KeylessIdentity(name="p", subject=IDENTITY, issuer=GITHUB))
+
+
+@pytest.mark.parametrize("pattern, value, matches", [
+    (r"^https://github\.com/acme/.*$", "https://github.com/acme/app", True),
+    (r"^https://github\.com/acme/.*$", "https://github.com/acme/app\n", False),  # Python's `$` would accept it; RE2 does not
+    (r"^https://github\.com/acme/app$", "https://github.com/acme/app\n", False),
+    (r"acme", "https://github.com/acme/app", True),  # search semantics, like cosign: anchor your regexps
+    (r"^a\$$", "a$", True),
+    (r"^a[$]$", "a$", True),
+    (r"(?m)^line$", "first\nline\nlast", True),
+    (r"^\d+$", "١٢٣", False),  # RE2's \d is ASCII
+    (r"^\w+@example\.com$", "ünïcode@example.com", False),
+])
+def test_identity_regexps_match_as_cosign_does(pattern, value, matches):
+    from signer.keyless import go_regexp
+
+    assert (go_regexp(pattern).search(value) is not None) is matches
+
+
+@pytest.mark.parametrize("pattern", [r"^(?=x)", r"(a)\1", r"(?<!a)b", r"(?P=name)", "("])
+def test_identity_regexps_that_re2_refuses_are_refused(pattern):
+    from signer.errors import UsageError
+    from signer.keyless import go_regexp
+
+    with pytest.raises(UsageError, match="invalid identity regexp"):
+        go_regexp(pattern)

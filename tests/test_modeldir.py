@@ -218,3 +218,74 @@ def test_blake3_signatures_from_model_signing_verify(model, ml_key, pem_keys):
     (model / "config.json").write_text("{}")
     with pytest.raises(VerificationError, match="modified config.json"):
         verify_model_dir(model, [ml_key.public], signature_path=signature)
+
+
+# -- single-file models, both ways against the real model_signing command line ----------------
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "model.gguf"
+    path.write_bytes(os.urandom(2 * 1024 * 1024 + 5))
+    return path
+
+
+def _payload(signature: Path) -> dict:
+    import base64
+
+    return json.loads(base64.b64decode(json.loads(signature.read_text())["dsseEnvelope"]["payload"]))
+
+
+def test_a_single_file_signed_by_us_verifies_with_model_signing(model_file, key_dir, pem_keys, capsys):
+    from test_modeldir_certificate import model_signing as model_signing_cli
+
+    assert main(["sign", str(model_file), "--key", str(key_dir / "ml-team.key")]) == 0
+    assert "Signed model file" in capsys.readouterr().out
+    signature = model_file.parent / "model.gguf.sig"
+    statement = _payload(signature)
+    # model_signing's shape for one file: subject named after the file, one resource ".".
+    assert statement["subject"][0]["name"] == "model.gguf"
+    assert [r["name"] for r in statement["predicate"]["resources"]] == ["."]
+    assert statement["predicate"]["serialization"]["method"] == "files"
+    done = model_signing_cli("verify", "key", model_file, "--signature", signature, "--public_key", pem_keys[1])
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_single_file_signed_by_model_signing_verifies_with_us(model_file, key_dir, pem_keys, capsys):
+    from test_modeldir_certificate import model_signing as model_signing_cli
+
+    signature = model_file.parent / "theirs.sig"
+    done = model_signing_cli("sign", "key", model_file, "--private_key", pem_keys[0], "--signature", signature)
+    assert done.returncode == 0, done.stderr
+    assert main(["verify", str(model_file), "--signature", str(signature), "--key", str(key_dir / "ml-team.pub")]) == 0
+    assert "Verified model file" in capsys.readouterr().out
+    _flip_last_byte(model_file)
+    assert main(["verify", str(model_file), "--signature", str(signature), "--key", str(key_dir / "ml-team.pub")]) == 1
+    assert "modified model.gguf" in capsys.readouterr().err
+
+
+def test_a_single_file_in_shards_verifies_with_the_model_signing_library(model_file, ml_key, pem_keys):
+    result = sign_model_dir(model_file, ml_key, choice=HashingChoice(method="shards", shard_size=1024 * 1024))
+    assert result.method == "shards" and result.resources == 3
+    model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pem_keys[1]).verify(model_file, result.signature_path)
+    assert verify_model_dir(model_file, [ml_key.public]).warnings == ()
+
+
+def test_file_and_directory_signatures_are_not_interchangeable(model, model_file, ml_key):
+    file_signature = sign_model_dir(model_file, ml_key).signature_path
+    directory_signature = sign_model_dir(model, ml_key, choice=HashingChoice(method="files")).signature_path
+    with pytest.raises(VerificationError, match=r"is for a single file \(model.gguf\), but .* is a directory"):
+        verify_model_dir(model, [ml_key.public], signature_path=file_signature)
+    with pytest.raises(VerificationError, match=r"is for a model directory \(my-model\), but .* is a single file"):
+        verify_model_dir(model_file, [ml_key.public], signature_path=directory_signature)
+
+
+def test_single_file_usage_errors(model_file, ml_key, key_dir, capsys):
+    with pytest.raises(UsageError, match="nothing in it to ignore"):
+        sign_model_dir(model_file, ml_key, ignore_paths=["x"])
+    link = model_file.parent / "link.gguf"
+    link.symlink_to(model_file)
+    with pytest.raises(UsageError, match="is a symlink"):
+        sign_model_dir(link, ml_key)
+    assert main(["verify", str(model_file.parent / "absent.gguf"), "--key", str(key_dir / "ml-team.pub")]) == 2
+    assert "absent.gguf is not a directory or a file" in capsys.readouterr().err

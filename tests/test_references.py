@@ -22,7 +22,9 @@ DIGEST = "sha256:" + "ab" * 32
         ("127.0.0.1:5000/models/llm@" + DIGEST, "127.0.0.1:5000", "models/llm", None, DIGEST),
         ("10.0.0.7/team/x:1@" + DIGEST, "10.0.0.7", "team/x", "1", DIGEST),
         ("[::1]:5000/app:v2", "[::1]:5000", "app", "v2", None),
-        ("Registry.Example.com/app", "Registry.Example.com", "app", None, None),
+        ("Registry.Example.com/app", "registry.example.com", "app", None, None),  # hosts are lowercased: one name per host
+        ("127.0.0.1:05000/app", "127.0.0.1:5000", "app", None, None),
+        ("[2001:DB8::0001]:5000/app", "[2001:db8::1]:5000", "app", None, None),
         ("kit://registry.example.com/models/llm:1.0", "registry.example.com", "models/llm", "1.0", None),
         ("kit://mymodel:v1", "localhost", "mymodel", "v1", None),
         ("kit://ns/mymodel@" + DIGEST, "localhost", "ns/mymodel", None, DIGEST),

@@ -3,13 +3,18 @@ and the right exit code (2 = environment problem, never a traceback)."""
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
 from conftest import run_cli, write_docker_config
+from signer.errors import RegistryError
 from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
 from signer.references import parse_reference
 from signer.samples import push_image
+from support.faults import BlackHole
 from support.registry import free_port
 
 
@@ -170,3 +175,114 @@ def test_blob_redirects_are_followed_but_never_to_plain_http_elsewhere(capsys, r
     fault_proxy.redirect_blobs_to = "http://storage.example.net"
     code, _, err = run_cli(capsys, "verify", f"{fault_proxy.host}/redirects/app:1", "--key", key_dir / "ml-team.pub")
     assert code == 2 and "refusing it" in err
+
+
+def test_registry_timeout_bounds_the_whole_request_and_says_what_it_spent(capsys, key_dir):
+    """A host that accepts and never answers: `--registry-timeout 3` is the whole budget of the
+    command's registry request (scheme probe, attempts, backoff), not 3 s per attempt."""
+    hole = BlackHole()
+    try:
+        started = time.monotonic()
+        code, _, err = run_cli(capsys, "verify", f"{hole.host}/app:1", "--key", key_dir / "ml-team.pub", "--registry-timeout", "3")
+        elapsed = time.monotonic() - started
+    finally:
+        hole.stop()
+    assert code == 2 and elapsed < 3 + 2, (elapsed, err)
+    spent = re.search(rf"registry {re.escape(hole.host)} did not answer within 3s \((\d+) attempts? over ([\d.]+)s\)", err)
+    assert spent is not None, err
+    assert 2.5 <= float(spent.group(2)) <= elapsed and "--registry-timeout" in err
+
+
+def test_an_unreachable_registry_fails_fast_with_its_first_error():
+    hole = BlackHole()
+    try:
+        with Stores(RegistryOptions(timeout_seconds=1)) as stores:
+            repository = stores.repository(parse_reference(f"{hole.host}/app:1"))
+            with pytest.raises(RegistryError) as first:
+                repository.fetch_manifest("1")
+            started = time.monotonic()
+            with pytest.raises(RegistryError) as again:
+                repository.fetch_manifest("2")
+            assert time.monotonic() - started < 0.2
+    finally:
+        hole.stop()
+    assert "did not answer within 1s" in first.value.message
+    assert again.value.message.startswith(first.value.message) and "not contacted again for 5s" in again.value.message
+
+
+def test_retries_and_backoff_stay_within_the_timeout(registry, fault_proxy):
+    fault_proxy.always = 503
+    with Stores(RegistryOptions(retries=5, backoff_seconds=1.0, timeout_seconds=2)) as stores:
+        repository = stores.repository(parse_reference(f"{fault_proxy.host}/faults/app:1"))
+        started = time.monotonic()
+        with pytest.raises(RegistryError, match="answered HTTP 503"):
+            repository.fetch_manifest("1")
+        elapsed = time.monotonic() - started
+    manifest_requests = [r for r in fault_proxy.seen if "/manifests/" in r]
+    assert elapsed < 2.5 and 1 < len(manifest_requests) < 6, (elapsed, manifest_requests)  # retried, but no backoff past the timeout
+
+
+class _Recorder:
+    """A tiny HTTP server that answers every request with (status, headers) and remembers
+    each request's path and Authorization header."""
+
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.seen: list[tuple[str, str | None]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                recorder.seen.append((self.path, self.headers.get("Authorization")))
+                body = b'{"token": "t"}' if status == 200 else b""
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value.replace("{self}", recorder.url))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_POST = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("challenge", ['Bearer realm="{token}/token",service="evil"', 'Basic realm="storage"',
+                                       'Bearer realm="{token}/token",service="evil",scope="repository:x:pull"'])
+def test_a_redirect_target_that_asks_for_credentials_never_gets_the_registrys(capsys, basic_registry, key_dir, tmp_path, monkeypatch, challenge):
+    """Registry A (basic auth) 307-redirects a blob to origin B; B answers 401 naming token
+    service C. A's docker-login credentials must reach neither B nor C."""
+    from support.faults import FaultProxy
+
+    token_service = _Recorder(200, {"Content-Type": "application/json"})
+    storage = _Recorder(401, {"WWW-Authenticate": challenge.replace("{token}", token_service.url)})
+    front = FaultProxy(basic_registry.host)  # origin A: forwards to the registry, redirects blobs
+    try:
+        write_docker_config(tmp_path, front.host, "alice", "wonderland")
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+        with Stores() as stores:
+            push_image(stores.repository(parse_reference(f"{front.host}/leak/app")), {"f": b"x"}, tag="1")
+        assert run_cli(capsys, "sign", f"{front.host}/leak/app:1", "--key", key_dir / "ml-team.key")[0] == 0
+        front.redirect_blobs_to = storage.url
+        code, _, err = run_cli(capsys, "verify", f"{front.host}/leak/app:1", "--key", key_dir / "ml-team.pub")
+    finally:
+        front.stop()
+        storage.stop()
+        token_service.stop()
+    assert code != 0 and "sends a registry's credentials only to the registry itself" in err
+    assert token_service.seen == []
+    assert storage.seen and all(authorization is None for _, authorization in storage.seen)

@@ -27,15 +27,15 @@ from typing import Any, AsyncIterator
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.concurrency import run_in_threadpool
 
 from signer.errors import ModelsignError
 from webhook.audit.records import keys_change, review_fields
-from webhook.audit.settings import settings_from_environment
+from webhook.audit.settings import placement_warnings, settings_from_environment
 from webhook.audit.trail import AuditTrail
-from webhook.audit.writer import AuditWriteError, AuditWriter
+from webhook.audit.writer import LATE_REASON, AuditWriteError, AuditWriter
 from webhook.config import default_rego_dir, load_policy, referenced_files
-from webhook.logs import configure_logging, get_logger
+from webhook.intime import InTimeDecider
+from webhook.logs import clip, configure_logging, dropped_lines, flush_stdout, get_logger
 from webhook.metrics import Metrics
 from webhook.pipeline import AdmissionPipeline, Decision
 from webhook.review import MAX_BODY_BYTES, AdmissionRequest, ReviewError, parse_review, review_response
@@ -133,6 +133,9 @@ class WebhookState:
             settings = settings_from_environment()
             if settings is not None:
                 self.audit = AuditTrail(AuditWriter(settings))
+                for warning in placement_warnings(settings):  # said in the log and in the trail itself
+                    self.log.warning("audit_placement_warning", warning=warning)
+                    self.record("audit-warning", warning=warning)
         except ModelsignError as exc:
             self.audit_error = exc.message + (f"; {exc.hint}" if exc.hint else "")
             self.log.error("audit_unavailable", error=self.audit_error)
@@ -166,8 +169,9 @@ class WebhookState:
         if self.pipeline is not None:
             self.pipeline.close()
         if self.audit is not None:
-            self.record("shutdown", pid=os.getpid())
+            self.record("shutdown", pid=os.getpid(), witness=self.audit.writer.witness_stats(), stdoutDropped=dropped_lines())
             self.audit.close()
+        flush_stdout()  # the stdout copy of the last records (bounded: a stalled stdout cannot hold up the exit)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -184,6 +188,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
     configure_logging()
     state = WebhookState(settings)
     metrics = Metrics()
+    decider = InTimeDecider()
     log = get_logger(component="admission")
 
     @contextlib.asynccontextmanager
@@ -195,6 +200,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
             state.start_watching()
         yield
         state.stop()
+        decider.shutdown()
 
     app = FastAPI(title="modelsign admission webhook", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.webhook = state
@@ -254,7 +260,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
                     metrics.record_audit_failure()
                     return _unrecorded(review, exc.message)
             return JSONResponse(review_response(review.api_version, review.uid, allowed=False, message=message))
-        decision = await run_in_threadpool(pipeline.decide, review)
+        decision = await decider.decide(pipeline, review)  # by the deadline + a margin, a deny if need be
         _record(review, decision)
         response = pipeline.response(review, decision)
         if state.audit is not None:
@@ -264,16 +270,46 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
                 metrics.record_audit_failure()
                 # Best effort: if the trail recovers, it says this review was denied for want of a record.
                 await _audit_event("audit-failure", **review_fields(review), decisionId=decision.decision_id, error=exc.message,
-                                   response={"allowed": False, "reason": "audit-record-not-written"})
+                                   response={"allowed": False, "reason": LATE_REASON if exc.late else "audit-record-not-written"})
                 return _unrecorded(review, exc.message)
             response["response"].setdefault("auditAnnotations", {})["audit-record"] = f"{receipt.writer}#{receipt.seq}"
         return JSONResponse(response)
 
+    @app.post("/mutate")
+    async def mutate(request: Request) -> JSONResponse:
+        """Digest pinning (webhook/pinning.py). Never a deny: what cannot be pinned stays as
+        written and the validating webhook decides about it."""
+        try:
+            review = parse_review(await _read_body(request))
+        except ReviewError as exc:
+            return await _bad_request(str(exc), request)
+        pipeline = state.pipeline
+        if pipeline is None or state.audit_error is not None:
+            return JSONResponse(review_response(review.api_version, review.uid, allowed=True))
+        pinning = await decider.pin(pipeline, review)
+        metrics.record_pinning(pinning.reason, len(pinning.pinned))
+        if pinning.pinned:
+            log.info("digests_pinned", pinning_id=pinning.pinning_id, uid=review.uid, kind=review.kind, namespace=review.namespace,
+                     name=review.name, pinned=pinning.pinned, latency_ms=pinning.latency_ms)
+        annotations = {"pinning-id": pinning.pinning_id, "pinned": str(len(pinning.pinned))}
+        if pinning.pinned and state.audit is not None:
+            try:  # what runs changed: recorded before the patch goes out, like a decision
+                receipt = await state.audit.event_async("pinning", **review_fields(review), pinningId=pinning.pinning_id, pinned=pinning.pinned,
+                                                        policy={"name": pipeline.policy.name, "hash": pipeline.policy.policy_hash})
+            except ModelsignError as exc:
+                metrics.record_audit_failure()
+                log.error("audit_write_failed", uid=review.uid, error=exc.message)
+                return JSONResponse(review_response(review.api_version, review.uid, allowed=True, warnings=[
+                    f"modelsign did not pin digests: the audit record could not be written ({exc.message})"]))
+            annotations["audit-record"] = f"{receipt.writer}#{receipt.seq}"
+        return JSONResponse(review_response(review.api_version, review.uid, allowed=True, patch=pinning.patch, audit_annotations=annotations))
+
     @app.exception_handler(Exception)
     async def _never_500(request: Request, exc: Exception) -> JSONResponse:
         try:
-            log.error("unhandled_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
-            await _audit_event("exception", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+            error = clip(f"{type(exc).__name__}: {exc}")  # an exception's text may echo request values
+            log.error("unhandled_error", path=clip(request.url.path), error=error)
+            await _audit_event("exception", path=clip(request.url.path), error=error)
         except Exception:  # noqa: BLE001 - this handler must answer, whatever else is broken
             pass
         return JSONResponse(status_code=400, content={"error": "request could not be processed", "detail": f"{type(exc).__name__}"})

@@ -61,13 +61,7 @@ class SingleFlightCache(Generic[K, V]):
             raise
         lifetime = ttl(value)
         with self._lock:  # store before leaving in-flight, so no caller recomputes in between
-            if lifetime > 0:
-                now = self._clock()
-                self._entries[key] = (now + lifetime, value)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._max_entries:
-                    self._entries.popitem(last=False)
-                self._drop_expired(now)
+            self._store(key, value, lifetime)
             self._inflight.pop(key, None)
         future.set_result(value)
         return value, False
@@ -79,6 +73,21 @@ class SingleFlightCache(Generic[K, V]):
             if expires > now:
                 break
             del self._entries[first_key]
+
+    def put(self, key: K, value: V, ttl_seconds: float) -> None:
+        """Keep `value` for `ttl_seconds` (0: do not keep)."""
+        with self._lock:
+            self._store(key, value, ttl_seconds)
+
+    def _store(self, key: K, value: V, lifetime: float) -> None:
+        if lifetime <= 0:
+            return
+        now = self._clock()
+        self._entries[key] = (now + lifetime, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+        self._drop_expired(now)
 
     def peek(self, key: K) -> V | None:
         """The cached value if fresh, counted as a hit; None (no miss counted) otherwise."""

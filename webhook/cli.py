@@ -25,7 +25,8 @@ def cmd_webhook_serve(args: argparse.Namespace) -> int:
     export_to_environment(path=args.audit_log, key=args.audit_key, checkpoints=args.audit_checkpoints, stdout=args.audit_stdout,
                           retention_days=args.audit_retention_days, rotate_bytes=int(args.audit_rotate_mb * 1024 * 1024),
                           rotate_seconds=args.audit_rotate_hours * 3600, checkpoint_records=args.audit_checkpoint_records,
-                          checkpoint_seconds=args.audit_checkpoint_seconds)
+                          checkpoint_seconds=args.audit_checkpoint_seconds, witness=args.audit_witness,
+                          witness_docker_config=args.audit_witness_docker_config, witness_insecure=args.audit_witness_insecure)
     serve(policy=args.config, tls_cert=args.tls_cert, tls_key=args.tls_key, host=args.host, port=args.port,
           workers=args.workers, rego_dir=args.policy_dir, reload_seconds=args.reload_interval)
     return EXIT_OK
@@ -89,7 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit = serve.add_argument_group("audit trail (hash-chained, durable before each response)")
     audit.add_argument("--audit-log", type=Path, metavar="DIR/NAME.jsonl", help="chain files NAME-<writer>-<n>.jsonl go in DIR, one chain per worker process")
     audit.add_argument("--audit-key", type=Path, help="private key that signs checkpoints (password: MODELSIGN_AUDIT_PASSWORD or MODELSIGN_PASSWORD)")
-    audit.add_argument("--audit-checkpoints", type=Path, help="where signed checkpoints go (default DIR/NAME.checkpoints.jsonl; better on another volume)")
+    audit.add_argument("--audit-checkpoints", type=Path, metavar="FILE",
+                       help="where signed checkpoints go, on a volume the chain directory cannot reach (default "
+                            "${MODELSIGN_STATE_DIR:-/var/lib/modelsign}/audit-checkpoints/NAME.checkpoints.jsonl; the server does not start if it cannot create it)")
+    audit.add_argument("--audit-witness", metavar="REGISTRY/REPO",
+                       help="also push every signed checkpoint to this OCI repository (one tag each), out of the writer's reach")
+    audit.add_argument("--audit-witness-docker-config", type=Path, metavar="PATH",
+                       help="Docker config.json with a push-only credential for the witness (keep it apart from the webhook's own)")
+    audit.add_argument("--audit-witness-insecure", action="store_true", help="plain HTTP (or unverified TLS) to a non-loopback witness registry")
     audit.add_argument("--audit-stdout", action="store_true", default=bool(os.environ.get("MODELSIGN_AUDIT_STDOUT")),
                        help="also stream every record to stdout (Fluent Bit, Loki); env MODELSIGN_AUDIT_STDOUT=1")
     audit.add_argument("--audit-retention-days", type=float, default=90.0, help="remove chain files older than this (default 90)")

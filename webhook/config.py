@@ -26,7 +26,9 @@ from signer.errors import ModelsignError, UsageError
 from signer.keyless import KeylessIdentity
 from signer.keys import PublicKey, load_public_key_file, load_public_key_pem
 from signer.oci.registry import RegistryOptions
+from signer.references import unsafe_character
 from signer.trust import TrustAnchor
+from webhook.limits import VerificationLimits
 
 API_VERSION = "modelsign.dev/v1alpha1"
 POLICY_KIND = "AdmissionPolicy"
@@ -40,7 +42,7 @@ class PolicyError(ModelsignError):
 def _host_glob(value: str) -> str:
     if "/" in value or not value.strip():
         raise ValueError(f"{value!r} must be a host[:port] glob without a path")
-    return value
+    return value.lower()  # references are matched by their canonical (lowercase) host
 
 
 HostGlob = Annotated[str, AfterValidator(_host_glob)]
@@ -129,7 +131,8 @@ class Environments(_Strict):
     mappings: list[EnvironmentMapping] = Field(default_factory=list)
     namespace_label: str | None = Field(default=None, alias="namespaceLabel")
     label_cache_seconds: float = Field(default=60, alias="labelCacheSeconds", ge=0)
-    api_server: str | None = Field(default=None, alias="apiServer")  # default: in-cluster configuration
+    api_server: str | None = Field(default=None, alias="apiServer")  # a URL that needs no credentials (kubectl proxy)
+    kubeconfig: str | None = None  # a kubeconfig file (outside the cluster); default: in-cluster configuration
 
 
 class Rule(_Strict):
@@ -176,6 +179,39 @@ class OpaSettings(_Strict):
     timeout_seconds: float = Field(default=1.0, alias="timeoutSeconds", gt=0, le=2)
 
 
+def _repository_prefix(value: str) -> str:
+    if not value or any(c in value for c in "*?[]{}@") or "://" in value or value.endswith("/") or unsafe_character(value):
+        raise ValueError(f"{value!r} must be a registry host or registry/repository prefix, without scheme, tag, digest or globs")
+    host, slash, path = value.partition("/")
+    host = host.lower()  # hosts are compared in their canonical, lowercase form
+    return ("docker.io" if host == "index.docker.io" else host) + slash + path
+
+
+RepositoryPrefix = Annotated[str, AfterValidator(_repository_prefix)]
+
+
+class ImageMirror(_Strict):
+    """Prefixes that serve the same content (as in an ImageDigestMirrorSet): a digest signed
+    under one may be pulled under another when requireSignedReference is on."""
+
+    source: RepositoryPrefix
+    mirrors: list[RepositoryPrefix] = Field(min_length=1)
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        return (self.source, *self.mirrors)
+
+
+class PinDigests(_Strict):
+    """Which objects `/mutate` rewrites, each verified tag becoming `name@sha256:…`."""
+
+    pods: bool = True
+    kserve: bool = True
+    # Deployment, Job, CronJob... templates: off by default, since GitOps tools that compare the
+    # stored template with Git would see a change they did not make.
+    templates: bool = False
+
+
 class Metadata(_Strict):
     name: str = "default"
 
@@ -189,8 +225,11 @@ class PolicySpec(_Strict):
     allowed_registries: list[HostGlob] = Field(default_factory=list, alias="allowedRegistries")
     insecure_registries: list[HostGlob] = Field(default_factory=list, alias="insecureRegistries")
     # registry host -> directory of OCI layouts (<dir>/<repository>), served from disk (demo, air-gapped)
-    local_registries: dict[str, str] = Field(default_factory=dict, alias="localRegistries")
+    local_registries: dict[HostGlob, str] = Field(default_factory=dict, alias="localRegistries")
     require_digest: bool = Field(default=False, alias="requireDigest")
+    # A signature counts only where its signed name is the pulled one (or a mirror of it).
+    require_signed_reference: bool = Field(default=False, alias="requireSignedReference")
+    image_mirrors: list[ImageMirror] = Field(default_factory=list, alias="imageMirrors")
     trusted_keys: dict[str, TrustedKeySpec] = Field(default_factory=dict, alias="trustedKeys")
     rules: list[Rule] = Field(default_factory=list)
     storage_uris: StorageUris = Field(default_factory=StorageUris, alias="storageUris")
@@ -198,6 +237,8 @@ class PolicySpec(_Strict):
     deadline_seconds: float = Field(default=8.0, alias="deadlineSeconds", gt=0, le=9)
     registry: RegistryAccess = Field(default_factory=RegistryAccess)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    limits: VerificationLimits = Field(default_factory=VerificationLimits)
+    pin_digests: PinDigests = Field(default_factory=PinDigests, alias="pinDigests")
     opa: OpaSettings | None = None
     environments: Environments = Field(default_factory=Environments)
 
@@ -269,13 +310,17 @@ class LoadedPolicy:
         return types
 
     @functools.cached_property
+    def mirror_groups(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(mirror.group for mirror in self.spec.image_mirrors)
+
+    @functools.cached_property
     def needs_environment(self) -> bool:
         """Some approval rule takes its environment from the request's namespace."""
         return any(rule.require.approval is not None and rule.require.approval.environment is None for rule in self.spec.rules)
 
     def data_document(self) -> dict[str, Any]:
         """What the Rego policy sees as `data.modelsign.config` (durations in seconds)."""
-        document = self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind", "local_registries", "environments"})
+        document = self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind", "local_registries", "environments", "image_mirrors", "limits", "pin_digests"})
         for rule in document["rules"]:
             scan = rule["require"].get("scan")
             if scan:
@@ -310,7 +355,8 @@ def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | 
         raise PolicyError(_format_validation_error(exc, source), hint="see the policy reference in README.md") from None
     base = base_dir or Path.cwd()
     anchors, fingerprints = _load_anchors(spec, base, source)
-    for field, value in (("registry.caFile", spec.registry.ca_file), ("registry.dockerConfig", spec.registry.docker_config)):
+    for field, value in (("registry.caFile", spec.registry.ca_file), ("registry.dockerConfig", spec.registry.docker_config),
+                         ("environments.kubeconfig", spec.environments.kubeconfig)):
         if value and not _resolve(base, value).is_file():
             raise PolicyError(f"{source}: {field}: {_resolve(base, value)} does not exist")
     rego = rego_sources if rego_sources is not None else default_rego_sources()
@@ -381,6 +427,9 @@ def referenced_files(document: Any, base_dir: Path) -> list[Path]:
     registry = document.get("registry")
     if isinstance(registry, dict):
         names += [registry.get("caFile"), registry.get("dockerConfig")]
+    environments = document.get("environments")
+    if isinstance(environments, dict):
+        names.append(environments.get("kubeconfig"))
     return [_resolve(base_dir, name) for name in names if isinstance(name, str) and name]
 
 

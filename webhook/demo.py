@@ -6,8 +6,9 @@ with a registry host served from local OCI layouts, and submits AdmissionReviews
 InferenceService whose kit:// model is signed (admitted) and one whose model is not
 (denied, message shown). Part 3 adds scan and approval gates: a signed ModelKit with a malicious pickle is scanned
 and denied, the clean one is scanned, approved for prod, admitted, then revoked and denied.
-Part 4: both webhook runs kept an audit trail; it is verified, exported (HTML, PDF, CSV with
-a signed manifest), and a damaged copy is caught.
+Part 4: both webhook runs kept an audit trail (checkpoints in a directory of their own); it
+is verified (not without the audit key), exported (HTML, PDF, CSV with a signed manifest),
+and a damaged copy is caught.
 Every outcome is checked: the demo exits 1 if any step differs.
 """
 
@@ -172,7 +173,8 @@ def _start_webhook(base: Path, policy: Path) -> tuple[subprocess.Popen, str, Pat
     log = base / "webhook.log"
     command = [sys.executable, "-m", "webhook.cli", "webhook", "serve", "--config", str(policy), "--tls-cert", str(base / "certs" / "tls.crt"),
                "--tls-key", str(base / "certs" / "tls.key"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--audit-log", str(base / "audit" / "audit.jsonl"), "--audit-key", str(base / "audit-signing.key")]
+               "--audit-log", str(base / "audit" / "audit.jsonl"), "--audit-key", str(base / "audit-signing.key"),
+               "--audit-checkpoints", str(base / "audit-checkpoints" / "audit.checkpoints.jsonl")]  # in production: another volume
     print(f"\n$ modelsign {shlex.join(command[3:])}   (in the background; logs in {log})", flush=True)
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"https://127.0.0.1:{port}"
@@ -320,9 +322,11 @@ def _gates_demo(base: Path) -> None:
 
 def _audit_demo(base: Path) -> None:
     _step("16. The audit trail both webhook runs wrote: verify it, export the auditors' report")
-    _run(["audit", "verify", "audit", "--key", "audit-signing.pub"], 0)
+    checkpoints = ["--checkpoints", "audit-checkpoints/audit.checkpoints.jsonl"]
+    _run(["audit", "verify", "audit", *checkpoints], 1)  # without the audit key nothing is verified: UNVERIFIED, exit 1
+    _run(["audit", "verify", "audit", "--key", "audit-signing.pub", *checkpoints], 0)
     _run(["audit", "export", "audit", "--format", "html", "--format", "pdf", "--format", "csv", "-o", "audit-report",
-          "--key", "audit-signing.pub", "--signing-key", "audit-signing.key"], 0)
+          "--key", "audit-signing.pub", "--signing-key", "audit-signing.key", *checkpoints], 0)
     _run(["audit", "verify-export", "audit-report/manifest.json", "--key", "audit-signing.pub"], 0)
     print(f"\nOpen {base / 'audit-report' / 'report.html'} in a browser (or report.pdf).")
 
@@ -332,4 +336,4 @@ def _audit_demo(base: Path) -> None:
     lines = chain.read_bytes().split(b"\n")
     victim = next(i for i, line in enumerate(lines) if b'"type":"decision"' in line)
     chain.write_bytes(b"\n".join(lines[:victim] + lines[victim + 1:]))
-    _run(["audit", "verify", "audit-tampered", "--key", "audit-signing.pub"], 1)
+    _run(["audit", "verify", "audit-tampered", "--key", "audit-signing.pub", *checkpoints], 1)

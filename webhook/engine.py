@@ -8,8 +8,10 @@ failure raises `PolicyEngineError`, which the pipeline turns into a deny (fail c
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
+import queue
 import threading
 import time
 from typing import Any, Protocol
@@ -21,6 +23,7 @@ from webhook.engine_values import EngineDecision, PolicyEngineError, from_engine
 DECISION_QUERY = "data.modelsign.decision"
 MAX_MEMO_INPUT_BYTES = 64 * 1024
 MAX_OPA_ANSWER_BYTES = 16 * 1024 * 1024
+INTERPRETERS = 4  # per worker process
 
 __all__ = ["DECISION_QUERY", "EngineDecision", "MemoizedEngine", "OpaEngine", "PolicyEngine", "PolicyEngineError", "RegoEngine", "build_engine"]
 
@@ -28,42 +31,59 @@ __all__ = ["DECISION_QUERY", "EngineDecision", "MemoizedEngine", "OpaEngine", "P
 class PolicyEngine(Protocol):
     name: str
 
-    def decide(self, policy_input: dict[str, Any]) -> EngineDecision:
+    def decide(self, policy_input: dict[str, Any], *, deadline: float | None = None) -> EngineDecision:
+        """`deadline` (monotonic): when to give up waiting for the engine."""
         ...
 
 
 class RegoEngine:
-    """regopy (rego-cpp) compiled once into a bundle; queries are serialised per process."""
+    """regopy (rego-cpp), compiled into a few interpreters. One interpreter evaluates one query
+    at a time, and rego-cpp gives up the GIL while it evaluates, so several reviews decide in
+    parallel; a review waits for a free interpreter only until its deadline, so one costly
+    evaluation never holds up the others."""
 
     name = "rego"
 
-    def __init__(self, sources: dict[str, str], data: dict[str, Any]) -> None:
-        from regopy import Interpreter
-
-        self._lock = threading.Lock()
-        self._interpreter = Interpreter()
+    def __init__(self, sources: dict[str, str], data: dict[str, Any], *, interpreters: int = INTERPRETERS) -> None:
         # Encoded strings hold no quote, backslash or control character, so this JSON text
         # is the data itself: rego-cpp keeps no escaped forms that input strings could not equal.
         document = json.dumps(to_engine({"modelsign": {"config": data}}, where="data"), ensure_ascii=False)
-        try:
-            for filename, text in sorted(sources.items()):
-                self._interpreter.add_module(filename, text)
-            self._interpreter.add_data_json(document)
-            self._bundle = self._interpreter.build(DECISION_QUERY)
-        except Exception as exc:  # regopy reports compile errors as several exception types
-            raise PolicyEngineError(f"the Rego policy does not compile: {exc}", hint="check the .rego files in the policy directory") from None
+        self._free: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        for _ in range(interpreters):
+            self._free.put(_compile(sources, document))
 
-    def decide(self, policy_input: dict[str, Any]) -> EngineDecision:
+    def decide(self, policy_input: dict[str, Any], *, deadline: float | None = None) -> EngineDecision:
         from webhook import regocpp
 
         encoded = to_engine(policy_input)
-        with self._lock:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            interpreter, bundle = self._free.get(timeout=wait)
+        except queue.Empty:
+            raise PolicyEngineError("every policy interpreter was busy with other reviews until the deadline",
+                                    hint="retry; if it persists, the webhook is overloaded: add replicas or workers") from None
+        try:
             try:
-                self._interpreter.set_input(encoded)
+                interpreter.set_input(encoded)
             except Exception as exc:  # regopy raises RegoError, ctypes errors...
                 raise PolicyEngineError(f"the policy input could not be given to Rego: {type(exc).__name__}: {exc}") from None
-            value = regocpp.query(self._interpreter, self._bundle)
+            value = regocpp.query(interpreter, bundle)
+        finally:
+            self._free.put((interpreter, bundle))
         return read_decision(from_engine(value), "Rego")
+
+
+def _compile(sources: dict[str, str], document: str) -> tuple[Any, Any]:
+    from regopy import Interpreter
+
+    interpreter = Interpreter()
+    try:
+        for filename, text in sorted(sources.items()):
+            interpreter.add_module(filename, text)
+        interpreter.add_data_json(document)
+        return interpreter, interpreter.build(DECISION_QUERY)
+    except Exception as exc:  # regopy reports compile errors as several exception types
+        raise PolicyEngineError(f"the Rego policy does not compile: {exc}", hint="check the .rego files in the policy directory") from None
 
 
 class OpaEngine:
@@ -101,14 +121,15 @@ class OpaEngine:
             raise PolicyEngineError(f"cannot load the policy into OPA at {self.url}: {exc}", hint="check opa.url and that OPA is running") from None
         self._pushed = True
 
-    def _query(self, body: bytes) -> Any:
+    def _query(self, body: bytes, deadline: float | None) -> Any:
         """POST the decision query through the client's session and read the answer strictly
         (the client's own query helper parses with "last duplicate key wins")."""
         started = time.monotonic()
         try:
             response = self._client._session.post(
                 f"{self._client.root_url}/data/{self._decision_path}", data=body,
-                headers={"Content-Type": "application/json"}, timeout=self._timeout, stream=True,
+                headers={"Content-Type": "application/json"}, stream=True,
+                timeout=self._timeout if deadline is None else max(0.01, min(self._timeout, deadline - started)),
             )
             with response:
                 raw = response.raw.read(MAX_OPA_ANSWER_BYTES + 1, decode_content=True)
@@ -123,16 +144,16 @@ class OpaEngine:
         answer = strict_json(raw, what=f"the answer of OPA at {self.url}")
         return answer.get("result") if isinstance(answer, dict) else None
 
-    def decide(self, policy_input: dict[str, Any]) -> EngineDecision:
+    def decide(self, policy_input: dict[str, Any], *, deadline: float | None = None) -> EngineDecision:
         body = json.dumps({"input": to_engine(policy_input)}, ensure_ascii=False, allow_nan=False).encode()
         with self._lock:
             if not self._pushed:
                 self._push()
-        value = self._query(body)
+        value = self._query(body, deadline)
         if value is None:  # OPA restarted and lost the pushed policy: push again once
             with self._lock:
                 self._push()
-            value = self._query(body)
+            value = self._query(body, deadline)
         return read_decision(from_engine(value), f"OPA at {self.url}")
 
 
@@ -147,13 +168,19 @@ class MemoizedEngine:
         self._ttl = ttl_seconds
         self._cache: SingleFlightCache[str, EngineDecision] = SingleFlightCache(max_entries=max_entries)
 
-    def decide(self, policy_input: dict[str, Any]) -> EngineDecision:
+    def decide(self, policy_input: dict[str, Any], *, deadline: float | None = None) -> EngineDecision:
         request = {k: v for k, v in policy_input.get("request", {}).items() if k != "uid"}
         canonical = json.dumps({**policy_input, "request": request}, sort_keys=True, separators=(",", ":"))
         if len(canonical) > MAX_MEMO_INPUT_BYTES:  # huge objects are rare: not worth the memory
-            return self._engine.decide(policy_input)
+            return self._engine.decide(policy_input, deadline=deadline)
         key = hashlib.sha256(canonical.encode()).hexdigest()
-        value, _ = self._cache.get_or_compute(key, lambda: self._engine.decide(policy_input), ttl=lambda _: self._ttl)
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            value, _ = self._cache.get_or_compute(key, lambda: self._engine.decide(policy_input, deadline=deadline), ttl=lambda _: self._ttl,
+                                                  wait_seconds=wait)
+        except concurrent.futures.TimeoutError:
+            raise PolicyEngineError("the policy evaluation of an identical review did not finish before the deadline",
+                                    hint="retry; if it persists, the webhook is overloaded: add replicas or workers") from None
         return value
 
 

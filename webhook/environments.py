@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from signer.errors import ModelsignError
@@ -21,8 +22,10 @@ class EnvironmentLookupError(ModelsignError):
 
 
 class EnvironmentResolver:
-    def __init__(self, settings: Environments) -> None:
+    def __init__(self, settings: Environments, base_dir: Path | None = None) -> None:
         self.settings = settings
+        # relative paths in the policy are relative to the policy file
+        self._kubeconfig = str((base_dir or Path.cwd()) / settings.kubeconfig) if settings.kubeconfig else None
         self._labels: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
         self._api: Any = None
@@ -41,10 +44,19 @@ class EnvironmentResolver:
         if self._api is None:
             from kubernetes import client, config
 
-            if self.settings.api_server:
+            if self._kubeconfig:
+                configuration = client.Configuration()
+                try:
+                    config.load_kube_config(config_file=self._kubeconfig, client_configuration=configuration)
+                except (config.ConfigException, OSError, ValueError) as exc:
+                    raise EnvironmentLookupError(f"cannot use kubeconfig {self._kubeconfig} for namespace labels: {exc}",
+                                                 hint="point environments.kubeconfig at a readable kubeconfig with a current context") from None
+                configuration.retries = 0  # the admission deadline is short: one attempt, then deny
+                api_client = client.ApiClient(configuration)
+            elif self.settings.api_server:
                 configuration = client.Configuration()
                 configuration.host = self.settings.api_server
-                configuration.retries = 0  # the admission deadline is short: one attempt, then deny
+                configuration.retries = 0
                 api_client = client.ApiClient(configuration)
             else:
                 try:

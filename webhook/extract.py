@@ -22,17 +22,36 @@ _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 # but anyone creating a Pod, template or KServe object can set them).
 KSERVE_STORAGE_ANNOTATION_PREFIX = "internal.serving.kserve.io/storage"
 STORAGE_URI_ENV = "STORAGE_URI"  # KServe custom containers: the storage initializer fetches it
-KNOWN_KINDS = POD_TEMPLATE_KINDS | {
-    "Pod", "CronJob", "InferenceService", "ServingRuntime", "ClusterServingRuntime", "TrainedModel",
-    "LLMInferenceService", "LLMInferenceServiceConfig",
+KSERVE_KINDS = {
+    "InferenceService", "ServingRuntime", "ClusterServingRuntime", "TrainedModel", "LLMInferenceService", "LLMInferenceServiceConfig",
 }
+KNOWN_KINDS = POD_TEMPLATE_KINDS | KSERVE_KINDS | {"Pod", "CronJob"}
+
+
+Path = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
 class Found:
-    source: str  # JSON path, e.g. spec.template.spec.containers[0].image
+    path: Path  # where the field is, e.g. ("spec", "containers", 0, "image")
     value: Any  # the raw field value (a string when well-formed)
     role: str  # "image" (runs as a container/volume) or "model" (a storage URI)
+
+    @property
+    def source(self) -> str:
+        """The path as people write it: spec.containers[0].image, metadata.annotations[key]."""
+        text = ""
+        for index, part in enumerate(self.path):
+            if isinstance(part, int) or (index and self.path[index - 1] == "annotations"):
+                text += f"[{part}]"
+            else:
+                text += ("." if text else "") + part
+        return text
+
+    @property
+    def pointer(self) -> str:
+        """The path as an RFC 6901 JSON Pointer (for JSONPatch)."""
+        return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in self.path)
 
 
 def extract(kind: str, obj: dict[str, Any] | None) -> list[Found]:
@@ -40,19 +59,19 @@ def extract(kind: str, obj: dict[str, Any] | None) -> list[Found]:
     if not isinstance(obj, dict):
         return []
     spec = obj.get("spec")
-    found = list(_storage_annotations(obj, "metadata"))
+    found = list(_storage_annotations(_get(obj, "metadata"), ("metadata",)))
     if kind == "Pod":
-        found += _pod_spec(spec, "spec")
+        found += _pod_spec(spec, ("spec",))
     elif kind in POD_TEMPLATE_KINDS:
-        found += _pod_template(_get(spec, "template"), "spec.template")
+        found += _pod_template(_get(spec, "template"), ("spec", "template"))
     elif kind == "CronJob":
-        found += _pod_template(_get(spec, "jobTemplate", "spec", "template"), "spec.jobTemplate.spec.template")
+        found += _pod_template(_get(spec, "jobTemplate", "spec", "template"), ("spec", "jobTemplate", "spec", "template"))
     elif kind == "InferenceService":
         found += _inference_service(spec)
     elif kind in ("ServingRuntime", "ClusterServingRuntime"):
         found += _serving_runtime(spec)
     elif kind == "TrainedModel":
-        found += _uri(_get(spec, "model", "storageUri"), "spec.model.storageUri")
+        found += _uri(_get(spec, "model", "storageUri"), ("spec", "model", "storageUri"))
     elif kind in ("LLMInferenceService", "LLMInferenceServiceConfig"):
         found += _llm_inference_service(spec)
     return found
@@ -70,24 +89,24 @@ def _items(value: Any) -> Iterator[tuple[int, Any]]:
     return enumerate(value) if isinstance(value, list) else iter(())
 
 
-def _uri(value: Any, source: str) -> Iterator[Found]:
+def _uri(value: Any, path: Path) -> Iterator[Found]:
     if value is not None:
-        yield Found(source=source, value=value, role="model")
+        yield Found(path=path, value=value, role="model")
 
 
-def _storage_annotations(obj: Any, path: str) -> Iterator[Found]:
-    annotations = _get(obj, "metadata", "annotations") if path == "metadata" else _get(obj, "annotations")
+def _storage_annotations(metadata: Any, path: Path) -> Iterator[Found]:
+    annotations = _get(metadata, "annotations")
     for key, value in sorted(annotations.items()) if isinstance(annotations, dict) else []:
         if isinstance(key, str) and key.startswith(KSERVE_STORAGE_ANNOTATION_PREFIX):
-            yield Found(source=f"{path}.annotations[{key}]", value=value, role="model")
+            yield Found(path=(*path, "annotations", key), value=value, role="model")
 
 
-def _pod_template(template: Any, path: str) -> Iterator[Found]:
-    yield from _storage_annotations(_get(template, "metadata"), f"{path}.metadata")
-    yield from _pod_spec(_get(template, "spec"), f"{path}.spec")
+def _pod_template(template: Any, path: Path) -> Iterator[Found]:
+    yield from _storage_annotations(_get(template, "metadata"), (*path, "metadata"))
+    yield from _pod_spec(_get(template, "spec"), (*path, "spec"))
 
 
-def _pod_spec(spec: Any, path: str, *, storage_env: bool = False) -> Iterator[Found]:
+def _pod_spec(spec: Any, path: Path, *, storage_env: bool = False) -> Iterator[Found]:
     """Images of a pod spec; with `storage_env`, KServe's STORAGE_URI container variables too."""
     if not isinstance(spec, dict):
         return
@@ -97,45 +116,45 @@ def _pod_spec(spec: Any, path: str, *, storage_env: bool = False) -> Iterator[Fo
             # No image here means it is defined elsewhere (KServe merges runtime/config
             # templates; the resulting Pod is admitted, and checked, on its own).
             if image is not None:
-                yield Found(source=f"{path}.{field_name}[{index}].image", value=image, role="image")
+                yield Found(path=(*path, field_name, index, "image"), value=image, role="image")
             if storage_env:
                 for position, variable in _items(_get(container, "env")):
                     if isinstance(variable, dict) and variable.get("name") == STORAGE_URI_ENV:
-                        yield Found(source=f"{path}.{field_name}[{index}].env[{position}].value", value=variable.get("value"), role="model")
+                        yield Found(path=(*path, field_name, index, "env", position, "value"), value=variable.get("value"), role="model")
     for index, volume in _items(spec.get("volumes")):
         reference = _get(volume, "image", "reference")
         if reference is not None:  # Kubernetes image volumes (OCI artifacts mounted read-only)
-            yield Found(source=f"{path}.volumes[{index}].image.reference", value=reference, role="image")
+            yield Found(path=(*path, "volumes", index, "image", "reference"), value=reference, role="image")
 
 
-def _storage_uris(value: Any, path: str) -> Iterator[Found]:
+def _storage_uris(value: Any, path: Path) -> Iterator[Found]:
     for index, entry in _items(value):
         uri = entry.get("uri") if isinstance(entry, dict) else entry
-        yield Found(source=f"{path}[{index}]" + (".uri" if isinstance(entry, dict) else ""), value=uri, role="model")
+        yield Found(path=(*path, index, "uri") if isinstance(entry, dict) else (*path, index), value=uri, role="model")
 
 
-def _component(component: Any, path: str) -> Iterator[Found]:
+def _component(component: Any, path: Path) -> Iterator[Found]:
     if not isinstance(component, dict):
         return
     yield from _pod_spec(component, path, storage_env=True)  # a component embeds a PodSpec
-    yield from _storage_uris(component.get("storageUris"), f"{path}.storageUris")
+    yield from _storage_uris(component.get("storageUris"), (*path, "storageUris"))
     for framework in KSERVE_FRAMEWORKS:
         section = component.get(framework)
         if not isinstance(section, dict):
             continue
-        base = f"{path}.{framework}"
-        yield from _uri(section.get("storageUri"), f"{base}.storageUri")
-        yield from _storage_uris(section.get("storageUris"), f"{base}.storageUris")
+        base = (*path, framework)
+        yield from _uri(section.get("storageUri"), (*base, "storageUri"))
+        yield from _storage_uris(section.get("storageUris"), (*base, "storageUris"))
         storage = section.get("storage")
         if isinstance(storage, dict):  # KServe storage spec: a named storage key, not a URI
-            yield Found(source=f"{base}.storage", value=_storage_spec_uri(storage), role="model")
+            yield Found(path=(*base, "storage"), value=_storage_spec_uri(storage), role="model")
         if section.get("image") is not None:
-            yield Found(source=f"{base}.image", value=section.get("image"), role="image")
+            yield Found(path=(*base, "image"), value=section.get("image"), role="image")
         container = section.get("container")  # v1alpha2 custom predictor
         if isinstance(container, dict):
-            yield Found(source=f"{base}.container.image", value=container.get("image"), role="image")
+            yield Found(path=(*base, "container", "image"), value=container.get("image"), role="image")
     worker = component.get("workerSpec")
-    yield from _pod_spec(worker, f"{path}.workerSpec", storage_env=True)
+    yield from _pod_spec(worker, (*path, "workerSpec"), storage_env=True)
 
 
 def _storage_spec_uri(storage: dict[str, Any]) -> str:
@@ -150,23 +169,23 @@ def _inference_service(spec: Any) -> Iterator[Found]:
     if not isinstance(spec, dict):
         return
     for name in KSERVE_COMPONENTS:
-        yield from _component(spec.get(name), f"spec.{name}")
+        yield from _component(spec.get(name), ("spec", name))
     for version_key in ("default", "canary"):  # serving.kserve.io/v1alpha2 layout
         section = spec.get(version_key)
         for name in KSERVE_COMPONENTS:
-            yield from _component(_get(section, name), f"spec.{version_key}.{name}")
+            yield from _component(_get(section, name), ("spec", version_key, name))
 
 
 def _serving_runtime(spec: Any) -> Iterator[Found]:
-    yield from _pod_spec(spec, "spec", storage_env=True)
-    yield from _pod_spec(_get(spec, "workerSpec"), "spec.workerSpec", storage_env=True)
+    yield from _pod_spec(spec, ("spec",), storage_env=True)
+    yield from _pod_spec(_get(spec, "workerSpec"), ("spec", "workerSpec"), storage_env=True)
 
 
 def _llm_inference_service(spec: Any) -> Iterator[Found]:
     if not isinstance(spec, dict):
         return
-    yield from _uri(_get(spec, "model", "uri"), "spec.model.uri")
+    yield from _uri(_get(spec, "model", "uri"), ("spec", "model", "uri"))
     for index, adapter in _items(_get(spec, "model", "lora", "adapters")):
-        yield from _uri(_get(adapter, "uri"), f"spec.model.lora.adapters[{index}].uri")
+        yield from _uri(_get(adapter, "uri"), ("spec", "model", "lora", "adapters", index, "uri"))
     for path in (("template",), ("worker",), ("prefill", "template"), ("prefill", "worker"), ("router", "scheduler", "template")):
-        yield from _pod_spec(_get(spec, *path), "spec." + ".".join(path), storage_env=True)
+        yield from _pod_spec(_get(spec, *path), ("spec", *path), storage_env=True)

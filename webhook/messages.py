@@ -30,11 +30,20 @@ def _not_signed(v: dict[str, Any]) -> str:
     if annotations:
         wanted += " with " + ", ".join(f"{k}={val}" for k, val in sorted(annotations.items()))
     rejected = v.get("rejected") or []
+    total = v.get("rejectedCount") if isinstance(v.get("rejectedCount"), int) else len(rejected)
+    signed_as = sorted({str(n) for n in v.get("signedAs") or []})
     why = ""
+    if v.get("requireSignedReference") and v.get("unmatchedSignatures"):
+        named = f"name {', '.join(signed_as)}" if signed_as else "name no repository (a cosign v3 bundle binds the digest only)"
+        return (
+            f"the signature(s) by {wanted} on {_pinned(v)} ({v.get('source')}, rule {v.get('rule')}) {named}, "
+            f"not {v.get('name')}, and requireSignedReference is on; deploy it by its signed name, list {v.get('name')} as a mirror "
+            f"under imageMirrors, or sign it for this name with `modelsign sign {_pinned(v)} --key {_key_file(v)}` (legacy format)"
+        )
     if rejected:
         shown = "; ".join(f"{r.get('location')}: {r.get('reason')}" for r in rejected[:3] if isinstance(r, dict))
-        more = f" (+{len(rejected) - 3} more)" if len(rejected) > 3 else ""
-        why = f" [{len(rejected)} signature(s) rejected: {shown}{more}]"
+        more = f" (+{total - 3} more)" if total > 3 else ""
+        why = f" [{total} signature(s) rejected: {shown}{more}]"
     else:
         why = " [no signatures found]"
     flags = "".join(f" -a {k}={val}" for k, val in sorted(annotations.items()))

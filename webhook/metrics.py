@@ -28,6 +28,8 @@ class Metrics:
         self._lock = threading.Lock()
         self._decisions: dict[tuple[str, str], int] = defaultdict(int)
         self._violations: dict[str, int] = defaultdict(int)
+        self._pinnings: dict[str, int] = defaultdict(int)
+        self._pinned = 0
         self._bad_requests = 0
         self._audit_failures = 0
         self._registry_errors = 0
@@ -47,6 +49,11 @@ class Metrics:
             for index, bound in enumerate(LATENCY_BUCKETS_SECONDS):
                 if latency_seconds <= bound:
                     self._buckets[index] += 1
+
+    def record_pinning(self, reason: str, pinned: int) -> None:
+        with self._lock:
+            self._pinnings[reason] += 1
+            self._pinned += pinned
 
     def record_bad_request(self) -> None:
         with self._lock:
@@ -68,7 +75,14 @@ class Metrics:
             lines += ["# HELP modelsign_policy_violations_total Policy violations by code.", "# TYPE modelsign_policy_violations_total counter"]
             for code, count in sorted(self._violations.items()):
                 lines.append(f"modelsign_policy_violations_total{_labels({**worker, 'code': code})} {count}")
+            lines += ["# HELP modelsign_pinning_requests_total Mutating reviews (digest pinning) by result.",
+                      "# TYPE modelsign_pinning_requests_total counter"]
+            for reason, count in sorted(self._pinnings.items()):
+                lines.append(f"modelsign_pinning_requests_total{_labels({**worker, 'result': reason})} {count}")
             lines += [
+                "# HELP modelsign_pinned_references_total References rewritten to their verified digest.",
+                "# TYPE modelsign_pinned_references_total counter",
+                f"modelsign_pinned_references_total{_labels(worker)} {self._pinned}",
                 "# HELP modelsign_bad_requests_total Requests answered 400 (not a usable AdmissionReview).",
                 "# TYPE modelsign_bad_requests_total counter",
                 f"modelsign_bad_requests_total{_labels(worker)} {self._bad_requests}",

@@ -7,6 +7,8 @@ HTTP 400; everything else gets an AdmissionReview response.
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +65,19 @@ class AdmissionRequest:
 
 
 
+QUOTED_CHARACTERS = 200  # of an offending request value, in an error message (logged and audited)
+
+
+def _quoted(value: Any) -> str:
+    """repr() of a request value for a message, at most QUOTED_CHARACTERS of it: the message
+    goes to the log and the audit trail, and the value may be megabytes of hostile text."""
+    shown = repr(value[:QUOTED_CHARACTERS + 1] if isinstance(value, str) else value)
+    if len(shown) <= QUOTED_CHARACTERS:
+        return shown
+    size = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+    return f"{shown[:QUOTED_CHARACTERS]}... ({size})"
+
+
 def parse_review(body: bytes) -> AdmissionRequest:
     if len(body) > MAX_BODY_BYTES:
         raise ReviewError(f"request body is {len(body)} bytes, more than the {MAX_BODY_BYTES} accepted")
@@ -74,9 +89,9 @@ def parse_review(body: bytes) -> AdmissionRequest:
         raise ReviewError("request body is not an AdmissionReview object")
     api_version = review.get("apiVersion")
     if api_version not in API_VERSIONS:
-        raise ReviewError(f"apiVersion {api_version!r} is not one of {', '.join(API_VERSIONS)}")
+        raise ReviewError(f"apiVersion {_quoted(api_version)} is not one of {', '.join(API_VERSIONS)}")
     if review.get("kind") != "AdmissionReview":
-        raise ReviewError(f"kind {review.get('kind')!r} is not AdmissionReview")
+        raise ReviewError(f"kind {_quoted(review.get('kind'))} is not AdmissionReview")
     request = review.get("request")
     if not isinstance(request, dict):
         raise ReviewError("AdmissionReview has no request")
@@ -85,7 +100,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
         raise ReviewError("AdmissionReview request has no uid")
     operation = request.get("operation")
     if operation not in OPERATIONS:
-        raise ReviewError(f"AdmissionReview request operation {operation!r} is not one of {', '.join(OPERATIONS)}")
+        raise ReviewError(f"AdmissionReview request operation {_quoted(operation)} is not one of {', '.join(OPERATIONS)}")
     return _request(api_version, uid, request)
 
 
@@ -127,8 +142,12 @@ def review_response(
     message: str | None = None,
     warnings: list[str] | None = None,
     audit_annotations: dict[str, str] | None = None,
+    patch: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if patch:  # a mutating webhook's answer: a base64 JSONPatch
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
     if not allowed:
         response["status"] = {"code": 403, "reason": "Forbidden", "message": message or "denied by modelsign"}
     elif message:

@@ -19,8 +19,9 @@ from typing import Iterator
 
 from signer import mediatypes as mt
 from signer.digests import check_content, is_digest, sha256_digest, write_checked
-from signer.errors import FormatError, NotFoundError, RegistryError
+from signer.errors import FormatError, NotFoundError, RegistryError, TooLargeError
 from signer.jsonenc import parse_json_object
+from signer.oci.budget import current as current_budget
 from signer.oci.manifest import Descriptor, Manifest, parse_descriptor, parse_manifest
 from signer.oci.repository import DEFAULT_MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, PushedManifest
 
@@ -113,7 +114,7 @@ class LayoutRepository:
             )
         return tagged
 
-    def fetch_manifest(self, reference: str) -> Manifest | None:
+    def fetch_manifest(self, reference: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest | None:
         if not is_digest(reference):
             entry = self._tagged(reference)
             if entry is None:
@@ -123,7 +124,7 @@ class LayoutRepository:
         path = self._blob_path(reference)
         if not path.is_file():
             return None
-        raw = _read_capped(path, MAX_MANIFEST_BYTES, what)
+        raw = _read_capped(path, max_bytes, what)
         check_content(raw, reference, what=what)
         return parse_manifest(raw, digest=reference, what=what)
 
@@ -192,7 +193,10 @@ class LayoutRepository:
 def _read_capped(path: Path, max_bytes: int, what: str) -> bytes:
     size = path.stat().st_size
     if size > max_bytes:
-        raise FormatError(f"{what} is {size} bytes, more than the {max_bytes} allowed")
+        raise TooLargeError(f"{what} is {size} bytes, more than the {max_bytes} allowed")
+    budget = current_budget()
+    if budget is not None:  # a local store is budgeted like a registry
+        budget.charge_bytes(size, f"reading {what}")
     return path.read_bytes()
 
 

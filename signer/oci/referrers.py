@@ -13,6 +13,9 @@ from signer.oci.manifest import Descriptor, Manifest, encode_index
 from signer.oci.repository import Repository
 from signer.oci.tagupdate import append_to_tag
 
+# A referrer (config, one layer, subject, a few annotations) is about 1 KiB; more is padding.
+MAX_REFERRER_MANIFEST_BYTES = 64 * 1024
+
 
 def list_referrers(repository: Repository, subject_digest: str, artifact_type: str | None = None) -> list[Descriptor]:
     found = repository.referrers_api(subject_digest, artifact_type)

@@ -4,6 +4,12 @@ Why our own: oras-py cannot list referrers or maintain the fallback tags (DESIGN
 Transport rules follow Docker: HTTPS with the system CAs (plus `--ca-file`), plain HTTP
 only for loopback registries or hosts the user names as insecure. Idempotent requests are
 retried with backoff on 429/5xx and connection failures; every error names the registry.
+
+Time: `timeout_seconds` bounds a whole request (scheme detection, every attempt and the backoff
+between them), and a budget in effect (signer.oci.budget) may end it sooner; bodies are read
+in chunks that are charged to the budget, with its deadline checked between them. A registry
+that timed out or refused connections is not contacted again for `unreachable_pause_seconds`:
+later requests fail at once with that first error.
 """
 
 from __future__ import annotations
@@ -17,16 +23,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 from urllib.parse import urlencode, urljoin
 
 import httpx
 
 from signer import mediatypes as mt
 from signer.digests import check_content, digest_of, is_digest, sha256_digest, write_checked
-from signer.errors import AuthenticationError, FormatError, NotFoundError, RegistryError
+from signer.errors import AuthenticationError, FormatError, ModelsignError, NotFoundError, RegistryError, TooLargeError
 from signer.jsonenc import load_json
 from signer.oci.auth import Challenge, Credentials, basic_header, load_credentials, parse_challenge
+from signer.oci.budget import Budget, DeadlineExceeded, current as current_budget
 from signer.oci.manifest import Descriptor, Manifest, parse_manifest
 from signer.oci.repository import DEFAULT_MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, PushedManifest
 from signer.references import is_loopback_host
@@ -36,7 +43,11 @@ _MANIFEST_ACCEPT = ", ".join(mt.MANIFEST_TYPES)
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "PUT"}
 _MAX_REDIRECTS = 5
+# OCI error codes with which a registry that has the referrers API says "nothing is there"
+# (Quay answers 404 NAME_UNKNOWN for an unknown repository, 400 for an unknown digest).
+_NOTHING_REFERS = {"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID", "NAME_INVALID"}
 _MAX_PAGES = 1000
+_MAX_ERROR_BODY_BYTES = 64 * 1024
 UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
 
 
@@ -49,9 +60,41 @@ class RegistryOptions:
     retries: int = 3
     backoff_seconds: float = 0.25
     docker_config: Path | None = None
+    unreachable_pause_seconds: float = 5.0  # after a timeout or refused connection, fail fast for this long
 
     def is_insecure(self, registry: str) -> bool:
         return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.insecure_registries)
+
+
+@dataclass
+class _Operation:
+    """One registry request with its retries: the time it may take (the registry timeout, or
+    the budget's deadline if sooner) and the attempts made, for timeouts and messages."""
+
+    started: float
+    deadline: float
+    budget: Budget | None
+    attempts: int = 0
+
+    @classmethod
+    def start(cls, timeout_seconds: float) -> _Operation:
+        now = time.monotonic()
+        return cls(started=now, deadline=now + timeout_seconds, budget=current_budget())
+
+    def remaining(self) -> float:
+        deadline = self.deadline
+        if self.budget is not None and self.budget.deadline is not None:
+            deadline = min(deadline, self.budget.deadline)
+        return deadline - time.monotonic()
+
+    def timeout(self, connect_seconds: float) -> httpx.Timeout:
+        """Per-attempt httpx timeouts: nothing may outlast the operation (sync reads cannot be
+        interrupted from another thread, so this is what stops them)."""
+        left = max(0.01, self.remaining())
+        return httpx.Timeout(left, connect=min(connect_seconds, left))
+
+    def summary(self) -> str:
+        return f"{self.attempts} attempt{'s' if self.attempts != 1 else ''} over {time.monotonic() - self.started:.1f}s"
 
 
 @dataclass
@@ -75,6 +118,8 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._auth = _AuthState(credentials=None)
         self._referrers_supported: bool | None = None
+        self._scheme_lock = threading.Lock()
+        self._unreachable: tuple[float, RegistryError] | None = None  # (since, first error)
         self._upload_locks = [threading.Lock() for _ in range(64)]
         self._http = httpx.Client(
             verify=self._ssl_context(),
@@ -104,43 +149,85 @@ class RegistryClient:
 
     # -- transport -------------------------------------------------------------------
 
-    def _base(self) -> str:
-        with self._lock:
-            if self._base_url is None:
-                self._base_url = self._detect_scheme()
+    def _base(self, operation: _Operation | None = None) -> str:
+        if self._base_url is not None:
             return self._base_url
+        operation = operation or _Operation.start(self.options.timeout_seconds)
+        # One detection at a time; a caller does not wait on it past its own time.
+        if not self._scheme_lock.acquire(timeout=max(0.0, operation.remaining())):
+            raise self._timeout_error(operation)
+        try:
+            if self._base_url is None:
+                self._base_url = self._detect_scheme(operation)
+            return self._base_url
+        finally:
+            self._scheme_lock.release()
 
-    def _detect_scheme(self) -> str:
+    def _detect_scheme(self, operation: _Operation) -> str:
         https = f"https://{self.api_host}"
         if not self._may_use_http:
             return https
+        operation.attempts += 1
+        # At most half the time left: a host that never answers still leaves the real request its share.
+        share = max(0.01, operation.remaining() / 2)
         try:
-            self._http.get(f"{https}/v2/")
+            self._http.get(f"{https}/v2/", timeout=httpx.Timeout(share, connect=min(self.options.connect_timeout_seconds, share)))
             return https
         except httpx.ConnectError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                raise self._connect_error(exc) from None
+                raise self._connect_error(exc, operation) from None
             # The host does not speak TLS (or refused it): Docker falls back to HTTP here.
             return f"http://{self.api_host}"
+        except (httpx.ReadTimeout, httpx.WriteTimeout):
+            return https  # the TLS handshake worked: it speaks TLS, it is just slow
         except httpx.TransportError:
             return f"http://{self.api_host}"
 
-    def _connect_error(self, exc: Exception) -> RegistryError:
+    def _connect_error(self, exc: Exception, operation: _Operation) -> ModelsignError:
         text = str(exc) or type(exc).__name__
         if "CERTIFICATE_VERIFY_FAILED" in text:
             return RegistryError(
                 f"TLS certificate of registry {self.registry} is not trusted: {text}",
                 hint="pass the registry's CA with --ca-file, or (only for test registries) --insecure-registry " + self.registry,
             )
-        if isinstance(exc, httpx.TimeoutException):
-            return RegistryError(
-                f"registry {self.registry} did not answer within {self.options.timeout_seconds:g}s",
-                hint="check the registry is up and reachable; raise --registry-timeout for slow links",
-            )
+        if isinstance(exc, httpx.TimeoutException) or (operation.budget is not None and operation.budget.remaining() == 0):
+            return self._timeout_error(operation)
         return RegistryError(
-            f"cannot connect to registry {self.registry}: {text}",
+            f"cannot connect to registry {self.registry}: {text} ({operation.summary()})",
             hint="check the registry address and that it is running and reachable from here",
         )
+
+    def _timeout_error(self, operation: _Operation) -> ModelsignError:
+        """The caller's deadline if that is what ended the wait, else the registry's own timeout."""
+        if operation.budget is not None and operation.budget.remaining() == 0:
+            return DeadlineExceeded(f"the deadline passed while waiting for registry {self.registry} ({operation.summary()})", budget=operation.budget)
+        return RegistryError(
+            f"registry {self.registry} did not answer within {self.options.timeout_seconds:g}s ({operation.summary()})",
+            hint="check the registry is up and reachable; raise --registry-timeout for slow links",
+        )
+
+    def _fail_fast(self) -> None:
+        reason = self.unreachable()
+        if reason is not None:
+            assert self._unreachable is not None
+            raise RegistryError(reason, hint=self._unreachable[1].hint)
+
+    def unreachable(self) -> str | None:
+        """Why this registry is not contacted right now (it timed out or refused moments ago), or None."""
+        down = self._unreachable
+        if down is None:
+            return None
+        since, error = down
+        ago = time.monotonic() - since
+        if ago >= self.options.unreachable_pause_seconds:
+            return None
+        return f"{error.message}, {ago:.1f}s ago; not contacted again for {self.options.unreachable_pause_seconds:g}s after that"
+
+    def _mark_unreachable(self, error: ModelsignError) -> ModelsignError:
+        """Remember a registry's own failure to answer (not a caller's deadline, not a TLS trust problem)."""
+        if isinstance(error, RegistryError) and "CERTIFICATE_VERIFY_FAILED" not in error.message:
+            self._unreachable = (time.monotonic(), error)
+        return error
 
     def request(
         self,
@@ -155,49 +242,72 @@ class RegistryClient:
         follow_redirects: bool = False,
         retry: bool = True,
     ) -> httpx.Response:
-        """Send a request with auth, retries and error mapping. Caller closes streamed responses.
+        """Send a request with auth, retries and error mapping, within `timeout_seconds` in all
+        (and the budget's deadline). Caller closes streamed responses and reads them with
+        `read_body`/`iter_body`.
 
         Absolute URLs (upload locations, pagination links, redirects) come from the server:
         credentials go only to the registry's own origin, and plain HTTP only where allowed."""
+        self._fail_fast()
+        operation = _Operation.start(self.options.timeout_seconds)
+        doing = f"about to send {method} {_path_of(path_or_url)} to registry {self.registry}"
+        if operation.budget is not None:
+            operation.budget.check_deadline(doing)
+        self._base(operation)
         url = self._checked_url(path_or_url)
         attempts = 1 + (self.options.retries if retry and method in _IDEMPOTENT else 0)
         reauthenticated = False
-        attempt = 0
+        tries = 0
         while True:
-            attempt += 1
+            tries += 1
+            if operation.budget is not None:
+                operation.budget.check_deadline(doing)
+            if operation.remaining() <= 0:
+                raise self._mark_unreachable(self._timeout_error(operation))
+            operation.attempts += 1
             try:
-                response = self._send(method, url, scope, headers, content, params, stream)
+                response = self._send(method, url, scope, headers, content, params, stream, operation)
                 if follow_redirects:
-                    response = self._follow_redirects(method, response, headers, stream)
+                    response = self._follow_redirects(method, response, headers, stream, operation)
             except httpx.TransportError as exc:
-                if attempt < attempts:
-                    self._sleep(attempt, None)
+                if tries < attempts and "CERTIFICATE_VERIFY_FAILED" not in str(exc) and self._backoff(tries, None, operation):
                     continue
-                raise self._connect_error(exc) from None
+                raise self._mark_unreachable(self._connect_error(exc, operation)) from None
+            self._unreachable = None
+            if response.status_code == 401 and not self._same_origin(str(response.request.url)):
+                # A redirect target (blob storage) asks for credentials: its challenge names a
+                # token service of its choosing, and this registry's credentials go nowhere but here.
+                response.close()
+                raise AuthenticationError(
+                    f"registry {self.registry} redirected {method} {_path_of(url)} to {_origin(str(response.request.url))}, which asked for "
+                    "credentials; modelsign sends a registry's credentials only to the registry itself",
+                    hint="the registry's storage redirect should carry its own authorisation (a signed URL); check the registry's storage settings",
+                    status=401,
+                )
             if response.status_code == 401 and not reauthenticated:
                 challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
                 response.close()
                 reauthenticated = True
-                if challenge is not None and self._answer_challenge(challenge, scope):
-                    attempt -= 1
+                if challenge is not None and self._answer_challenge(challenge, scope, operation):
+                    tries -= 1
                     continue
                 raise self._auth_error(method, url, 401)
-            if response.status_code in _RETRY_STATUSES and attempt < attempts:
-                retry_after = response.headers.get("Retry-After")
+            if response.status_code in _RETRY_STATUSES and tries < attempts and self._backoff(tries, response.headers.get("Retry-After"), operation):
                 response.close()
-                self._sleep(attempt, retry_after)
                 continue
             return response
 
-    def _send(self, method: str, url: str, scope: str, headers: dict[str, str] | None, content: bytes | None, params: dict[str, str] | None, stream: bool) -> httpx.Response:
+    def _send(self, method: str, url: str, scope: str, headers: dict[str, str] | None, content: bytes | None, params: dict[str, str] | None,
+              stream: bool, operation: _Operation) -> httpx.Response:
         request_headers = dict(headers or {})
         authorization = self._authorization(scope) if self._same_origin(url) else None
         if authorization:
             request_headers["Authorization"] = authorization
-        request = self._http.build_request(method, url, headers=request_headers, content=content, params=params)
+        request = self._http.build_request(method, url, headers=request_headers, content=content, params=params,
+                                           timeout=operation.timeout(self.options.connect_timeout_seconds))
         return self._http.send(request, stream=stream)
 
-    def _follow_redirects(self, method: str, response: httpx.Response, headers: dict[str, str] | None, stream: bool) -> httpx.Response:
+    def _follow_redirects(self, method: str, response: httpx.Response, headers: dict[str, str] | None, stream: bool, operation: _Operation) -> httpx.Response:
         """Blob downloads may redirect to storage; never downgrade to plain HTTP, never forward
         our credentials to another origin (the digest check guards the content itself)."""
         for _ in range(_MAX_REDIRECTS):
@@ -207,8 +317,30 @@ class RegistryClient:
             response.close()
             if str(response.request.url).startswith("https://") and target.startswith("http://"):
                 raise RegistryError(f"registry {self.registry} redirected to plain HTTP ({target}); refusing the downgrade")
-            response = self._send(method, self._checked_url(target), "", headers, None, None, stream)
+            response = self._send(method, self._checked_url(target), "", headers, None, None, stream, operation)
         raise RegistryError(f"registry {self.registry} redirected more than {_MAX_REDIRECTS} times")
+
+    def read_body(self, response: httpx.Response, max_bytes: int, what: str) -> bytes:
+        """A streamed body of at most `max_bytes` (refused by its declared length before reading)."""
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise TooLargeError(f"{what} is {int(declared)} bytes, more than the {max_bytes} allowed")
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in self.iter_body(response, what):
+            total += len(chunk)
+            if total > max_bytes:
+                raise TooLargeError(f"{what} is larger than the {max_bytes} bytes allowed")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def iter_body(self, response: httpx.Response, what: str, chunk_size: int | None = None) -> Iterator[bytes]:
+        """Body chunks, each charged to the budget in effect (whose deadline stops the read)."""
+        budget = current_budget()
+        for chunk in response.iter_bytes(chunk_size):
+            if budget is not None:
+                budget.charge_bytes(len(chunk), f"reading {what}")
+            yield chunk
 
     def _checked_url(self, path_or_url: str) -> str:
         if not path_or_url.startswith(("http://", "https://")):
@@ -232,11 +364,15 @@ class RegistryClient:
     def _http_allowed(self, host: str) -> bool:
         return is_loopback_host(host) or self.options.is_insecure(host)
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+    def _backoff(self, attempt: int, retry_after: str | None, operation: _Operation) -> bool:
+        """Sleep before another attempt if one still fits in the operation; False if none does."""
         delay = self.options.backoff_seconds * (2 ** (attempt - 1)) * (1 + random.random() / 2)
         if retry_after and retry_after.isdigit():
             delay = max(delay, min(float(retry_after), 10.0))
+        if delay >= operation.remaining():
+            return False
         time.sleep(delay)
+        return True
 
     # -- auth ------------------------------------------------------------------------
 
@@ -258,7 +394,7 @@ class RegistryClient:
             return basic_header(credentials)
         return None
 
-    def _answer_challenge(self, challenge: Challenge, scope: str) -> bool:
+    def _answer_challenge(self, challenge: Challenge, scope: str, operation: _Operation) -> bool:
         credentials = self._credentials()
         if challenge.scheme == "basic":
             if credentials is None or credentials.username is None:
@@ -270,12 +406,12 @@ class RegistryClient:
             return False
         # Ask for what this request needs and what the server says it needs (Docker merges them).
         scopes = sorted({s for s in (scope, challenge.params.get("scope", "")) if s})
-        token = self._fetch_token(challenge, scopes, credentials)
+        token = self._fetch_token(challenge, scopes, credentials, operation)
         with self._lock:
             self._auth.tokens[scope] = token
         return True
 
-    def _fetch_token(self, challenge: Challenge, scopes: list[str], credentials: Credentials | None) -> str:
+    def _fetch_token(self, challenge: Challenge, scopes: list[str], credentials: Credentials | None, operation: _Operation | None = None) -> str:
         realm = challenge.params["realm"]
         try:
             parsed = httpx.URL(realm)
@@ -287,16 +423,18 @@ class RegistryClient:
                 hint="only loopback or --insecure-registry token services may use plain HTTP",
             )
         query = httpx.QueryParams({"service": challenge.params.get("service", ""), "scope": scopes})
+        timeout = (operation or _Operation.start(self.options.timeout_seconds)).timeout(self.options.connect_timeout_seconds)
         try:
             if credentials and credentials.identity_token:
                 response = self._http.post(
                     realm,
                     data={"service": challenge.params.get("service", ""), "scope": " ".join(scopes), "grant_type": "refresh_token",
                           "refresh_token": credentials.identity_token, "client_id": "modelsign"},
+                    timeout=timeout,
                 )
             else:
                 headers = {"Authorization": basic_header(credentials)} if credentials and credentials.username else {}
-                response = self._http.get(realm, params=query, headers=headers)
+                response = self._http.get(realm, params=query, headers=headers, timeout=timeout)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise RegistryError(f"cannot reach the token service {realm} of registry {self.registry}: {exc}") from None
         if response.status_code in (401, 403):
@@ -327,7 +465,7 @@ class RegistryClient:
 
     def error_for(self, response: httpx.Response, what: str) -> RegistryError:
         status = response.status_code
-        detail = _error_detail(response)
+        detail = self._error_detail(response)
         if status in (401, 403):
             return self._auth_error(response.request.method, str(response.request.url), status)
         if status == 404:
@@ -337,6 +475,27 @@ class RegistryClient:
             hint="the registry failed; retry later or check its logs" if status >= 500 else None,
             status=status,
         )
+
+    def _error_detail(self, response: httpx.Response) -> str:
+        """The first error of a registry's JSON error body (only its first 64 KiB are read)."""
+        errors = self.error_entries(response)
+        if errors:
+            return f": {str(errors[0].get('code', ''))[:100]} {str(errors[0].get('message', ''))[:300]}".rstrip()
+        return ""
+
+    def error_entries(self, response: httpx.Response) -> list[dict[str, Any]]:
+        """The `errors` of an OCI distribution error body, or [] if it is not one."""
+        head = b""
+        try:
+            for chunk in self.iter_body(response, "registry error body"):
+                head += chunk
+                if len(head) >= _MAX_ERROR_BODY_BYTES:
+                    break
+            body = load_json(head[:_MAX_ERROR_BODY_BYTES], what="registry error body")
+        except (FormatError, httpx.HTTPError, httpx.StreamError):
+            return []
+        errors = body.get("errors") if isinstance(body, dict) else None
+        return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
     @contextlib.contextmanager
     def upload_lock(self, repository: str, digest: str) -> Iterator[None]:
@@ -354,19 +513,13 @@ class RegistryClient:
         self._referrers_supported = supported
 
 
+def _origin(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.netloc.decode('ascii', errors='replace')}"
+
+
 def _path_of(url: str) -> str:
     return "/" + url.split("://", 1)[-1].split("/", 1)[-1] if "://" in url else url
-
-
-def _error_detail(response: httpx.Response) -> str:
-    try:
-        body = load_json(response.read()[:65536], what="registry error body")
-    except (FormatError, httpx.HTTPError):
-        return ""
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        return f": {str(errors[0].get('code', ''))[:100]} {str(errors[0].get('message', ''))[:300]}".rstrip()
-    return ""
 
 
 class RegistryRepository:
@@ -407,7 +560,7 @@ class RegistryRepository:
             )
         return Descriptor(media_type=manifest.media_type, digest=manifest.digest, size=len(manifest.raw), artifact_type=manifest.artifact_type)
 
-    def fetch_manifest(self, reference: str) -> Manifest | None:
+    def fetch_manifest(self, reference: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest | None:
         what = f"manifest {self.display_name}{'@' if is_digest(reference) else ':'}{reference}"
         response = self.client.request(
             "GET", f"/v2/{self.name}/manifests/{reference}", scope=self._scope(), headers={"Accept": _MANIFEST_ACCEPT}, stream=True
@@ -417,7 +570,7 @@ class RegistryRepository:
                 return None
             if response.status_code != 200:
                 raise self.client.error_for(response, what)
-            raw = _read_limited(response, MAX_MANIFEST_BYTES, what)
+            raw = self.client.read_body(response, max_bytes, what)
         finally:
             response.close()
         if is_digest(reference):
@@ -455,7 +608,7 @@ class RegistryRepository:
         try:
             if response.status_code != 200:
                 raise self.client.error_for(response, what)
-            data = _read_limited(response, max_bytes, what)
+            data = self.client.read_body(response, max_bytes, what)
         finally:
             response.close()
         check_content(data, digest, what=what)
@@ -467,7 +620,7 @@ class RegistryRepository:
         try:
             if response.status_code != 200:
                 raise self.client.error_for(response, what)
-            write_checked(response.iter_bytes(UPLOAD_CHUNK_BYTES), path, digest, max_bytes, what)
+            write_checked(self.client.iter_body(response, what, UPLOAD_CHUNK_BYTES), path, digest, max_bytes, what)
         finally:
             response.close()
 
@@ -566,15 +719,26 @@ class RegistryRepository:
             what = f"referrers of {digest} in {self.display_name}"
             response = self.client.request("GET", url, scope=self._scope(), stream=True)
             try:
-                content_type = response.headers.get("Content-Type", "")
-                if response.status_code in (404, 405, 400) or (response.status_code == 200 and not content_type.startswith(mt.OCI_INDEX)):
+                status, content_type = response.status_code, response.headers.get("Content-Type", "")
+                if status in (400, 404) and {str(e.get("code")) for e in self.client.error_entries(response)} & _NOTHING_REFERS:
+                    # The API answered in its own error format: this repository or subject is
+                    # unknown, so nothing refers to it. Not a sign the API is missing.
+                    self.client.note_referrers_support(True)
+                    return found
+                if status in (400, 404, 405, 501) or (status == 200 and not content_type.startswith(mt.OCI_INDEX)):
+                    if self.client.referrers_supported:
+                        # Falling back to tags now could hide referrers only the API lists (a
+                        # revocation, a newer scan): fail instead.
+                        raise RegistryError(f"registry {self.client.registry} served the referrers API before but answered HTTP {status} "
+                                            f"({content_type or 'no content type'}) for {what}", status=status,
+                                            hint="retry; if it persists, the registry or a proxy in front of it is misbehaving")
                     if not found:
                         self.client.note_referrers_support(False)
                         return None
                     break
-                if response.status_code != 200:
+                if status != 200:
                     raise self.client.error_for(response, what)
-                raw = _read_limited(response, MAX_MANIFEST_BYTES, what)
+                raw = self.client.read_body(response, MAX_MANIFEST_BYTES, what)
             finally:
                 response.close()
             self.client.note_referrers_support(True)
@@ -582,20 +746,6 @@ class RegistryRepository:
             url = _next_link(response.headers.get("Link"))
         # Registries may ignore the artifactType filter; apply it ourselves.
         return [d for d in found if artifact_type is None or d.artifact_type == artifact_type]
-
-
-def _read_limited(response: httpx.Response, max_bytes: int, what: str) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise FormatError(f"{what} is {int(declared)} bytes, more than the {max_bytes} allowed")
-    chunks: list[bytes] = []
-    total = 0
-    for chunk in response.iter_bytes():
-        total += len(chunk)
-        if total > max_bytes:
-            raise FormatError(f"{what} is larger than the {max_bytes} bytes allowed")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _with_query(url: str, query: dict[str, str]) -> str:

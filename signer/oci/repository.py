@@ -35,8 +35,9 @@ class Repository(Protocol):
         """Tag or digest -> descriptor of the manifest it names, without downloading layers."""
         ...
 
-    def fetch_manifest(self, reference: str) -> Manifest | None:
-        """The manifest with its exact bytes; None if the tag or digest does not exist."""
+    def fetch_manifest(self, reference: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest | None:
+        """The manifest with its exact bytes; None if the tag or digest does not exist.
+        More than `max_bytes` is a TooLargeError."""
         ...
 
     def push_manifest(self, data: bytes, media_type: str, *, tag: str | None = None) -> PushedManifest:

@@ -30,6 +30,14 @@ class Stores:
                 self._clients[reference.registry] = client
             return client
 
+    def unreachable(self, reference: ArtifactReference) -> str | None:
+        """Why the reference's registry is not contacted right now (see RegistryClient.unreachable), or None."""
+        if not isinstance(reference, ImageReference) or reference.registry in self.local_registries:
+            return None
+        with self._lock:
+            client = self._clients.get(reference.registry)
+        return client.unreachable() if client is not None else None
+
     def repository(self, reference: ArtifactReference, *, create: bool = False) -> Repository:
         if isinstance(reference, ImageReference):
             local = self.local_registries.get(reference.registry)

@@ -20,6 +20,7 @@ class FaultProxy:
         self.always: int | None = None
         self.redirect_blobs_to: str | None = None  # base URL that blob GETs are redirected to (307)
         self.delay_seconds: float = 0.0  # added before forwarding each request (a slow registry)
+        self.chunk_delay_seconds: float = 0.0  # between 64 KiB chunks of each answer (a trickling registry)
         self.seen: list[str] = []
         self.lock = threading.Lock()
         proxy = self
@@ -66,7 +67,11 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(data)
+                    for start in range(0, len(data), 65536):
+                        self.wfile.write(data[start:start + 65536])
+                        self.wfile.flush()
+                        if proxy.chunk_delay_seconds:
+                            time.sleep(proxy.chunk_delay_seconds)
                 connection.close()
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
@@ -86,3 +91,37 @@ class FaultProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class BlackHole:
+    """A registry address that accepts connections and never answers (a hung host or a
+    firewall that swallows packets after the handshake)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(256)
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted: list = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.listener.accept()[0])  # kept open, never read or written
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        import socket
+
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        except OSError:
+            pass
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()

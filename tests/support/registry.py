@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from support.processes import stop_process
+
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
@@ -61,13 +63,7 @@ class RunningRegistry:
         return self.log_path.stat().st_size
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_registry(
