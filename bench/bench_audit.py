@@ -32,11 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import httpx  # noqa: E402
 
-from signer.keys import generate_key_pair, load_signing_key_file  # noqa: E402
-from signer.oci.stores import Stores  # noqa: E402
-from signer.references import parse_reference  # noqa: E402
-from signer.samples import push_image  # noqa: E402
-from signer.signing import sign_artifact  # noqa: E402
+from signer import Stores, generate_key_pair, load_signing_key_file, parse_reference, push_image, sign_artifact  # noqa: E402
 from support.registry import start_registry  # noqa: E402
 from support.webhook_server import start_webhook  # noqa: E402
 from webhook.audit.trail import AuditTrail  # noqa: E402

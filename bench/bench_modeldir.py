@@ -20,8 +20,7 @@ import model_signing
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from signer.keys import SigningKey
-from signer.modeldir import sign_model_dir, verify_model_dir
+from signer import SigningKey, sign_model_dir, verify_model_dir
 
 GIB = 1024**3
 

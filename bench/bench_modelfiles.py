@@ -32,7 +32,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from signer.modelfiles import classify_file  # noqa: E402
+from signer import classify_file  # noqa: E402
 from test_modelfiles_support import Storage, Tensor, torch_legacy, torch_zip  # noqa: E402
 
 GIB = 1 << 30

@@ -25,12 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from signer.artifacts import verify_artifact  # noqa: E402
-from signer.keys import SigningKey  # noqa: E402
-from signer.oci.stores import Stores  # noqa: E402
-from signer.references import parse_reference  # noqa: E402
-from signer.samples import push_image  # noqa: E402
-from signer.signing import SignatureFormat, sign_artifact  # noqa: E402
+from signer import SignatureFormat, SigningKey, Stores, parse_reference, push_image, sign_artifact, verify_artifact  # noqa: E402
 from support.registry import start_registry  # noqa: E402
 
 

@@ -24,9 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from signer.keys import generate_key_pair, load_signing_key_file  # noqa: E402
-from signer.oci.stores import Stores  # noqa: E402
-from signer.references import parse_reference  # noqa: E402
+from signer import Stores, generate_key_pair, load_signing_key_file, parse_reference  # noqa: E402
 from support.admission import policy_for  # noqa: E402
 from support.padding import attack_round, push_attack, push_signed_pinned  # noqa: E402
 from support.registry import start_registry  # noqa: E402

@@ -34,17 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import httpx  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from signer.keys import SigningKey  # noqa: E402
-from signer.oci.stores import Stores  # noqa: E402
-from signer.references import parse_reference  # noqa: E402
-from signer.samples import push_image  # noqa: E402
-from signer.signing import sign_artifact  # noqa: E402
+from signer import SigningKey, Stores, parse_reference, push_image, sign_artifact  # noqa: E402
 from support.registry import start_registry  # noqa: E402
 from support.webhook_server import start_webhook  # noqa: E402
+from webhook.admission.config import load_policy  # noqa: E402
+from webhook.admission.pipeline import AdmissionPipeline  # noqa: E402
+from webhook.admission.review import parse_review  # noqa: E402
 from webhook.certs import generate  # noqa: E402
-from webhook.config import load_policy  # noqa: E402
-from webhook.pipeline import AdmissionPipeline  # noqa: E402
-from webhook.review import parse_review  # noqa: E402
 
 
 def review(image: str, uid: str = "bench", namespace: str = "ml") -> bytes:

@@ -1,7 +1,7 @@
 # Unit tests of the default policy, for `opa test policies/` (run by tests/test_opa_peer.py
 # against the real OPA built by .ci/peers). The webhook never loads *_test.rego files.
 #
-# The config below has the shape of `data.modelsign.config` (webhook/config.py data_document).
+# The config below has the shape of `data.modelsign.config` (webhook/admission/config.py data_document).
 
 package modelsign_test
 

@@ -15,8 +15,8 @@ import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from signer.digests import is_digest
 from signer.errors import ReferenceFormatError
+from signer.formats.digests import is_digest
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"

@@ -11,9 +11,9 @@ from typing import Iterator
 
 import pytest
 
-from signer.keys import SigningKey, generate_key_pair, load_signing_key_file
 from signer.oci.registry import RegistryOptions
 from signer.oci.stores import Stores
+from signer.trust.keys import SigningKey, generate_key_pair, load_signing_key_file
 from support.faults import FaultProxy
 from support.pki import make_ca_and_server_cert
 from support.registry import RunningRegistry, start_registry
@@ -121,7 +121,7 @@ def run_cli(capsys: pytest.CaptureFixture, *argv: object) -> tuple[int, str, str
 
 def sign_concurrently(stores: Stores, jobs: list, signature_format) -> None:
     """Run sign_artifact for each (reference, key) job in its own thread; re-raise any failure."""
-    from signer.signing import sign_artifact
+    from signer.signatures.signing import sign_artifact
 
     errors: list[BaseException] = []
 

@@ -12,25 +12,25 @@ from typing import Iterator
 import pytest
 
 from conftest import FIXTURES, PASSWORD, run_cli
-from signer import mediatypes as mt
-from signer.approvals import approval_predicate, format_time
-from signer.attestations import attest
-from signer.digests import attestation_tag
-from signer.keys import SigningKey, generate_key_pair, load_signing_key_file
-from signer.kitpack import pack_modelkit
+from signer.evidence.approvals import approval_predicate, format_time
+from signer.evidence.scan.scanning import vuln_predicate
+from signer.evidence.scan.trivy import load_report, summarize_report
+from signer.formats import mediatypes as mt
+from signer.formats.digests import attestation_tag
+from signer.modelkit.pack import pack_modelkit
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.scanning import vuln_predicate
-from signer.signing import sign_artifact
-from signer.trivy import load_report, summarize_report
+from signer.signatures.attestations import attest
+from signer.signatures.signing import sign_artifact
+from signer.trust.keys import SigningKey, generate_key_pair, load_signing_key_file
 from support.admission import isvc, pod, review
 from support.webhook_server import start_webhook
 from test_scanning import EVIL_PICKLE, KITFILE, make_context, safetensors_bytes
+from webhook.admission.config import parse_policy
+from webhook.admission.pipeline import AdmissionPipeline
+from webhook.admission.review import parse_review
 from webhook.certs import generate
-from webhook.config import parse_policy
-from webhook.pipeline import AdmissionPipeline
-from webhook.review import parse_review
 
 NOW = datetime.now(timezone.utc)
 CLEAN_REPORT = FIXTURES / "trivy" / "trivy__alpine-39-skip.json.golden"  # a real report with no findings

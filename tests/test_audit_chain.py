@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import PASSWORD
-from signer.keys import load_signing_key_file
+from signer.trust.keys import load_signing_key_file
 from webhook.audit.canonical import CanonicalError, canonical_json, encode_prepared, prepare
 from webhook.audit.chain import GENESIS, parse_line, seal
 from webhook.audit.redaction import redact
@@ -378,8 +378,8 @@ def _stalling(writer, marker: bytes, seconds: float, monkeypatch):
 
 @pytest.mark.parametrize("caller", ["thread", "coroutine"])
 def test_a_late_record_is_followed_by_the_record_that_supersedes_it(tmp_path, audit_key, monkeypatch, caller):
-    import webhook.audit.writer as writer_module
     from webhook.audit.writer import AuditRecordLate
+    import webhook.audit.writer as writer_module
 
     monkeypatch.setattr(writer_module, "CLAIMED_GRACE_SECONDS", 0.2)
     writer = _keyed_writer(tmp_path, audit_key)

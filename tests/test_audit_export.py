@@ -15,7 +15,7 @@ import pytest
 
 from conftest import PASSWORD, run_cli
 from support.audit import audited_webhook, copy_trail, post_reviews, push_signed_image, records
-from signer.keys import load_signing_key_file
+from signer.trust.keys import load_signing_key_file
 from webhook.audit.export import CSV_COLUMNS
 from webhook.audit.trail import AuditTrail
 from webhook.audit.writer import AuditSettings, AuditWriter

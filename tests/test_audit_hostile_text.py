@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from support.admission import pod, review
 from support.audit import audited_webhook, push_signed_image, records
+from webhook.admission.review import QUOTED_CHARACTERS, ReviewError, parse_review
 from webhook.audit import redaction
 from webhook.audit.canonical import canonical_json
 from webhook.audit.redaction import REDACTED, may_hold_secrets, redact, scrub_text, without_uri_password
-from webhook.review import QUOTED_CHARACTERS, ReviewError, parse_review
 
 MEGABYTE = 1 << 20
 BUDGET_SECONDS = 2.0  # for 1 MB; linear scans take ~0.1 s here, the old regexes would take hours

@@ -14,11 +14,11 @@ import time
 from starlette.testclient import TestClient
 
 from conftest import PASSWORD, run_cli
-from signer.keys import generate_key_pair
+from signer.trust.keys import generate_key_pair
 from support.admission import pod, policy_for, review
 from support.audit import push_signed_image, records
-from webhook.app import Settings, create_app
 from webhook.audit.writer import APPEND_TIMEOUT_SECONDS, CLAIMED_GRACE_SECONDS, AuditWriter
+from webhook.server.app import Settings, create_app
 
 
 def test_a_late_decision_record_is_shown_with_the_answer_given(tmp_path, monkeypatch, capsys, registry, key_dir):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PASSWORD
-from signer.keys import load_signing_key_file
+from signer.trust.keys import load_signing_key_file
 from support.audit import backdate, killed_writer, reseal
 from webhook.audit import writer as writer_module
 from webhook.audit.retention import unproven

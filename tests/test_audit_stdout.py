@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from signer.keys import load_public_key_file
+from signer.trust.keys import load_public_key_file
 from support.admission import pod, review
 from support.audit import audited_webhook, push_signed_image, records
 from webhook.audit.verify import verify

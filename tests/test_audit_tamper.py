@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import PASSWORD, run_cli
-from signer.keys import load_public_key_file, load_signing_key_file
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
+from signer.trust.keys import load_public_key_file, load_signing_key_file
 from support.audit import append_forged, audited_webhook, copy_trail, decision_in_last_interval, post_reviews, push_signed_image, reseal
 from webhook.audit.canonical import canonical_json
 from webhook.audit.chain import GENESIS, parse_line, record_of, seal

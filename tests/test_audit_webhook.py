@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from signer.keys import load_public_key_file
+from signer.trust.keys import load_public_key_file
 from support.admission import pod, review
 from support.audit import audited_webhook, post_reviews, push_signed_image, records
 from webhook.audit.verify import verify
@@ -173,7 +173,7 @@ def test_dry_runs_bad_requests_policy_reloads_and_no_secrets(tmp_path, key_dir, 
 def test_checkpoints_go_to_the_state_directory_by_default(tmp_path, key_dir, images):
     """Not beside the chains: ${MODELSIGN_STATE_DIR}/audit-checkpoints/<NAME>.checkpoints.jsonl."""
     from support.webhook_server import start_webhook
-    from signer.keys import generate_key_pair
+    from signer.trust.keys import generate_key_pair
     from support.admission import policy_for
     from webhook.certs import generate
 

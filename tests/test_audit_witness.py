@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from conftest import run_cli
-from signer import mediatypes as mt
-from signer.keys import load_public_key_file
+from signer.formats import mediatypes as mt
 from signer.oci.stores import Stores
 from signer.references import parse_image_reference
+from signer.trust.keys import load_public_key_file
 from support.admission import pod, review
 from support.audit import audited_webhook, copy_trail, decision_in_last_interval, post_reviews, push_signed_image, records, reseal
 from support.registry import free_port

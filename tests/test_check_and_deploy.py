@@ -15,11 +15,11 @@ import yaml
 from cryptography import x509
 
 from conftest import FIXTURES, PASSWORD, run_cli
-from signer.keys import load_signing_key_file
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import sign_artifact
+from signer.signatures.signing import sign_artifact
+from signer.trust.keys import load_signing_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,7 +148,7 @@ def test_kustomize_renders_and_validates(tmp_path, target):
     validated = subprocess.run([str(validator), "--strict", "--quiet", "-k", "1.32.0", str(path)], capture_output=True, text=True)
     assert validated.returncode == 0, validated.stdout + validated.stderr
     # The policy shipped in the ConfigMap is a valid AdmissionPolicy (keys aside, which are cluster secrets).
-    from webhook.config import PolicySpec
+    from webhook.admission.config import PolicySpec
 
     configmap = next(d for d in documents if d["kind"] == "ConfigMap")
     PolicySpec.model_validate(yaml.safe_load(configmap["data"]["policy.yaml"]))

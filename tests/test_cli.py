@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, sign_concurrently
-from webhook.cli import main
 from signer.oci.layout import LayoutRepository
-from signer.samples import push_image
+from signer.oci.samples import push_image
+from webhook.cli import main
 
 
 
@@ -86,8 +86,8 @@ def test_wrong_password_exit_code(capsys, key_dir, monkeypatch, tmp_path):
 
 def test_concurrent_signers_on_one_layout_keep_every_tag(tmp_path, stores, ml_key, second_key):
     from signer.references import parse_reference
-    from signer.signing import SignatureFormat
-    from signer.verification import verify_signatures
+    from signer.signatures.signing import SignatureFormat
+    from signer.signatures.verification import verify_signatures
 
     repository = LayoutRepository(tmp_path / "store", create=True)
     for index in range(4):

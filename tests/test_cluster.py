@@ -21,15 +21,15 @@ import pytest
 import yaml
 
 from conftest import PASSWORD
-from signer import mediatypes as mt
-from signer.approvals import approval_predicate
-from signer.attestations import attest
-from signer.keys import generate_key_pair, load_signing_key_file
-from signer.kitpack import pack_modelkit
+from signer.evidence.approvals import approval_predicate
+from signer.formats import mediatypes as mt
+from signer.modelkit.pack import pack_modelkit
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import sign_artifact
+from signer.signatures.attestations import attest
+from signer.signatures.signing import sign_artifact
+from signer.trust.keys import generate_key_pair, load_signing_key_file
 from support.audit import audited_webhook, records
 from support.cluster import Cluster, start_cluster
 from support.faults import BlackHole
@@ -397,9 +397,9 @@ def test_namespace_labels_are_read_once_per_cache_period_and_a_refusal_denies(cl
     """The pipeline reads labels through the kubernetes client from the real API server: once
     per `labelCacheSeconds` (counted in the API server's own audit log), and an API server that
     refuses (RBAC) is a deny that says which permission is missing."""
-    from webhook.config import parse_policy
-    from webhook.pipeline import AdmissionPipeline
-    from webhook.review import parse_review
+    from webhook.admission.config import parse_policy
+    from webhook.admission.pipeline import AdmissionPipeline
+    from webhook.admission.review import parse_review
     from support.admission import review as admission_review
 
     cluster.create_namespace("prod-cached", {"modelsign.dev/environment": "prod"})

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support.admission import isvc, pod, review
-from webhook.config import parse_policy
-from webhook.engine import OpaEngine, PolicyEngineError, RegoEngine
-from webhook.engine_values import decode_string, encode_string, read_decision, strict_json
-from webhook.pipeline import AdmissionPipeline
-from webhook.review import parse_review
+from webhook.admission.config import parse_policy
+from webhook.admission.engine.engines import OpaEngine, PolicyEngineError, RegoEngine
+from webhook.admission.engine.values import decode_string, encode_string, read_decision, strict_json
+from webhook.admission.pipeline import AdmissionPipeline
+from webhook.admission.review import parse_review
 
 INJECTION = 'X"}], "exempt": false, "violations": [], "zz": [{"q": "Y'
 DIGEST = "sha256:" + "cd" * 32
@@ -334,7 +334,7 @@ def _custom_policy(tmp_path: Path, key_dir: Path, rego: str):
     directory = tmp_path / "rego"
     directory.mkdir()
     (directory / "modelsign.rego").write_text(rego)
-    from webhook.config import load_rego_dir
+    from webhook.admission.config import load_rego_dir
 
     return parse_policy(policy_text(key_dir / "ml-team.pub"), source="custom", rego_sources=load_rego_dir(directory))
 

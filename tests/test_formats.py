@@ -6,16 +6,16 @@ import json
 import pytest
 
 from conftest import COSIGN
-from signer import mediatypes as mt
-from signer.bundles import build_key_bundle, parse_bundle
-from signer.digests import sha256_digest
-from signer.dsse import pae, parse_envelope, sign_envelope
 from signer.errors import FormatError
-from signer.intoto import encode_statement, parse_statement, subject_for_digest
-from signer.jsonenc import go_json
-from signer.legacy import signature_image_config
+from signer.formats import mediatypes as mt
+from signer.formats.bundles import build_key_bundle, parse_bundle
+from signer.formats.digests import sha256_digest
+from signer.formats.dsse import pae, parse_envelope, sign_envelope
+from signer.formats.intoto import encode_statement, parse_statement, subject_for_digest
+from signer.formats.jsonenc import go_json
+from signer.formats.legacy import signature_image_config
+from signer.formats.simplesigning import build_payload, parse_payload
 from signer.oci.manifest import parse_manifest
-from signer.simplesigning import build_payload, parse_payload
 
 SINGLE = "sha256:071bf7a986f1ca9cb2a1f0bc8392822a7777f90d58f2d2c6f271913e08de7c81"
 TRIPLE = "sha256:bfec161fecb0a887df7cb85e4da327c65986ccda7060cf3cd92171c6c90d7533"

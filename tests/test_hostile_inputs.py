@@ -9,25 +9,25 @@ import json
 import pytest
 
 from conftest import COSIGN, run_cli
-from signer import mediatypes as mt
-from signer.blobs import verify_blob
-from signer.bundles import build_key_bundle
-from signer.digests import sha256_digest, signature_tag
-from signer.dsse import sign_envelope
 from signer.errors import AuthenticationError, FormatError, KeyFormatError, RegistryError, VerificationError
-from signer.intoto import encode_statement, subject_for_digest
-from signer.keyless import KeylessIdentity, verify_legacy
-from signer.keys import load_signing_key_pem
-from signer.legacy import signature_image_config
-from signer.modelkit import parse_kitfile
+from signer.formats import mediatypes as mt
+from signer.formats.bundles import build_key_bundle
+from signer.formats.digests import sha256_digest, signature_tag
+from signer.formats.dsse import sign_envelope
+from signer.formats.intoto import encode_statement, subject_for_digest
+from signer.formats.legacy import signature_image_config
+from signer.modelkit.kitfile import parse_kitfile
 from signer.oci.auth import Challenge
 from signer.oci.layout import LayoutRepository
 from signer.oci.manifest import Descriptor, encode_image_manifest, encode_index, parse_manifest
 from signer.oci.registry import RegistryClient
+from signer.oci.samples import push_image
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import SignatureFormat, sign_artifact
-from signer.verification import verify_signatures
+from signer.signatures.blobs import verify_blob
+from signer.signatures.signing import SignatureFormat, sign_artifact
+from signer.signatures.verification import verify_signatures
+from signer.trust.keyless import KeylessIdentity, verify_legacy
+from signer.trust.keys import load_signing_key_pem
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
@@ -117,7 +117,7 @@ def test_server_supplied_urls_cannot_steal_credentials_or_downgrade():
 
 
 def test_malformed_model_signature_extension(tmp_path, ml_key):
-    from signer.modeldir import sign_model_dir, verify_model_dir
+    from signer.modeldir.signing import sign_model_dir, verify_model_dir
 
     model = tmp_path / "m"
     model.mkdir()

@@ -7,15 +7,15 @@ import json
 import pytest
 
 from conftest import COSIGN, run_cli
-from signer import mediatypes as mt
-from signer.digests import signature_tag
 from signer.errors import FormatError, VerificationError
-from signer.keyless import KeylessIdentity, verify_bundle_dsse
-from signer.legacy import signature_image_config
+from signer.formats import mediatypes as mt
+from signer.formats.digests import signature_tag
+from signer.formats.legacy import signature_image_config
 from signer.oci.manifest import Descriptor, encode_image_manifest
 from signer.oci.referrers import attach_referrer
 from signer.references import parse_reference
-from signer.verification import verify_signatures
+from signer.signatures.verification import verify_signatures
+from signer.trust.keyless import KeylessIdentity, verify_bundle_dsse
 
 KEYLESS_DIGEST = "sha256:31dc72a13a0c34b40eb95419d2b2fd67320c856baf3b72da518023ee8d370aee"
 IDENTITY = "philipp.belitz@securesystems.de"
@@ -128,7 +128,7 @@ def test_cosign_keyless_attestation_bundle_verifies_but_never_counts_as_a_signat
 
 
 def test_bad_trusted_root_files(tmp_path):
-    from signer.keyless import load_trusted_root
+    from signer.trust.keyless import load_trusted_root
 
     with pytest.raises(FormatError, match="does not exist"):
         load_trusted_root(tmp_path / "absent.json")
@@ -139,12 +139,12 @@ def test_bad_trusted_root_files(tmp_path):
 
 
 def test_default_trusted_root_is_the_embedded_production_root():
-    from signer.keyless import load_trusted_root
+    from signer.trust.keyless import load_trusted_root
 
     root = load_trusted_root(None)
     assert any("sigstore" in str(cert.subject) for cert in root.get_fulcio_certs())
     # The 2024 connaisseur signature was logged in production Rekor, so it verifies against it too.
-    from signer.keyless import verify_legacy
+    from signer.trust.keyless import verify_legacy
 
     manifest = json.loads((COSIGN / f"connaisseur__sig-manifest__{KEYLESS_DIGEST.replace(':', '-')}.sig.json").read_text())
     annotations = manifest["layers"][0]["annotations"]
@@ -174,7 +174,7 @@ def test_default_trusted_root_is_the_embedded_production_root():
     (r"^\w+@example\.com$", "ünïcode@example.com", False),
 ])
 def test_identity_regexps_match_as_cosign_does(pattern, value, matches):
-    from signer.keyless import go_regexp
+    from signer.trust.keyless import go_regexp
 
     assert (go_regexp(pattern).search(value) is not None) is matches
 
@@ -182,7 +182,7 @@ def test_identity_regexps_match_as_cosign_does(pattern, value, matches):
 @pytest.mark.parametrize("pattern", [r"^(?=x)", r"(a)\1", r"(?<!a)b", r"(?P=name)", "("])
 def test_identity_regexps_that_re2_refuses_are_refused(pattern):
     from signer.errors import UsageError
-    from signer.keyless import go_regexp
+    from signer.trust.keyless import go_regexp
 
     with pytest.raises(UsageError, match="invalid identity regexp"):
         go_regexp(pattern)

@@ -11,14 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from conftest import COSIGN
 from signer.errors import KeyFormatError, PasswordError, UsageError
-from signer.keys import (
-    generate_key_pair,
-    load_public_key_file,
-    load_public_key_pem,
-    load_signing_key_file,
-    load_signing_key_pem,
-    password_from_environment_or_prompt,
-)
+from signer.trust.keys import (generate_key_pair, load_public_key_file, load_public_key_pem, load_signing_key_file, load_signing_key_pem,
+                               password_from_environment_or_prompt)
 
 
 def _password(value: bytes):

@@ -11,10 +11,10 @@ import model_signing
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from webhook.cli import main
 from signer.errors import FormatError, UsageError, VerificationError
-from signer.keys import load_public_key_file, load_signing_key_pem
-from signer.modeldir import HashingChoice, default_signature_path, sign_model_dir, verify_model_dir
+from signer.modeldir.signing import HashingChoice, default_signature_path, sign_model_dir, verify_model_dir
+from signer.trust.keys import load_public_key_file, load_signing_key_pem
+from webhook.cli import main
 
 
 @pytest.fixture
@@ -143,9 +143,9 @@ def test_malformed_signature_files(model, ml_key, content, fragment):
 
 def test_signed_statement_with_a_bad_manifest(model, ml_key):
     """A correctly signed envelope whose resources do not add up to the subject digest."""
-    from signer import mediatypes as mt
-    from signer.bundles import build_key_bundle
-    from signer.dsse import sign_envelope
+    from signer.formats import mediatypes as mt
+    from signer.formats.bundles import build_key_bundle
+    from signer.formats.dsse import sign_envelope
 
     statement = {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": "m", "digest": {"sha256": "00" * 32}}],
                  "predicateType": "https://model_signing/signature/v1.0",
@@ -194,7 +194,7 @@ def test_p384_keys_use_sha384_like_model_signing(model, tmp_path):
 @pytest.mark.parametrize("shard_size", [None, 1024 * 1024, 1000, 5 * 1024 * 1024 + 3])
 def test_fast_engine_matches_model_signings_hashing(model, shard_size):
     """Our parallel sha256 engine yields exactly model_signing's manifest."""
-    from signer.dirhash import model_manifest
+    from signer.modeldir.hashing import model_manifest
 
     (model / "nested" / "deeper").mkdir(parents=True)
     (model / "nested" / "deeper" / "x.bin").write_bytes(os.urandom(5000))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from signer.modelfiles import classify_file
+from signer.evidence.scan.modelfiles import classify_file
 from test_modelfiles_support import (EVIL, Storage, Tensor, _stand_in, state_dict, torch_legacy, torch_pickle, torch_zip, zip_of)
 
 np = pytest.importorskip("numpy")

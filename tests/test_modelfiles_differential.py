@@ -33,8 +33,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signer.modelfiles import classify_file
-from signer.modelfiles.allowlist import is_allowed
+from signer.evidence.scan.modelfiles import classify_file
+from signer.evidence.scan.modelfiles.allowlist import is_allowed
 
 # The sandbox: run with `python -I -S` (no site-packages, no cwd on sys.path), under memory and
 # CPU limits, reading length-prefixed pickles on stdin and answering one JSON line per pickle.

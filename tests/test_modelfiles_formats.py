@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import signer.modelfiles as modelfiles
-from signer.modelfiles import classify_file, scan_model_files
+from signer.evidence.scan.modelfiles import classify_file, scan_model_files
+import signer.evidence.scan.modelfiles as modelfiles
 from test_modelfiles_support import EVIL, state_dict, torch_zip, zip_of
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from signer.modelfiles import classify_file
-from signer.modelfiles.pickles import PickleWalker, Stop, _c_int
-from signer.modelfiles.source import Source
+from signer.evidence.scan.modelfiles import classify_file
+from signer.evidence.scan.modelfiles.pickles import PickleWalker, Stop, _c_int
+from signer.evidence.scan.modelfiles.source import Source
 from test_modelfiles_differential import requested_globals
 from test_modelfiles_support import (DICT_GET, DISTUTILS_SPAWN, EVIL, PROTO2, PROTO4, SPAWNV_PASSFDS, STOP, bstr, call, glob,
                                      stack_global, ustr)
@@ -223,7 +223,7 @@ def test_a_read_across_a_frame_is_read_as_c_reads_a_file_without_peek(tmp_path):
 def test_the_walker_knows_every_opcode_of_this_python():
     import pickletools
 
-    from signer.modelfiles.pickles import _OPS
+    from signer.evidence.scan.modelfiles.pickles import _OPS
 
     assert set(_OPS) == {op.code.encode("latin-1")[0] for op in pickletools.opcodes}
 
@@ -247,9 +247,9 @@ def test_picklescan_is_a_second_reader_of_plain_pickles(tmp_path):
     verdict handed in as safe, since the walker itself never lets such a file through."""
     import pickle
 
-    from signer.modelfiles.second_opinion import check_with_picklescan
-    from signer.modelfiles.source import FileBlob
-    from signer.modelfiles.verdict import Verdict
+    from signer.evidence.scan.modelfiles.second_opinion import check_with_picklescan
+    from signer.evidence.scan.modelfiles.source import FileBlob
+    from signer.evidence.scan.modelfiles.verdict import Verdict
 
     evil, plain = tmp_path / "evil.pkl", tmp_path / "plain.pkl"
     evil.write_bytes(b"cos\nsystem\n(S'true'\ntR.")  # protocol 0: os.system("true")

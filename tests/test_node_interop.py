@@ -9,13 +9,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from signer import mediatypes as mt
-from signer.digests import hex_part
+from signer.formats import mediatypes as mt
+from signer.formats.digests import hex_part
 from signer.oci.layout import LayoutRepository
 from signer.oci.referrers import list_referrers
+from signer.oci.samples import push_image
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import SignatureFormat, sign_artifact
+from signer.signatures.signing import SignatureFormat, sign_artifact
 
 NODE_DIR = Path(__file__).parent / "interop" / "node"
 

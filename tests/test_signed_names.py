@@ -14,21 +14,21 @@ from datetime import datetime, timezone
 import pytest
 
 from conftest import PASSWORD
-from signer import mediatypes as mt
-from signer.approvals import approval_predicate
-from signer.attestations import attest
-from signer.digests import attestation_tag, signature_tag
-from signer.keys import generate_key_pair, load_signing_key_file
+from signer.evidence.approvals import approval_predicate
+from signer.formats import mediatypes as mt
+from signer.formats.digests import attestation_tag, signature_tag
 from signer.oci.repository import Repository
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import SignatureFormat, sign_artifact
+from signer.signatures.attestations import attest
+from signer.signatures.signing import SignatureFormat, sign_artifact
+from signer.trust.keys import generate_key_pair, load_signing_key_file
 from support.admission import pod, review
-from webhook.config import PolicyError, parse_policy
-from webhook.pipeline import AdmissionPipeline
-from webhook.review import parse_review
-from webhook.signed_names import normalised_name, same_repository
+from webhook.admission.config import PolicyError, parse_policy
+from webhook.admission.pipeline import AdmissionPipeline
+from webhook.admission.review import parse_review
+from webhook.admission.signed_names import normalised_name, same_repository
 
 
 def copy_manifest(source: Repository, target: Repository, reference: str, *, tag: str | None = None) -> None:

@@ -10,12 +10,12 @@ import json
 
 import pytest
 
-from signer.bundles import parse_bundle
-from signer.dsse import parse_envelope
 from signer.errors import FormatError
-from signer.intoto import parse_statement
-from signer.jsonenc import load_signed_json
-from signer.simplesigning import build_payload, parse_payload
+from signer.formats.bundles import parse_bundle
+from signer.formats.dsse import parse_envelope
+from signer.formats.intoto import parse_statement
+from signer.formats.jsonenc import load_signed_json
+from signer.formats.simplesigning import build_payload, parse_payload
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32

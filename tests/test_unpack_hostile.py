@@ -22,16 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_cli
-from signer import mediatypes as mt
-from signer.digests import sha256_digest
 from signer.errors import FormatError
-from signer.modelfiles import scan_model_files
+from signer.evidence.scan.modelfiles import scan_model_files
+from signer.evidence.scan.safe_extract import Budget, SafeTree, extract_tar
+from signer.evidence.scan.scanning import _model_files
+from signer.evidence.scan.unpack import RAW_PATH_ANNOTATION, UnpackLimits, Unpacked, unpack_image, unpack_modelkit
+from signer.formats import mediatypes as mt
+from signer.formats.digests import sha256_digest
 from signer.oci.manifest import Descriptor, encode_image_manifest
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.safe_extract import Budget, SafeTree, extract_tar
-from signer.scanning import _model_files
-from signer.unpack import RAW_PATH_ANNOTATION, UnpackLimits, Unpacked, unpack_image, unpack_modelkit
 from test_scanning import KITFILE, TRIVY_REPORTS, directory_member, file_member, link_member, tar_layer
 
 ORIGINAL = b"# the operator's shell profile\n"

@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from signer import mediatypes as mt
+from signer.formats import mediatypes as mt
 from signer.oci.budget import Budget, BudgetExceeded, DeadlineExceeded, using
 from signer.oci.manifest import Descriptor
 from signer.oci.registry import RegistryOptions
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.verification import collect_statements, verify_signatures
+from signer.signatures.verification import collect_statements, verify_signatures
 from support.padding import padded_payload, prepare_padding, push_padded_image, push_sig_layers
 
 

@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from conftest import COSIGN, run_cli
-from signer import mediatypes as mt
-from signer.bundles import build_key_bundle
-from signer.dsse import sign_envelope
 from signer.errors import ModelsignError
-from signer.intoto import encode_statement, subject_for_digest
-from signer.keyless import KeylessIdentity, verify_bundle_dsse
-from signer.keys import SigningKey
+from signer.formats import mediatypes as mt
+from signer.formats.bundles import build_key_bundle
+from signer.formats.dsse import sign_envelope
+from signer.formats.intoto import encode_statement, subject_for_digest
+from signer.trust.keyless import KeylessIdentity, verify_bundle_dsse
+from signer.trust.keys import SigningKey
 
 GITHUB = "https://github.com/login/oauth"
 STAGING_ROOT = COSIGN / "sigstore-python__staging-trusted_root.json"

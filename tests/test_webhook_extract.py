@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from conftest import FIXTURES
-from webhook.extract import extract
-from webhook.review import ReviewError, parse_review
-from webhook.targets import classify
+from webhook.admission.extract import extract
+from webhook.admission.review import ReviewError, parse_review
+from webhook.admission.targets import classify
 
 KSERVE = FIXTURES / "kserve"
 REVIEWS = FIXTURES / "admissionreview"

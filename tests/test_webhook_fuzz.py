@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 
 from conftest import FIXTURES
 from test_webhook_extract import _review_body
-from webhook.app import Settings, create_app
-from webhook.review import API_VERSIONS
+from webhook.admission.review import API_VERSIONS
+from webhook.server.app import Settings, create_app
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),

@@ -10,22 +10,22 @@ import time
 
 import pytest
 
+from signer.modelkit.pack import pack_modelkit
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import sign_artifact
-from signer.kitpack import pack_modelkit
+from signer.signatures.signing import sign_artifact
 from support.admission import isvc, pod, policy_for, review
 from support.registry import start_registry
-from webhook.config import parse_policy
-from webhook.pipeline import AdmissionPipeline
-from webhook.review import parse_review
+from webhook.admission.config import parse_policy
+from webhook.admission.pipeline import AdmissionPipeline
+from webhook.admission.review import parse_review
 
 
 @pytest.fixture(scope="module")
 def artifacts(registry, tmp_path_factory, key_dir):
     """Signed and unsigned images and ModelKits in the real registry."""
-    from signer.keys import load_signing_key_file
+    from signer.trust.keys import load_signing_key_file
 
     from conftest import PASSWORD
 
@@ -215,7 +215,7 @@ def test_a_hanging_registry_hits_the_deadline(key_dir):
 
 
 def test_policy_engine_failure_fails_closed(key_dir, registry, artifacts):
-    from webhook.engine import PolicyEngineError
+    from webhook.admission.engine.engines import PolicyEngineError
 
     class BrokenEngine:
         name = "broken"
@@ -345,7 +345,7 @@ def test_a_stalled_request_does_not_starve_the_next(key_dir, registry, artifacts
 
 
 def test_decision_memo_ignores_uid_and_skips_huge_inputs():
-    from webhook.engine import MAX_MEMO_INPUT_BYTES, MemoizedEngine
+    from webhook.admission.engine.engines import MAX_MEMO_INPUT_BYTES, MemoizedEngine
 
     class Counting:
         name = "counting"

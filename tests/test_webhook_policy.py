@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from signer import mediatypes as mt
+from signer.formats import mediatypes as mt
 
 from conftest import COSIGN
-from webhook.config import PolicyError, load_policy, parse_policy
-from webhook.engine import PolicyEngineError, RegoEngine
-from webhook.messages import render
+from webhook.admission.config import PolicyError, load_policy, parse_policy
+from webhook.admission.engine.engines import PolicyEngineError, RegoEngine
+from webhook.admission.messages import render
 
 DIGEST = "sha256:" + "ab" * 32
 ONE_RULE = "rules: [{name: r, require: {signedBy: [k]}}]"
@@ -231,7 +231,7 @@ violations contains v if {
 
 
 def test_rego_sources_ship_with_the_package():
-    from webhook.config import default_rego_dir
+    from webhook.admission.config import default_rego_dir
 
     assert (default_rego_dir() / "modelsign.rego").is_file()
     assert Path(default_rego_dir()).name == "policies"
@@ -261,7 +261,7 @@ def test_registry_files_are_resolved_and_checked(tmp_path):
 
 
 def test_unreadable_rego_is_a_policy_error(tmp_path):
-    from webhook.config import load_rego_dir
+    from webhook.admission.config import load_rego_dir
 
     (tmp_path / "bad.rego").write_bytes(b"\xff\xfe not utf-8")
     with pytest.raises(PolicyError, match="cannot read Rego file"):
@@ -269,7 +269,7 @@ def test_unreadable_rego_is_a_policy_error(tmp_path):
 
 
 def test_reload_notices_a_key_file_that_appears_after_a_failed_load(tmp_path):
-    from webhook.app import Settings, WebhookState
+    from webhook.server.app import Settings, WebhookState
 
     policy = tmp_path / "policy.yaml"
     policy.write_text("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {file: keys/k.pub}}\n" + ONE_RULE + "\n")

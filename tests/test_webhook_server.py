@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from conftest import FIXTURES, PASSWORD
-from signer.keys import load_signing_key_file
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import sign_artifact
+from signer.signatures.signing import sign_artifact
+from signer.trust.keys import load_signing_key_file
 from support.admission import pod, policy_for, review
 from support.faults import FaultProxy
 from support.webhook_server import start_webhook

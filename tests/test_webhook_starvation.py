@@ -11,23 +11,23 @@ import time
 import pytest
 
 from conftest import PASSWORD
-from signer import mediatypes as mt
-from signer.keys import load_signing_key_file
+from signer.formats import mediatypes as mt
 from signer.oci.manifest import Descriptor
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
+from signer.trust.keys import load_signing_key_file
 from support.admission import pod, policy_for, review
 from support.audit import audited_webhook, records
 from support.faults import BlackHole
 from support.opa_server import start_opa
 from support.padding import attack_round, padded_payload, post_timed, push_attack, push_rejected_image, push_sig_layers, push_signed_pinned
 from support.webhook_server import start_webhook
+from webhook.admission.config import parse_policy
+from webhook.admission.pipeline import AdmissionPipeline
+from webhook.admission.review import parse_review
+from webhook.admission.scheduler import FairScheduler
 from webhook.certs import generate
-from webhook.config import parse_policy
-from webhook.pipeline import AdmissionPipeline
-from webhook.review import parse_review
-from webhook.scheduler import FairScheduler
 
 DEADLINE = 4
 MARGIN = 2.5  # the webhook's own margin is 0.5 s; the rest is for this shared 2-core machine

@@ -14,10 +14,9 @@ from typing import Any
 
 import yaml
 
-from signer.errors import UsageError
-from webhook.pipeline import AdmissionPipeline, Decision
-from signer.jsonenc import mapping, text
-from webhook.review import AdmissionRequest, UserInfo
+from signer import UsageError, mapping, text
+from webhook.admission.pipeline import AdmissionPipeline, Decision
+from webhook.admission.review import AdmissionRequest, UserInfo
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 

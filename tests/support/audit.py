@@ -33,7 +33,7 @@ def audited_webhook(workdir: Path, key_dir: Path, *, workers: int = 2, checkpoin
                     env: dict[str, str] | None = None, policy_text: str | None = None) -> AuditedWebhook:
     """Start `modelsign webhook serve` with an audit log (real TLS, real worker processes);
     the policy is `policy_for(key_dir, policy_extra)` unless `policy_text` is given."""
-    from signer.keys import generate_key_pair
+    from signer.trust.keys import generate_key_pair
 
     generate_key_pair(workdir / "audit", PASSWORD.encode(), force=True)
     generate("modelsign-webhook", "modelsign-system", workdir / "certs", extra_sans=["127.0.0.1"], force=True)
@@ -52,11 +52,11 @@ def audited_webhook(workdir: Path, key_dir: Path, *, workers: int = 2, checkpoin
 
 def push_signed_image(registry_host: str, repository: str, key_dir: Path) -> str:
     """A small image signed by ml-team in the test registry; returns its tag reference."""
-    from signer.keys import load_signing_key_file
+    from signer.oci.samples import push_image
     from signer.oci.stores import Stores
     from signer.references import parse_reference
-    from signer.samples import push_image
-    from signer.signing import sign_artifact
+    from signer.signatures.signing import sign_artifact
+    from signer.trust.keys import load_signing_key_file
 
     reference = f"{registry_host}/{repository}:1"
     with Stores() as stores:
@@ -143,7 +143,7 @@ def decision_in_last_interval(lines: list[bytes], nth: int = 0) -> int:
 _KILLED_WRITER = """
 import os, signal, sys, time
 from pathlib import Path
-from signer.keys import load_signing_key_file
+from signer.trust.keys import load_signing_key_file
 from webhook.audit.writer import AuditSettings, AuditWriter
 log_dir, key_file, password, checkpoints, days, count = sys.argv[1:7]
 writer = AuditWriter(AuditSettings(path=Path(log_dir) / "audit.jsonl", checkpoint_path=Path(checkpoints),

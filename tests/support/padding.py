@@ -23,17 +23,17 @@ from pathlib import Path
 
 import httpx
 
-from signer import mediatypes as mt
-from signer.digests import referrers_fallback_tag, signature_tag
-from signer.legacy import signature_image_config
+from signer.formats import mediatypes as mt
+from signer.formats.digests import referrers_fallback_tag, signature_tag
+from signer.formats.legacy import signature_image_config
+from signer.formats.simplesigning import build_payload
 from signer.oci.manifest import Descriptor, encode_image_manifest, encode_index
 from signer.oci.repository import Repository
-from signer.keys import SigningKey
+from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
-from signer.samples import push_image
-from signer.signing import sign_artifact
-from signer.simplesigning import build_payload
+from signer.signatures.signing import sign_artifact
+from signer.trust.keys import SigningKey
 from support.admission import pod, review
 
 PADDED_ENTRIES = 100  # the documented per-source bound

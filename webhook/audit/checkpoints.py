@@ -26,7 +26,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from signer.keys import PublicKey, SigningKey
+from signer import PublicKey, SigningKey
 from webhook.audit.canonical import canonical_json
 
 

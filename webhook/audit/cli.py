@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from signer.errors import EXIT_OK, EXIT_VERIFICATION_FAILED, UsageError
-from signer.keys import PublicKey, load_public_key_file, load_signing_key_file
+from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, PublicKey, UsageError, load_public_key_file, load_signing_key_file
 from webhook.audit.export import OUTCOMES, Selection, load_trail, parse_moment, write_csv, write_jsonl
 from webhook.audit.manifest import check_manifest, write_manifest
 from webhook.audit.verify import NOT_VERIFIED, VerifyReport, expand, verify

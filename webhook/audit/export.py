@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from signer.errors import UsageError
+from signer import UsageError
 from webhook.audit.canonical import canonical_json
 from webhook.audit.chain import record_of, scan_lines
 from webhook.audit.schedule import parse_time

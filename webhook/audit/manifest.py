@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signer.errors import FormatError, UsageError
-from signer.jsonenc import parse_json_object
-from signer.keys import PublicKey, SigningKey
+from signer import FormatError, PublicKey, SigningKey, UsageError, parse_json_object
 from webhook.audit.canonical import canonical_json
 
 SCHEMA = "modelsign.audit-export/v1"

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.pipeline import Decision
-from webhook.review import AdmissionRequest
+from webhook.admission.pipeline import Decision
+from webhook.admission.review import AdmissionRequest
 
 
 def _scan_evidence(scan: dict[str, Any]) -> dict[str, Any]:

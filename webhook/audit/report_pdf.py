@@ -8,8 +8,8 @@ from typing import Any, Iterable, Sequence
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from webhook.audit.report_html import COLORS
 from webhook.audit.report import SUPERSEDED_HEADERS, Report, describe_filters, integrity_status, superseded_rows
+from webhook.audit.report_html import COLORS
 
 PDF_TABLE_ROWS = 200  # per table; the CSV export has every row
 

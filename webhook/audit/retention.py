@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from signer.keys import PublicKey
+from signer import PublicKey
 from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import parse_line, record_of, seal
 from webhook.audit.checkpoints import Checkpoint, read_checkpoint

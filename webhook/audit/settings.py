@@ -16,8 +16,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from signer.errors import UsageError
-from signer.keys import load_signing_key_file, password_from_environment_or_prompt
+from signer import UsageError, load_signing_key_file, password_from_environment_or_prompt
 from webhook.audit.witness import WitnessSettings, parse_witness
 from webhook.audit.writer import (
     DEFAULT_CHECKPOINT_RECORDS,

@@ -14,13 +14,13 @@ from typing import Any, MutableMapping
 
 import structlog
 
+from webhook.admission.pipeline import Decision
+from webhook.admission.review import AdmissionRequest
 from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import SCHEMA
 from webhook.audit.records import decision_fields
 from webhook.audit.redaction import may_hold_secrets, redact
 from webhook.audit.writer import AuditWriteError, AuditWriter, Receipt, utc_now
-from webhook.pipeline import Decision
-from webhook.review import AdmissionRequest
 
 
 def _as_record(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:

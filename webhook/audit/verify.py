@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from signer.keys import PublicKey
+from signer import PublicKey
 from webhook.audit.chain import _RECORD_START, GENESIS, record_of, scan_lines
 from webhook.audit.checkpoints import Checkpoint, read_checkpoint
 from webhook.audit.retention import excuses_checkpoint, unproven

@@ -26,12 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from signer import mediatypes as mt
-from signer.errors import ModelsignError, UsageError
-from signer.oci.manifest import Descriptor, encode_image_manifest
-from signer.oci.registry import RegistryOptions, RegistryRepository
-from signer.oci.stores import Stores
-from signer.references import ImageReference, parse_image_reference
+from signer import (Descriptor, ImageReference, ModelsignError, RegistryOptions, RegistryRepository, Stores, UsageError,
+                    encode_image_manifest, mediatypes as mt, parse_image_reference)
 
 ARTIFACT_TYPE = "application/vnd.modelsign.audit.checkpoint.v1+json"
 ANNOTATION = "dev.modelsign.audit."

@@ -50,8 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from signer.errors import ModelsignError
-from signer.keys import SigningKey
+from signer import ModelsignError, SigningKey
 from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import GENESIS, SCHEMA, WRITER_ID, parse_line, seal
 from webhook.audit.checkpoints import Schedule, signed_checkpoint, signed_seal

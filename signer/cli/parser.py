@@ -1,0 +1,184 @@
+"""The `modelsign` command line of the signer: its commands and their options.
+
+`base_parser` returns the parser and its subcommand table, which the `modelsign` composition
+root (webhook/cli.py) extends with the webhook's commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from signer.cli.commands import (cmd_approvals_list, cmd_approve, cmd_attest, cmd_keygen, cmd_public_key, cmd_revoke, cmd_scan, cmd_sign,
+                                 cmd_verify, cmd_verify_attestation, cmd_verify_blob, cmd_verify_blob_attestation)
+from signer.modeldir.signing import HashingChoice
+from signer.signatures.signing import SignatureFormat
+
+
+def _annotation(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"annotation {text!r} must be KEY=VALUE")
+    return key, value
+
+
+def _registry_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry access")
+    group.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                       help="allow plain HTTP / unverified TLS for this registry (glob; repeatable). Loopback registries may use HTTP anyway.")
+    group.add_argument("--ca-file", type=Path, help="extra PEM CA bundle for registry TLS (system CAs are always used)")
+    group.add_argument("--registry-timeout", type=float, default=30.0, metavar="SECONDS", help="time one registry request may take, retries and backoff included (default 30); "
+                       "a registry that did not answer is not asked again for 5 s")
+
+
+def _trust_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("who must have signed")
+    group.add_argument("--key", action="append", default=[], type=Path, metavar="PUB", help="trusted public key (PEM; repeatable: any one suffices)")
+    group.add_argument("--certificate-identity", help="keyless: expected certificate identity (email or URI SAN)")
+    group.add_argument("--certificate-identity-regexp", help="keyless: regexp the identity must match (search semantics, as cosign)")
+    group.add_argument("--certificate-oidc-issuer", help="keyless: expected OIDC issuer")
+    group.add_argument("--certificate-oidc-issuer-regexp", help="keyless: regexp the OIDC issuer must match")
+    group.add_argument("--trusted-root", type=Path, help="keyless: trusted_root.json (default: the Sigstore production root embedded in the sigstore package; offline)")
+
+
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", choices=("text", "json"), default="text", help="text for people (default), json for machines")
+
+
+def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[argparse.ArgumentParser]"]:
+    """The parser with the signer's commands, and its subcommand table for others to extend."""
+    parser = argparse.ArgumentParser(prog="modelsign", description="Sign and verify ML models: KitOps ModelKits, OCI images and model directories.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    keygen = commands.add_parser("keygen", help="create a key pair (cosign encrypted .key + PEM .pub)")
+    keygen.add_argument("--output-prefix", default="cosign", type=Path, help="write PREFIX.key and PREFIX.pub (default: cosign)")
+    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    public = commands.add_parser("public-key", help="print the public key (and key id) of a private key")
+    public.add_argument("--key", required=True, type=Path)
+    public.set_defaults(handler=cmd_public_key)
+
+    sign = commands.add_parser("sign", help="sign an image/ModelKit reference, an oci: layout image, or a model directory or file")
+    sign.add_argument("target", help="registry reference, kit://, oci://, oci:PATH[:tag|@digest], or a model directory or file")
+    sign.add_argument("--key", required=True, type=Path, help="private key (cosign encrypted, PKCS#8 or SEC1 PEM)")
+    sign.add_argument("--format", choices=[f.value for f in SignatureFormat], default="legacy", help="OCI signature form (default legacy .sig; bundle = cosign v3 referrer)")
+    sign.add_argument("-a", "--annotation", action="append", default=[], type=_annotation, metavar="KEY=VALUE", help="signed annotation (repeatable)")
+    _model_dir_options(sign)
+    sign.add_argument("--serialization", choices=("shards", "files"), default=None,
+                      help="models: shards (parallel; the default for directories) or files (the default for a single file)")
+    sign.add_argument("--shard-size", type=int, default=HashingChoice().shard_size, help="model directories: shard size in bytes (default 64 MiB)")
+    sign.add_argument("--certificate", type=Path, metavar="PEM",
+                      help="models: embed this signing certificate for --key, from a private PKI (model_signing's certificate method)")
+    sign.add_argument("--certificate-chain", action="append", default=[], type=Path, metavar="PEM",
+                      help="models, with --certificate: issuing CA certificates (intermediates, optionally the root) to embed (repeatable)")
+    _registry_options(sign)
+    _output_option(sign)
+    sign.set_defaults(handler=cmd_sign)
+
+    verify = commands.add_parser("verify", help="verify signatures on a reference or a model directory")
+    verify.add_argument("target")
+    _trust_options(verify)
+    verify.add_argument("-a", "--annotation", action="append", default=[], type=_annotation, metavar="KEY=VALUE", help="require this signed annotation")
+    verify.add_argument("--describe", action="store_true", help="for digest references, also fetch the manifest (never layers) to report ModelKit details")
+    verify.add_argument("--certificate-chain", action="append", default=[], type=Path, metavar="PEM",
+                        help="models signed with a certificate: trust the root CA certificates in these PEM files (repeatable; "
+                             "other certificates in them only help build the chain)")
+    _model_dir_options(verify)
+    _registry_options(verify)
+    _output_option(verify)
+    verify.set_defaults(handler=cmd_verify)
+
+    blob = commands.add_parser("verify-blob", help="verify a sigstore bundle over a file or a sha256 digest (like cosign verify-blob)")
+    blob.add_argument("file", metavar="FILE|sha256:HEX", help="the signed file, or its digest (an existing file of that name wins)")
+    blob.add_argument("--bundle", required=True, type=Path)
+    _trust_options(blob)
+    _output_option(blob)
+    blob.set_defaults(handler=cmd_verify_blob)
+
+    blob_att = commands.add_parser("verify-blob-attestation", help="verify an in-toto attestation bundle about a file or digest (like cosign verify-blob-attestation)")
+    blob_att.add_argument("file", metavar="FILE|sha256:HEX", help="the attested file, or its digest (an existing file of that name wins)")
+    blob_att.add_argument("--bundle", required=True, type=Path)
+    blob_att.add_argument("--type", help="required predicate type: vuln, approval, custom, or a predicate-type URI (default: any)")
+    _trust_options(blob_att)
+    _output_option(blob_att)
+    blob_att.set_defaults(handler=cmd_verify_blob_attestation)
+
+    attest = commands.add_parser("attest", help="sign an in-toto attestation about an artifact digest (like cosign attest)")
+    attest.add_argument("target")
+    attest.add_argument("--key", required=True, type=Path)
+    attest.add_argument("--predicate-type", "--type", dest="predicate_type", required=True, help="URI, or vuln / approval / custom")
+    attest.add_argument("--predicate", required=True, type=Path, help="JSON file with the predicate")
+    _attestation_options(attest)
+    attest.set_defaults(handler=cmd_attest)
+
+    check_att = commands.add_parser("verify-attestation", help="verify attestations of a type on an artifact")
+    check_att.add_argument("target")
+    check_att.add_argument("--type", required=True, help="vuln, approval, custom, or a predicate-type URI")
+    _trust_options(check_att)
+    _registry_options(check_att)
+    _output_option(check_att)
+    check_att.set_defaults(handler=cmd_verify_attestation)
+
+    scan = commands.add_parser("scan", help="scan with trivy (+ model-file checks) and attach a signed scan attestation")
+    scan.add_argument("target")
+    scan.add_argument("--key", required=True, type=Path, help="the scanner's private key")
+    scan.add_argument("--from-report", type=Path, help="attest this trivy JSON report instead of running trivy")
+    scan.add_argument("--trivy", type=Path, help="trivy binary (default: trivy on PATH)")
+    scan.add_argument("--scanners", default="vuln,secret,misconfig", help="trivy --scanners (default vuln,secret,misconfig)")
+    scan.add_argument("--offline", action="store_true", help="do not let trivy download its DB or checks")
+    scan.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="trivy timeout (default 600)")
+    scan.add_argument("--max-bytes", type=int, default=100 * 1024**3, help="unpack at most this many bytes (default 100 GiB)")
+    scan.add_argument("--model-files", action="store_true", help="images: also unpack the layers and check model files (KServe modelcars); ModelKits always are")
+    _attestation_options(scan)
+    scan.set_defaults(handler=cmd_scan)
+
+    approve = commands.add_parser("approve", help="sign an expiring approval of a digest for an environment")
+    approve.add_argument("target")
+    approve.add_argument("--key", required=True, type=Path, help="the approver's private key")
+    approve.add_argument("--environment", required=True)
+    approve.add_argument("--namespace", action="append", default=[], help="namespace glob the approval covers (repeatable; default *)")
+    approve.add_argument("--expires", required=True, help="lifetime: 30d, 12h, 2w...")
+    approve.add_argument("--not-before", help="RFC 3339 time it becomes valid (default now)")
+    approve.add_argument("--ticket", required=True, help="change ticket, e.g. CHG-1234")
+    approve.add_argument("--url", default="")
+    approve.add_argument("--reason", default="")
+    approve.add_argument("--requester", default="", help="who asked for it (never counts as an approver)")
+    approve.add_argument("--approver", default=None, help="who approves (default: $USER)")
+    _attestation_options(approve)
+    approve.set_defaults(handler=cmd_approve)
+
+    revoke = commands.add_parser("revoke", help="revoke the approvals of a digest (signed)")
+    revoke.add_argument("target")
+    revoke.add_argument("--key", required=True, type=Path)
+    revoke.add_argument("--environment", default="*", help="environment to revoke (default: all)")
+    revoke.add_argument("--ticket", required=True)
+    revoke.add_argument("--reason", default="")
+    revoke.add_argument("--approver", default=None, help="who revokes (default: $USER)")
+    _attestation_options(revoke)
+    revoke.set_defaults(handler=cmd_revoke)
+
+    approvals = commands.add_parser("approvals", help="approvals of an artifact")
+    approvals_commands = approvals.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
+    listing = approvals_commands.add_parser("list", help="who approved what, for where, until when (verified)")
+    listing.add_argument("target")
+    _trust_options(listing)
+    _registry_options(listing)
+    _output_option(listing)
+    listing.set_defaults(handler=cmd_approvals_list)
+    return parser, commands
+
+
+def _attestation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("legacy", "bundle"), default="legacy", help="legacy .att layer (default) or a sigstore bundle referrer")
+    _registry_options(parser)
+    _output_option(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return base_parser()[0]
+
+
+def _model_dir_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--signature", type=Path, help="model directories: signature file (default: DIR.sig beside the directory)")
+    parser.add_argument("--ignore-path", action="append", default=[], metavar="PATH", help="model directories: path (relative to DIR) left out of the signature")

@@ -1,0 +1,152 @@
+"""Approvals: signed, expiring statements that a digest may run in an environment.
+
+Predicate `https://modelsign.dev/attestation/approval/v1`:
+  {"decision": "approved" | "revoked", "environment": "prod" (or "*" on a revocation),
+   "namespaces": ["prod-*"], "approver": "alice", "requester": "bob", "ticket": "CHG-1234",
+   "url": "", "reason": "eval passed", "approvedAt": RFC 3339, "notBefore": RFC 3339,
+   "expiresAt": RFC 3339 (null on a revocation)}
+It is bound to the artifact digest by the in-toto subject. A revocation (decision
+"revoked") signed by any trusted key cancels every approval for the same digest and
+environment issued at or before it. Status is computed here, once, for the CLI and for the
+admission policy alike.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from signer.errors import UsageError
+from signer.jsonread import strings, text
+from signer.signatures.verification import VerifiedAttestation
+
+CLOCK_SKEW_SECONDS = 300  # signers' clocks are trusted to this much
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """`30d`, `168h`, `90m`, `3600s`, `2w` -> seconds."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or int(match.group(1)) <= 0:
+        raise UsageError(f"invalid duration {text!r}", hint="write a positive number with s, m, h, d or w, e.g. 30d or 168h")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def approval_predicate(*, decision: str, environment: str, namespaces: list[str], approver: str, requester: str, ticket: str,
+                       url: str = "", reason: str = "", now: datetime | None = None, not_before: datetime | None = None,
+                       expires_in_seconds: int | None = None) -> dict[str, Any]:
+    if decision not in ("approved", "revoked"):
+        raise UsageError(f"decision must be approved or revoked, not {decision!r}")
+    if not environment:
+        raise UsageError("an approval names the environment it is for", hint="pass --environment, e.g. prod")
+    if decision == "approved" and not expires_in_seconds:
+        raise UsageError("an approval must expire", hint="pass --expires, e.g. 30d")
+    issued = now or datetime.now(timezone.utc)
+    start = not_before or issued
+    return {
+        "decision": decision,
+        "environment": environment,
+        "namespaces": namespaces or ["*"],
+        "approver": approver,
+        "requester": requester,
+        "ticket": ticket,
+        "url": url,
+        "reason": reason,
+        "approvedAt": format_time(issued),
+        "notBefore": format_time(start),
+        "expiresAt": format_time(start + timedelta(seconds=expires_in_seconds)) if decision == "approved" and expires_in_seconds else None,
+    }
+
+
+@dataclass(frozen=True)
+class ApprovalFacts:
+    signer: str
+    key_id: str | None
+    identity: str  # who approved: the keyless subject, else the approver named in it, else the key's name
+    decision: str
+    environment: str
+    namespaces: tuple[str, ...]
+    approver: str
+    requester: str
+    ticket: str
+    reason: str
+    approved_at: datetime
+    not_before: datetime
+    expires_at: datetime | None
+    location: str
+    statement_digest: str  # the evidence id audit records cite
+
+    def to_input(self, status: str, now: datetime) -> dict[str, Any]:
+        return {
+            "id": self.statement_digest, "signer": self.signer, "keyId": self.key_id, "identity": self.identity, "decision": self.decision,
+            "environment": self.environment, "namespaces": list(self.namespaces), "approver": self.approver,
+            "requester": self.requester, "ticket": self.ticket, "status": status,
+            "approvedAt": format_time(self.approved_at), "notBefore": format_time(self.not_before),
+            "expiresAt": format_time(self.expires_at) if self.expires_at else None,
+            "expiresInSeconds": int((self.expires_at - now).total_seconds()) if self.expires_at else None,
+        }
+
+
+def approval_facts(attestation: VerifiedAttestation) -> ApprovalFacts | None:
+    """Typed facts of a verified approval attestation; None if its predicate is malformed."""
+    p = attestation.predicate
+    if not isinstance(p, dict) or p.get("decision") not in ("approved", "revoked"):
+        return None
+    approved_at, not_before = parse_time(p.get("approvedAt")), parse_time(p.get("notBefore") or p.get("approvedAt"))
+    expires_at = parse_time(p.get("expiresAt"))
+    environment = p.get("environment")
+    if approved_at is None or not_before is None or not isinstance(environment, str) or not environment:
+        return None
+    if p["decision"] == "approved" and expires_at is None:
+        return None  # an approval without an expiry is not accepted
+    namespaces = strings(p.get("namespaces")) if "namespaces" in p else ["*"]
+    keyless = attestation.keyless.subjects[0] if attestation.keyless and attestation.keyless.subjects else ""
+    identity = keyless or text(p.get("approver")) or attestation.signer
+    return ApprovalFacts(
+        signer=attestation.signer, key_id=attestation.key_id, identity=identity, decision=p["decision"], environment=environment,
+        namespaces=tuple(namespaces), approver=text(p.get("approver")), requester=text(p.get("requester")),
+        ticket=text(p.get("ticket")), reason=text(p.get("reason")), approved_at=approved_at, not_before=not_before, expires_at=expires_at,
+        location=attestation.location, statement_digest=attestation.statement_digest,
+    )
+
+
+def with_status(facts: list[ApprovalFacts], now: datetime) -> list[tuple[ApprovalFacts, str]]:
+    """Each approval with its status: active, not-yet-valid, expired or revoked. Revocations
+    themselves are listed with status `revocation`.
+
+    Times are the signers' own, so they are read with CLOCK_SKEW_SECONDS of slack: a
+    revocation also covers approvals stamped up to that much after it, and an approval
+    stamped in the future is not valid until then."""
+    skew = timedelta(seconds=CLOCK_SKEW_SECONDS)
+    revocations = [f for f in facts if f.decision == "revoked"]
+    out = []
+    for item in facts:
+        if item.decision == "revoked":
+            out.append((item, "revocation"))
+        elif any(r.environment in ("*", item.environment) and r.approved_at + skew >= item.approved_at for r in revocations):
+            out.append((item, "revoked"))
+        elif now < max(item.not_before, item.approved_at - skew):
+            out.append((item, "not-yet-valid"))
+        elif item.expires_at is not None and now >= item.expires_at:
+            out.append((item, "expired"))
+        else:
+            out.append((item, "active"))
+    return out

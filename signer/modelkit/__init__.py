@@ -1,0 +1,1 @@
+"""KitOps ModelKits: recognise them, read their Kitfile, and pack a directory into one."""

@@ -1,0 +1,460 @@
+"""The admission policy file (`kind: AdmissionPolicy`): schema, validation, trust anchors.
+
+Validation errors name the field (`rules[0].require.signedBy[1]: unknown key 'x'`). Relative
+`file:` paths are relative to the policy file. The policy hash covers the normalised policy,
+the key material it resolves to and the Rego sources, so a change to any of them
+invalidates cached verifications and shows in every audit record.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from signer import (KeylessIdentity, ModelsignError, PublicKey, RegistryOptions, TrustAnchor, UsageError, load_public_key_file,
+                    load_public_key_pem, mediatypes as mt, parse_duration, unsafe_character)
+from webhook.admission.limits import VerificationLimits
+
+API_VERSION = "modelsign.dev/v1alpha1"
+POLICY_KIND = "AdmissionPolicy"
+MAX_POLICY_BYTES = 4 * 1024 * 1024
+
+
+class PolicyError(ModelsignError):
+    """The policy file is missing, malformed or refers to unusable keys."""
+
+
+def _host_glob(value: str) -> str:
+    if "/" in value or not value.strip():
+        raise ValueError(f"{value!r} must be a host[:port] glob without a path")
+    return value.lower()  # references are matched by their canonical (lowercase) host
+
+
+HostGlob = Annotated[str, AfterValidator(_host_glob)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class FileRef(_Strict):
+    file: str
+
+
+class KeylessSpec(_Strict):
+    issuer: str | None = None
+    issuer_regexp: str | None = Field(default=None, alias="issuerRegExp")
+    subject: str | None = None
+    subject_regexp: str | None = Field(default=None, alias="subjectRegExp")
+
+    @model_validator(mode="after")
+    def _both_halves(self) -> KeylessSpec:
+        if not (self.issuer or self.issuer_regexp):
+            raise ValueError("needs issuer or issuerRegExp")
+        if not (self.subject or self.subject_regexp):
+            raise ValueError("needs subject or subjectRegExp")
+        return self
+
+
+class TrustedKeySpec(_Strict):
+    file: str | None = None
+    pem: str | None = None
+    keyless: KeylessSpec | None = None
+    trusted_root: FileRef | None = Field(default=None, alias="trustedRoot")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TrustedKeySpec:
+        given = [name for name in ("file", "pem", "keyless") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of file, pem or keyless")
+        if self.trusted_root and not self.keyless:
+            raise ValueError("trustedRoot only applies to keyless keys")
+        return self
+
+
+def _duration(value: str) -> int:
+    try:
+        return parse_duration(value)
+    except UsageError as exc:
+        raise ValueError(exc.message) from None
+
+
+Duration = Annotated[str, AfterValidator(lambda v: (_duration(v), v)[1])]
+
+
+class ScanRequirement(_Strict):
+    signed_by: list[str] = Field(alias="signedBy", min_length=1)
+    max_age: Duration = Field(default="168h", alias="maxAge")
+    max_severity: dict[Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"], Annotated[int, Field(ge=0)]] = Field(default_factory=dict, alias="maxSeverity")
+    ignore_unfixed: bool = Field(default=False, alias="ignoreUnfixed")
+    unsafe_model_files: Literal["deny", "allow"] = Field(default="deny", alias="unsafeModelFiles")
+    max_secrets: Annotated[int, Field(ge=0)] | None = Field(default=None, alias="maxSecrets")
+
+
+class ApprovalRequirement(_Strict):
+    signed_by: list[str] = Field(alias="signedBy", min_length=1)
+    environment: str | None = None  # default: the environment the namespace maps to
+    min_approvers: int = Field(default=1, alias="minApprovers", ge=1, le=10)
+
+
+class Requirements(_Strict):
+    signed_by: list[str] = Field(default_factory=list, alias="signedBy")
+    annotations: dict[str, str] = Field(default_factory=dict)
+    scan: ScanRequirement | None = None
+    approval: ApprovalRequirement | None = None
+
+
+class EnvironmentMapping(_Strict):
+    name: str = Field(min_length=1)
+    namespaces: list[str] = Field(min_length=1)
+
+
+class Environments(_Strict):
+    """Which environment a namespace belongs to: its label `namespaceLabel` if set (read
+    from the API server), else the first mapping whose namespace globs match."""
+
+    mappings: list[EnvironmentMapping] = Field(default_factory=list)
+    namespace_label: str | None = Field(default=None, alias="namespaceLabel")
+    label_cache_seconds: float = Field(default=60, alias="labelCacheSeconds", ge=0)
+    api_server: str | None = Field(default=None, alias="apiServer")  # a URL that needs no credentials (kubectl proxy)
+    kubeconfig: str | None = None  # a kubeconfig file (outside the cluster); default: in-cluster configuration
+
+
+class Rule(_Strict):
+    name: str = Field(min_length=1)
+    artifacts: list[str] = Field(default_factory=lambda: ["**"])
+    namespaces: list[str] = Field(default_factory=lambda: ["*"])
+    mode: Literal["enforce", "warn"] | None = None
+    require: Requirements
+
+    @model_validator(mode="after")
+    def _requires_something(self) -> Rule:
+        require = self.require
+        if not (require.signed_by or require.scan or require.approval):
+            raise ValueError(f"rule {self.name!r} requires nothing: give require.signedBy, require.scan or require.approval")
+        if require.annotations and not require.signed_by:
+            raise ValueError(f"rule {self.name!r}: require.annotations apply to signatures; add require.signedBy")
+        return self
+
+
+class StorageUris(_Strict):
+    """Model URIs modelsign cannot verify (gs://, s3://, pvc://, hf://, http(s)://...)."""
+
+    allow: list[str] = Field(default_factory=list)  # URI globs admitted without verification
+
+
+class RegistryAccess(_Strict):
+    timeout_seconds: float = Field(default=3.0, alias="timeoutSeconds", gt=0, le=30)
+    retries: int = Field(default=1, ge=0, le=5)
+    ca_file: str | None = Field(default=None, alias="caFile")
+    docker_config: str | None = Field(default=None, alias="dockerConfig")
+
+
+class CacheSettings(_Strict):
+    ttl_seconds: float = Field(default=300, alias="ttlSeconds", ge=0)
+    max_entries: int = Field(default=10000, alias="maxEntries", ge=1)
+    # Policy decisions are memoised by their complete input (evidence included). Set 0 if
+    # your own Rego rules read the clock or other outside state.
+    decision_ttl_seconds: float = Field(default=10, alias="decisionTtlSeconds", ge=0)
+
+
+class OpaSettings(_Strict):
+    url: str
+    decision_path: str = Field(default="modelsign/decision", alias="decisionPath")
+    timeout_seconds: float = Field(default=1.0, alias="timeoutSeconds", gt=0, le=2)
+
+
+def _repository_prefix(value: str) -> str:
+    if not value or any(c in value for c in "*?[]{}@") or "://" in value or value.endswith("/") or unsafe_character(value):
+        raise ValueError(f"{value!r} must be a registry host or registry/repository prefix, without scheme, tag, digest or globs")
+    host, slash, path = value.partition("/")
+    host = host.lower()  # hosts are compared in their canonical, lowercase form
+    return ("docker.io" if host == "index.docker.io" else host) + slash + path
+
+
+RepositoryPrefix = Annotated[str, AfterValidator(_repository_prefix)]
+
+
+class ImageMirror(_Strict):
+    """Prefixes that serve the same content (as in an ImageDigestMirrorSet): a digest signed
+    under one may be pulled under another when requireSignedReference is on."""
+
+    source: RepositoryPrefix
+    mirrors: list[RepositoryPrefix] = Field(min_length=1)
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        return (self.source, *self.mirrors)
+
+
+class PinDigests(_Strict):
+    """Which objects `/mutate` rewrites, each verified tag becoming `name@sha256:…`."""
+
+    pods: bool = True
+    kserve: bool = True
+    # Deployment, Job, CronJob... templates: off by default, since GitOps tools that compare the
+    # stored template with Git would see a change they did not make.
+    templates: bool = False
+
+
+class Metadata(_Strict):
+    name: str = "default"
+
+
+class PolicySpec(_Strict):
+    api_version: Literal["modelsign.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["AdmissionPolicy"]
+    metadata: Metadata = Field(default_factory=Metadata)
+    mode: Literal["enforce", "warn"] = "enforce"
+    exempt_namespaces: list[str] = Field(default_factory=lambda: ["kube-system", "modelsign-system"], alias="exemptNamespaces")
+    allowed_registries: list[HostGlob] = Field(default_factory=list, alias="allowedRegistries")
+    insecure_registries: list[HostGlob] = Field(default_factory=list, alias="insecureRegistries")
+    # registry host -> directory of OCI layouts (<dir>/<repository>), served from disk (demo, air-gapped)
+    local_registries: dict[HostGlob, str] = Field(default_factory=dict, alias="localRegistries")
+    require_digest: bool = Field(default=False, alias="requireDigest")
+    # A signature counts only where its signed name is the pulled one (or a mirror of it).
+    require_signed_reference: bool = Field(default=False, alias="requireSignedReference")
+    image_mirrors: list[ImageMirror] = Field(default_factory=list, alias="imageMirrors")
+    trusted_keys: dict[str, TrustedKeySpec] = Field(default_factory=dict, alias="trustedKeys")
+    rules: list[Rule] = Field(default_factory=list)
+    storage_uris: StorageUris = Field(default_factory=StorageUris, alias="storageUris")
+    # Must leave room for the policy step inside the API server's webhook timeout (10 s in manifests/).
+    deadline_seconds: float = Field(default=8.0, alias="deadlineSeconds", gt=0, le=9)
+    registry: RegistryAccess = Field(default_factory=RegistryAccess)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    limits: VerificationLimits = Field(default_factory=VerificationLimits)
+    pin_digests: PinDigests = Field(default_factory=PinDigests, alias="pinDigests")
+    opa: OpaSettings | None = None
+    environments: Environments = Field(default_factory=Environments)
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> PolicySpec:
+        if not any(rule.require.signed_by for rule in self.rules):
+            raise ValueError("rules: at least one rule with require.signedBy is needed; artifacts no signing rule covers are denied")
+        known = set(self.trusted_keys)
+        for index, rule in enumerate(self.rules):
+            lists = [("signedBy", rule.require.signed_by)]
+            lists += [("scan.signedBy", rule.require.scan.signed_by)] if rule.require.scan else []
+            lists += [("approval.signedBy", rule.require.approval.signed_by)] if rule.require.approval else []
+            for field, names in lists:
+                for position, name in enumerate(names):
+                    if name not in known:
+                        raise ValueError(
+                            f"rules[{index}].require.{field}[{position}]: unknown key {name!r} (trustedKeys: {', '.join(sorted(known)) or 'none'})"
+                        )
+            approval = rule.require.approval
+            if approval and not approval.environment and not (self.environments.mappings or self.environments.namespace_label):
+                raise ValueError(f"rules[{index}].require.approval: name an environment, or map namespaces to environments under environments")
+        names = [rule.name for rule in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError("rule names must be unique")
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    spec: PolicySpec
+    source: str  # where it came from, for messages
+    anchors: dict[str, TrustAnchor]
+    key_fingerprints: dict[str, str]  # name -> cosign key id or keyless identity description
+    rego_sources: dict[str, str]  # filename -> text
+    policy_hash: str
+    base_dir: Path  # relative paths in the policy are relative to this
+
+    @property
+    def name(self) -> str:
+        return self.spec.metadata.name
+
+    def registry_options(self) -> RegistryOptions:
+        access = self.spec.registry
+        return RegistryOptions(
+            insecure_registries=tuple(self.spec.insecure_registries),
+            ca_file=_resolve(self.base_dir, access.ca_file) if access.ca_file else None,
+            timeout_seconds=access.timeout_seconds,
+            connect_timeout_seconds=min(access.timeout_seconds, 2.0),
+            retries=access.retries,
+            backoff_seconds=0.05,
+            docker_config=_resolve(self.base_dir, access.docker_config) if access.docker_config else None,
+        )
+
+    def local_registries(self) -> dict[str, Path]:
+        return {host: _resolve(self.base_dir, directory) for host, directory in self.spec.local_registries.items()}
+
+    def registry_allowed(self, registry: str) -> bool:
+        return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.spec.allowed_registries)
+
+    @functools.cached_property
+    def attestation_types(self) -> set[str]:
+        """The attestations some rule needs (none: they are not even fetched)."""
+        types = set()
+        for rule in self.spec.rules:
+            if rule.require.scan:
+                types.add(mt.VULN_PREDICATE)
+            if rule.require.approval:
+                types.add(mt.APPROVAL_PREDICATE)
+        return types
+
+    @functools.cached_property
+    def mirror_groups(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(mirror.group for mirror in self.spec.image_mirrors)
+
+    @functools.cached_property
+    def needs_environment(self) -> bool:
+        """Some approval rule takes its environment from the request's namespace."""
+        return any(rule.require.approval is not None and rule.require.approval.environment is None for rule in self.spec.rules)
+
+    def data_document(self) -> dict[str, Any]:
+        """What the Rego policy sees as `data.modelsign.config` (durations in seconds)."""
+        document = self.spec.model_dump(mode="json", by_alias=True, exclude={"trusted_keys", "registry", "cache", "opa", "api_version", "kind", "local_registries", "environments", "image_mirrors", "limits", "pin_digests"})
+        for rule in document["rules"]:
+            scan = rule["require"].get("scan")
+            if scan:
+                scan["maxAgeSeconds"] = parse_duration(scan["maxAge"])
+        types = self.attestation_types
+        return {"name": self.name, "hash": self.policy_hash, **document, "trustedKeys": self.key_fingerprints,
+                # lets the Rego skip the scan and approval rules at once when no rule asks for them
+                "requiresScans": mt.VULN_PREDICATE in types, "requiresApprovals": mt.APPROVAL_PREDICATE in types}
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    problems = []
+    for item in error.errors()[:10]:
+        location = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in item["loc"]).replace(".[", "[")
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{location}: {message}" if location else message)
+    return f"{source}: " + "; ".join(problems)
+
+
+def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | None = None, rego_sources: dict[str, str] | None = None) -> LoadedPolicy:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"{source} is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise PolicyError(f"{source} must be a mapping with apiVersion {API_VERSION} and kind {POLICY_KIND}")
+    try:
+        spec = PolicySpec.model_validate(document)
+    except ValidationError as exc:
+        raise PolicyError(_format_validation_error(exc, source), hint="see the policy reference in README.md") from None
+    base = base_dir or Path.cwd()
+    anchors, fingerprints = _load_anchors(spec, base, source)
+    for field, value in (("registry.caFile", spec.registry.ca_file), ("registry.dockerConfig", spec.registry.docker_config),
+                         ("environments.kubeconfig", spec.environments.kubeconfig)):
+        if value and not _resolve(base, value).is_file():
+            raise PolicyError(f"{source}: {field}: {_resolve(base, value)} does not exist")
+    rego = rego_sources if rego_sources is not None else default_rego_sources()
+    digest = hashlib.sha256()
+    digest.update(json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True).encode())
+    digest.update(json.dumps(fingerprints, sort_keys=True).encode())
+    for name in sorted(rego):
+        digest.update(name.encode() + b"\0" + rego[name].encode())
+    return LoadedPolicy(
+        spec=spec, source=source, anchors=anchors, key_fingerprints=fingerprints, rego_sources=rego,
+        policy_hash="sha256:" + digest.hexdigest(), base_dir=base_dir or Path.cwd(),
+    )
+
+
+def load_policy(path: Path, *, rego_dir: Path | None = None) -> LoadedPolicy:
+    try:
+        if path.stat().st_size > MAX_POLICY_BYTES:
+            raise PolicyError(f"{path} is larger than {MAX_POLICY_BYTES} bytes")
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(f"policy file {path} does not exist", hint="pass --config with an AdmissionPolicy YAML file") from None
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
+    rego = load_rego_dir(rego_dir) if rego_dir else None
+    return parse_policy(text, source=str(path), base_dir=path.parent, rego_sources=rego)
+
+
+def _load_anchors(spec: PolicySpec, base_dir: Path, source: str) -> tuple[dict[str, TrustAnchor], dict[str, str]]:
+    anchors: dict[str, TrustAnchor] = {}
+    fingerprints: dict[str, str] = {}
+    for name, key in spec.trusted_keys.items():
+        field = f"{source}: trustedKeys.{name}"
+        try:
+            if key.file:
+                anchor: TrustAnchor = load_public_key_file(_resolve(base_dir, key.file), name=name)
+            elif key.pem:
+                anchor = load_public_key_pem(key.pem.encode(), name=name, source=f"trustedKeys.{name}.pem")
+            else:
+                assert key.keyless is not None
+                anchor = KeylessIdentity(
+                    name=name,
+                    subject=key.keyless.subject,
+                    subject_regexp=key.keyless.subject_regexp,
+                    issuer=key.keyless.issuer,
+                    issuer_regexp=key.keyless.issuer_regexp,
+                    trusted_root=_resolve(base_dir, key.trusted_root.file) if key.trusted_root else None,
+                )
+                if anchor.trusted_root is not None and not anchor.trusted_root.is_file():
+                    raise PolicyError(f"trusted root {anchor.trusted_root} does not exist")
+        except ModelsignError as exc:
+            raise PolicyError(f"{field}: {exc.message}", hint=exc.hint) from None
+        anchors[name] = anchor
+        fingerprints[name] = anchor.key_id if isinstance(anchor, PublicKey) else "keyless:" + anchor.describe()
+    return anchors, fingerprints
+
+
+def referenced_files(document: Any, base_dir: Path) -> list[Path]:
+    """Files a policy document names (keys, trusted roots, CA, Docker config), read leniently
+    so that even a policy that failed validation can be watched for the fix."""
+    document = document if isinstance(document, dict) else {}
+    names: list[Any] = []
+    keys = document.get("trustedKeys")
+    for key in keys.values() if isinstance(keys, dict) else []:
+        if isinstance(key, dict):
+            names.append(key.get("file"))
+            root = key.get("trustedRoot")
+            names.append(root.get("file") if isinstance(root, dict) else None)
+    registry = document.get("registry")
+    if isinstance(registry, dict):
+        names += [registry.get("caFile"), registry.get("dockerConfig")]
+    environments = document.get("environments")
+    if isinstance(environments, dict):
+        names.append(environments.get("kubeconfig"))
+    return [_resolve(base_dir, name) for name in names if isinstance(name, str) and name]
+
+
+def _resolve(base_dir: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else base_dir / path
+
+
+def default_rego_dir() -> Path:
+    """policies/ of a checkout (editable install), else the copy a wheel installs under
+    <prefix>/share/modelsign/policies."""
+    checkout = Path(__file__).resolve().parents[2]  # webhook/admission/config.py -> the checkout
+    for candidate in (checkout / "policies", Path(sys.prefix) / "share" / "modelsign" / "policies"):
+        if (candidate / "modelsign.rego").is_file():
+            return candidate
+    raise UsageError("cannot find the default Rego policy (policies/modelsign.rego)")
+
+
+def load_rego_dir(directory: Path) -> dict[str, str]:
+    sources = {}
+    for path in sorted(directory.glob("*.rego")):
+        if path.name.endswith("_test.rego"):
+            continue
+        try:
+            sources[path.name] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"cannot read Rego file {path}: {exc}") from None
+    if not sources:
+        raise PolicyError(f"no .rego files in {directory}")
+    return sources
+
+
+def default_rego_sources() -> dict[str, str]:
+    return load_rego_dir(default_rego_dir())

@@ -1,0 +1,1 @@
+"""The admission webhook server: the FastAPI app, uvicorn over TLS, and Prometheus metrics."""
