@@ -38,7 +38,7 @@ from support.registry import free_port
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus" / "kserve"
+CORPUS = ROOT / "tests" / "fixtures" / "kserve"  # copies of the shared corpus (tests/fixtures/README.md)
 VALIDATING, MUTATING = "artifacts.modelsign.dev", "digests.modelsign.dev"
 
 

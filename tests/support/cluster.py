@@ -96,6 +96,8 @@ class Cluster:
     def install_crds(self, files: list[Path], timeout: float = 60) -> None:
         """Apply CRDs (server-side: big ones exceed the client-side annotation limit) and wait
         until the API server serves them (`kubectl wait` errors on a CRD with no status yet)."""
+        if not files:
+            raise RuntimeError("no CRD files given (tests/fixtures/kserve/crds/ holds the KServe ones)")
         for file in files:
             self.kubectl("apply", "--server-side", "-f", str(file), check=True)
         deadline = time.monotonic() + timeout
