@@ -422,3 +422,39 @@ def test_namespace_labels_are_read_once_per_cache_period_and_a_refusal_denies(cl
         refused.close()
     assert not decision.allowed and decision.outcome == "error"
     assert "cannot read labels of namespace prod-1: HTTP 403" in decision.message and "get on namespaces" in decision.message
+
+
+def _kserve_object(kind: str, name: str, uri: str) -> dict:
+    """A minimal object of each KServe kind naming `uri` as its model (or image, for runtimes)."""
+    metadata = {"name": name} if kind == "ClusterServingRuntime" else {"name": name, "namespace": "prod-1"}
+    if kind == "InferenceService":
+        return isvc(name, uri, namespace="prod-1")
+    if kind == "TrainedModel":
+        return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": kind, "metadata": metadata,
+                "spec": {"inferenceService": "parent", "model": {"framework": "sklearn", "storageUri": uri, "memory": "1Gi"}}}
+    if kind == "LLMInferenceService":
+        return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": kind, "metadata": metadata, "spec": {"model": {"uri": uri, "name": name}}}
+    # ServingRuntime / ClusterServingRuntime: the runtime's container, with the model in STORAGE_URI
+    image = uri.removeprefix("kit://") if uri.startswith("kit://") else uri
+    return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": kind, "metadata": metadata,
+            "spec": {"supportedModelFormats": [{"name": "sklearn", "version": "1"}],
+                     "containers": [{"name": "kserve-container", "image": image, "env": [{"name": "STORAGE_URI", "value": uri}]}]}}
+
+
+@pytest.mark.parametrize("kind", ["InferenceService", "TrainedModel", "LLMInferenceService", "ServingRuntime", "ClusterServingRuntime"])
+@pytest.mark.parametrize("variant, words", [
+    ("kit-approved", None), ("kit-unsigned", "no signature by key ml-team"), ("kit-signed", "no approval by key approver"),
+    ("disallowed", "which is not in allowedRegistries"),
+])
+def test_every_kserve_kind_with_signed_unsigned_unapproved_and_disallowed_models(cluster, webhook, refs, kind, variant, words):
+    """prod-1 needs an approval for models/**: approved passes, signed-but-unapproved and unsigned
+    are denied, and a registry not on the list is denied before anything is fetched."""
+    uri = "kit://docker.io/library/model:1" if variant == "disallowed" else refs[variant]
+    name = f"{kind.lower()}-{variant}"
+    result = cluster.apply(_kserve_object(kind, name, uri))
+    if kind == "ClusterServingRuntime" and variant == "kit-signed":
+        words = None  # cluster-scoped: namespace "", which the prod-* approval rule does not cover
+    if words is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert words in denial(result)
