@@ -27,11 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from signer import SignatureFormat, SigningKey, Stores, parse_reference, push_image, sign_artifact, verify_artifact  # noqa: E402
 from support.registry import start_registry  # noqa: E402
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+from benchstats import percentile  # noqa: E402
 
 
 def main() -> None:

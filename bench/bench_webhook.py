@@ -41,6 +41,7 @@ from webhook.admission.config import load_policy  # noqa: E402
 from webhook.admission.pipeline import AdmissionPipeline  # noqa: E402
 from webhook.admission.review import parse_review  # noqa: E402
 from webhook.certs import generate  # noqa: E402
+from benchstats import percentile  # noqa: E402
 
 
 def review(image: str, uid: str = "bench", namespace: str = "ml") -> bytes:
@@ -48,11 +49,6 @@ def review(image: str, uid: str = "bench", namespace: str = "ml") -> bytes:
     return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE", "namespace": namespace, "name": "p",
         "object": pod, "userInfo": {"username": "bench"}}}).encode()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def timed_posts(client: httpx.Client, bodies: list[bytes]) -> list[float]:

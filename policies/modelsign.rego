@@ -131,6 +131,7 @@ violations contains v if {
 		"requireSignedReference": policy.requireSignedReference,
 		"signedAs": [n | some s in unmatched_names(a, rule); some n in s.names],
 		"unmatchedSignatures": count(unmatched_names(a, rule)),
+		"namelessIgnored": count(nameless_by(a, rule)),
 	})
 }
 
@@ -159,9 +160,20 @@ signed_as_required(artifact, rule) if {
 unmatched_names(a, rule) := [s | some s in a.evidence.signatures; s.signer in rule.require.signedBy; object.get(s, "nameMatches", false) != true]
 
 # requireSignedReference: the signed name must be the pulled one, or a mirror of it.
-signed_name_accepted(_) if not policy.requireSignedReference
+# namelessSignatures "ignore": a signature must name a repository at all.
+signed_name_accepted(signature) if {
+	not policy.requireSignedReference
+	not nameless_ignored(signature)
+}
 
 signed_name_accepted(signature) if object.get(signature, "nameMatches", false) == true
+
+nameless_ignored(signature) if {
+	policy.namelessSignatures == "ignore"
+	count(object.get(signature, "names", [])) == 0
+}
+
+nameless_by(a, rule) := [s | some s in a.evidence.signatures; s.signer in rule.require.signedBy; nameless_ignored(s)]
 
 annotation_mismatch(signature, wanted) if {
 	value := wanted[key]
@@ -291,7 +303,22 @@ namespace_covered(patterns) if {
 approvers(a, req) := {x.approverId |
 	x := namespace_approvals(a, req)[_]
 	not requested_by(x, requesters(a, req))
+	not x.approverId in self_approving(a, req)
 }
+
+# Names are free text: a requester holding an approver key could approve once as himself
+# (excluded) and again under another name. So a key that ever approved as a requester for
+# this environment is the requester's, and none of its approvals count.
+self_approving(a, req) := {x.approverId |
+	x := for_environment(a, req)[_]
+	requested_by(x, requesters_of_environment(a, req))
+} | {r.id |
+	# a key that signed an approval request for this environment is the requester's
+	some r in object.get(a.evidence, "approvalRequesters", [])
+	r.environment == approval_environment(req)
+}
+
+requesters_of_environment(a, req) := {x.requester | x := for_environment(a, req)[_]; x.requester != ""}
 
 requesters(a, req) := {x.requester | x := namespace_approvals(a, req)[_]; x.requester != ""}
 
@@ -304,8 +331,22 @@ requested_by(x, names) if {
 	x.approver in names
 }
 
+# A rejection (by any trusted key, like a revocation) stands until an approval stamped after
+# it: the webhook marks the approvals it supersedes "rejected".
+rejections(a, req) := [x | x := a.evidence.approvals[_]; x.decision == "rejected"; x.environment == approval_environment(req)]
+
+unanswered_rejection(a, req) if {
+	count(rejections(a, req)) > 0
+	count([x | x := for_environment(a, req)[_]; x.status != "rejected"]) == 0
+}
+
 approval_problem(a, req) := {"code": "approval-no-environment"} if {
 	approval_environment(req) == ""
+} else := {"code": "approval-rejected", "rejections": {r |
+	x := rejections(a, req)[_]
+	r := {"by": x.approver, "signer": x.signer, "reason": x.reason, "at": x.approvedAt, "requestId": x.requestId}
+}} if {
+	unanswered_rejection(a, req)
 } else := {"code": "approval-missing", "byOtherKeys": count([x | x := a.evidence.approvals[_]; x.decision == "approved"])} if {
 	count(by_approvers(a, req)) == 0
 } else := {"code": "approval-wrong-environment", "environments": {x.environment | x := by_approvers(a, req)[_]}} if {
@@ -335,4 +376,116 @@ violations contains v if {
 		"rule": pair[0].name, "name": pair[1].name, "digest": pair[1].evidence.digest, "signedBy": req.signedBy,
 		"environment": approval_environment(req), "minApprovers": req.minApprovers, "namespace": input.request.namespace,
 	}))
+}
+
+# -- evaluation requirements (verified evaluation attestations: the newest of each signer, newest first) --
+
+evaluation_checks contains [rule, a] if {
+	policy.requiresEvaluations
+	not exempt
+	some rule in policy.rules
+	rule.require.evaluation != null
+	some a in input.artifacts
+	verifiable(a)
+	rule_applies(rule, a)
+}
+
+trusted_evaluations(a, req) := [e | e := a.evidence.evaluations[_]; e.signer in req.signedBy]
+
+evaluation_violation(pair, code, details) := violation(pair[1], code, rule_mode(pair[0]), object.union(
+	{"rule": pair[0].name, "name": pair[1].name, "digest": pair[1].evidence.digest, "signedBy": pair[0].require.evaluation.signedBy},
+	details,
+))
+
+# Statements of a type that did not reach the policy (malformed, dated in the future, too big),
+# with the reason: a denial for a missing one cites them.
+not_counted(a, type) := [r | some r in object.get(a.evidence, "attestationsRejected", []); r.type == type]
+
+latest_facts(e) := {"evaluator": e.evaluator, "dataset": e.dataset, "evaluatedAt": e.evaluatedAt, "evaluationId": e.id}
+
+violations contains v if {
+	policy.requiresEvaluations
+	pair := evaluation_checks[_]
+	count(trusted_evaluations(pair[1], pair[0].require.evaluation)) == 0
+	v := evaluation_violation(pair, "evaluation-missing", {
+		"otherEvaluations": count(pair[1].evidence.evaluations),
+		"notCounted": not_counted(pair[1], "https://modelsign.dev/attestation/evaluation/v1"),
+	})
+}
+
+violations contains v if {
+	policy.requiresEvaluations
+	pair := evaluation_checks[_]
+	req := pair[0].require.evaluation
+	latest := trusted_evaluations(pair[1], req)[0]
+	latest.ageSeconds > req.maxAgeSeconds
+	v := evaluation_violation(pair, "evaluation-too-old", object.union(latest_facts(latest), {"ageSeconds": latest.ageSeconds, "maxAgeSeconds": req.maxAgeSeconds}))
+}
+
+violations contains v if {
+	policy.requiresEvaluations
+	pair := evaluation_checks[_]
+	req := pair[0].require.evaluation
+	req.dataset != null
+	latest := trusted_evaluations(pair[1], req)[0]
+	latest.dataset != req.dataset
+	v := evaluation_violation(pair, "evaluation-wrong-dataset", object.union(latest_facts(latest), {"wantedDataset": req.dataset}))
+}
+
+violations contains v if {
+	policy.requiresEvaluations
+	pair := evaluation_checks[_]
+	req := pair[0].require.evaluation
+	latest := trusted_evaluations(pair[1], req)[0]
+	req.metrics[metric]
+	object.get(latest.metrics, metric, null) == null
+	v := evaluation_violation(pair, "evaluation-metric-missing", object.union(latest_facts(latest), {"metric": metric}))
+}
+
+violations contains v if {
+	policy.requiresEvaluations
+	pair := evaluation_checks[_]
+	req := pair[0].require.evaluation
+	latest := trusted_evaluations(pair[1], req)[0]
+	bound := req.metrics[metric]
+	bound.min != null
+	value := latest.metrics[metric]
+	value < bound.min
+	v := evaluation_violation(pair, "evaluation-below-min", object.union(latest_facts(latest), {"metric": metric, "actual": value, "min": bound.min}))
+}
+
+violations contains v if {
+	policy.requiresEvaluations
+	pair := evaluation_checks[_]
+	req := pair[0].require.evaluation
+	latest := trusted_evaluations(pair[1], req)[0]
+	bound := req.metrics[metric]
+	bound.max != null
+	value := latest.metrics[metric]
+	value > bound.max
+	v := evaluation_violation(pair, "evaluation-above-max", object.union(latest_facts(latest), {"metric": metric, "actual": value, "max": bound.max}))
+}
+
+# -- attestation types rules name (their predicates are in evidence.attestations for rules of your own) --
+
+attestation_checks contains [rule, a, wanted] if {
+	policy.requiresAttestations
+	not exempt
+	some rule in policy.rules
+	some wanted in rule.require.attestations
+	some a in input.artifacts
+	verifiable(a)
+	rule_applies(rule, a)
+}
+
+violations contains v if {
+	policy.requiresAttestations
+	check := attestation_checks[_]
+	wanted := check[2]
+	count([x | x := check[1].evidence.attestations[_]; x.type == wanted.type; x.signer in wanted.signedBy]) == 0
+	v := violation(check[1], "attestation-missing", rule_mode(check[0]), {
+		"rule": check[0].name, "name": check[1].name, "digest": check[1].evidence.digest, "type": wanted.type, "signedBy": wanted.signedBy,
+		"byOtherKeys": count([x | x := check[1].evidence.attestations[_]; x.type == wanted.type]),
+		"notCounted": not_counted(check[1], wanted.type),
+	})
 }

@@ -119,6 +119,21 @@ def unsafe_character(text: str) -> str | None:
     return None
 
 
+def printable(text: str) -> str:
+    """`text` with every control, formatting or lone-surrogate character shown as a visible
+    `\\uXXXX` escape: for text from a registry or a request that goes into a message, a log
+    or a response, where it must neither break the encoding nor hide what it says."""
+    if not any(unicodedata.category(c) in _UNSAFE_CATEGORIES for c in text):
+        return text
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in text)
+
+
+def printable_lines(text: str) -> str:
+    """`printable` for multi-line text meant for a terminal: its own line breaks stay, every
+    other control character (ESC, CR, BEL, bidi overrides) is shown escaped."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def check_safe_text(text: str, what: str) -> None:
     """Refuse a reference or URI holding control characters, before anything parses or matches it."""
     problem = unsafe_character(text)

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import PASSWORD, run_cli
 from support.audit import audited_webhook, copy_trail, post_reviews, push_signed_image, records
-from signer.trust.keys import load_signing_key_file
+from signer.trust.keys import load_public_key_file, load_signing_key_file
 from webhook.audit.export import CSV_COLUMNS
 from webhook.audit.trail import AuditTrail
 from webhook.audit.writer import AuditSettings, AuditWriter
@@ -93,6 +93,9 @@ def test_period_filters(capsys, trail, tmp_path):
     assert code == 0 and "(0 decision(s))" in out
     code, _, err = _export(capsys, trail, tmp_path / "bad.csv", "csv", extra=("--until", "next tuesday"))
     assert code == 2 and "--until 'next tuesday' is not a date" in err
+    code, out, err = _export(capsys, trail, tmp_path / "reversed.csv", "csv", extra=("--since", "2026-11-02", "--until", "2026-11-01"))
+    assert code == 2 and "--since 2026-11-02T00:00:00+00:00 is not before --until 2026-11-01T00:00:00+00:00: the period would be empty" in err
+    assert "swap them" in err and not (tmp_path / "reversed.csv").exists()
 
 
 def test_html_report_renders_in_headless_chromium(capsys, trail, tmp_path):
@@ -105,7 +108,7 @@ def test_html_report_renders_in_headless_chromium(capsys, trail, tmp_path):
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", "--hide-scrollbars"]
     page = (tmp_path / "report.html").as_uri()
     dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
-    for section in ("summary", "charts", "soc2", "integrity", "denials", "approvals", "exceptions", "changes", "sample"):
+    for section in ("identity", "summary", "charts", "scope", "policy", "soc2", "sample", "integrity", "denials", "approvals", "exceptions", "changes"):
         assert f'id="{section}"' in dom, section
     assert dom.count('class="bar-deny"') >= 2 and 'class="bar-allow"' in dom  # timeline and top-reasons bars, as rendered
     assert "INTACT" in dom and "CC6.8" in dom and "CHG-1" in dom and "registry-not-allowed" in dom
@@ -123,8 +126,9 @@ def test_pdf_report_has_the_sections(capsys, trail, tmp_path):
     code, _, err = _export(capsys, trail, tmp_path / "report.pdf", "pdf")
     assert code == 0, err
     text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
-    for heading in ("modelsign admission audit report", "Summary", "Decisions over time", "Top denial reasons", "SOC 2 criteria mapping",
-                    "Integrity", "Denials", "Approvals relied on", "Exceptions and errors", "Policy and key changes", "Sample of decisions"):
+    for heading in ("modelsign admission audit report", "Report identity", "Summary", "Decisions over time", "Top denial reasons", "Scope",
+                    "Policy in force", "SOC 2 controls tested", "Population and sample", "Integrity", "Denials", "Approvals relied on",
+                    "Exceptions and errors", "Policy and key changes"):
         assert heading in text, heading
     assert "INTACT" in text and "CHG-1" in text
     info = subprocess.run(["pdfinfo", str(tmp_path / "report.pdf")], capture_output=True, text=True, check=True).stdout
@@ -135,18 +139,43 @@ def test_manifest_is_signed_and_catches_changes(capsys, trail, tmp_path):
     out = tmp_path / "package"
     code, _, err = _export(capsys, trail, out, "csv", "jsonl", "html")
     assert code == 0, err
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert sorted(f["name"] for f in manifest["files"]) == ["report.csv", "report.html", "report.jsonl"] and manifest["integrity"]["ok"]
-    code, text, _ = run_cli(capsys, "audit", "verify-export", out / "manifest.json", "--key", trail.audit_pub)
+    [manifest_path] = out.glob("*.manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    report_id = manifest["reportId"]
+    assert manifest_path.name == f"audit-report-{report_id}.manifest.json"
+    assert sorted(f["name"] for f in manifest["files"]) == [f"audit-report-{report_id}.{fmt}" for fmt in ("csv", "html", "jsonl")]
+    assert manifest["integrity"]["ok"] and manifest["generatedBy"] and manifest["modelsignVersion"]
+    key_id = load_public_key_file(trail.audit_pub, name="audit").key_id
+    assert manifest["auditKeys"] == [f"{key_id} (audit.pub)"]
+    code, text, _ = run_cli(capsys, "audit", "verify-export", manifest_path, "--key", trail.audit_pub)
     assert code == 0 and "export intact" in text
-    with (out / "report.csv").open("a") as handle:
+    # A second export into the same folder keeps the first one's files and proof.
+    code, _, err = _export(capsys, trail, out, "csv", "pdf")
+    assert code == 0, err
+    assert len(list(out.glob("*.manifest.json"))) == 2
+    code, text, _ = run_cli(capsys, "audit", "verify-export", out, "--key", trail.audit_pub)
+    assert code == 0 and text.count("export intact") == 2 and "NOT intact" not in text
+    with (out / f"audit-report-{report_id}.csv").open("a") as handle:
         handle.write("extra,row\n")
-    code, text, _ = run_cli(capsys, "audit", "verify-export", out / "manifest.json", "--key", trail.audit_pub)
-    assert code == 1 and "CHANGED  report.csv" in text
+    code, text, _ = run_cli(capsys, "audit", "verify-export", out, "--key", trail.audit_pub)
+    assert code == 1 and f"CHANGED  audit-report-{report_id}.csv" in text and text.count("export intact") == 1
     other = trail.workdir.parent / "other.pub"
     shutil.copy(Path(__file__).parent / "fixtures" / "cosign" / "kwctl__cosign1.pub", other)
-    code, text, _ = run_cli(capsys, "audit", "verify-export", out / "manifest.json", "--key", other)
+    code, text, _ = run_cli(capsys, "audit", "verify-export", manifest_path, "--key", other)
     assert code == 1 and "signature: INVALID" in text
+
+
+def test_a_single_file_export_names_its_manifest_and_never_replaces_it(capsys, trail, tmp_path):
+    code, _, err = _export(capsys, trail, tmp_path / "october.pdf", "pdf")
+    assert code == 0, err
+    proof = tmp_path / "october.pdf.manifest.json"
+    first = proof.read_bytes()
+    assert [f["name"] for f in json.loads(first)["files"]] == ["october.pdf"]
+    code, _, err = _export(capsys, trail, tmp_path / "october.pdf", "pdf")
+    assert code == 2 and "october.pdf.manifest.json already exists: it is the signed proof of an earlier export" in err
+    assert proof.read_bytes() == first
+    code, text, _ = run_cli(capsys, "audit", "verify-export", proof, "--key", trail.audit_pub)
+    assert code == 0 and "export intact" in text
 
 
 def test_sample_is_reproducible(capsys, trail, tmp_path):
@@ -176,7 +205,7 @@ def test_a_damaged_trail_is_exported_with_the_damage_shown(capsys, trail, tmp_pa
 
 def test_pdf_survives_overlong_values(tmp_path):
     from webhook.audit.export import Selection, Trail
-    from webhook.audit.report import build_report
+    from webhook.audit.report import ReportIdentity, build_report
     from webhook.audit.report_pdf import render_pdf
     from webhook.audit.verify import VerifyReport
 
@@ -184,7 +213,8 @@ def test_pdf_survives_overlong_values(tmp_path):
               "review": {"namespace": "n" * 500, "name": "x" * 3000, "kind": {"kind": "Pod"}}, "user": {"username": "ü" * 400},
               "artifacts": [{"digest": "sha256:" + "1" * 64, "approvals": [{"id": "i", "environment": "W" * 400, "ticket": "T" * 900}]}],
               "decision": {"outcome": "deny", "allowed": False, "codes": ["c" * 300], "message": "m" * 20000}}
-    report = build_report(Trail([record]), Selection(), VerifyReport(), sample_size=5, seed=1)
+    identity = ReportIdentity(report_id="r", generated="2026-11-01T00:00:00Z", generated_by="tester", version="0", audit_keys=[])
+    report = build_report(Trail([record]), Selection(), VerifyReport(), sample_size=5, seed=1, identity=identity)
     pdf = render_pdf(report)
     (tmp_path / "r.pdf").write_bytes(pdf)
     text = subprocess.run(["pdftotext", str(tmp_path / "r.pdf"), "-"], capture_output=True, text=True, check=True).stdout
@@ -196,11 +226,11 @@ def test_without_a_key_no_format_calls_the_trail_verified(capsys, trail, tmp_pat
     code, _, err = run_cli(capsys, "audit", "export", trail.log_dir, "--format", "html", "--format", "pdf", "--format", "csv", "-o", out,
                            "--checkpoints", trail.checkpoints)
     assert code == 1 and "integrity not verified: no audit key given" in err
-    html = (out / "report.html").read_text()
+    html = next(out.glob("*.html")).read_text()
     assert "UNVERIFIED: integrity not verified: no audit key given" in html and "INTACT" not in html and 'class="ok"' not in html
-    assert "Checkpoints: 0 verified of" in html
-    text = subprocess.run(["pdftotext", "-layout", str(out / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Checkpoints: 0 verified of" in html and "none: the trail&#x27;s integrity was NOT verified" in html
+    text = subprocess.run(["pdftotext", "-layout", str(next(out.glob("*.pdf"))), "-"], capture_output=True, text=True, check=True).stdout
     assert "integrity not verified: no audit key given" in " ".join(text.split()) and "INTACT" not in text
-    integrity = json.loads((out / "manifest.json").read_text())["integrity"]
+    integrity = json.loads(next(out.glob("*.manifest.json")).read_text())["integrity"]
     assert integrity["status"] == "UNVERIFIED" and integrity["ok"] is False and integrity["note"] == "integrity not verified: no audit key given"
     assert all(w["checkpointsVerified"] == 0 for w in integrity["writers"])

@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import time
+from pathlib import Path
 
 from starlette.testclient import TestClient
 
@@ -62,16 +63,20 @@ def test_a_late_decision_record_is_shown_with_the_answer_given(tmp_path, monkeyp
     code, _, err = run_cli(capsys, "audit", "export", log_dir, "--format", "csv", "--format", "jsonl", "--format", "html", "--format", "pdf",
                            "-o", tmp_path / "export", "--key", tmp_path / "audit.pub", "--checkpoints", checkpoints)
     assert code == 0, err
-    rows = {row["review_uid"]: row for row in csv.DictReader(io.StringIO((tmp_path / "export" / "report.csv").read_text(), newline=""))}
+
+    def exported(suffix: str) -> Path:  # each export names its files audit-report-<report id>.<format>
+        return next((tmp_path / "export").glob(f"audit-report-*.{suffix}"))
+
+    rows = {row["review_uid"]: row for row in csv.DictReader(io.StringIO(exported("csv").read_text(), newline=""))}
     assert rows["late-review"]["allowed"] == "false" and rows["late-review"]["outcome"] == "deny" and rows["late-review"]["reason"] == "audit-record-late"
     assert rows["late-review"]["recorded_outcome"] == "allow" and rows["late-review"]["superseded_by"] == f"{recorded['writer']}#{recorded['seq'] + 1}"
     assert rows["after"]["allowed"] == "true" and rows["after"]["superseded_by"] == ""
-    lines = {json.loads(line)["review"]["uid"]: json.loads(line) for line in (tmp_path / "export" / "report.jsonl").read_text().splitlines()}
+    lines = {json.loads(line)["review"]["uid"]: json.loads(line) for line in exported("jsonl").read_text().splitlines()}
     assert lines["late-review"]["responseGiven"]["allowed"] is False and lines["late-review"]["hash"] == recorded["hash"]
     assert "responseGiven" not in lines["after"]
-    html = (tmp_path / "export" / "report.html").read_text()
+    html = exported("html").read_text()
     assert "audit record late" in html and f"{recorded['writer']}#{recorded['seq']}" in html and "Denials (1)" in html
-    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "export" / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(["pdftotext", "-layout", str(exported("pdf")), "-"], capture_output=True, text=True, check=True).stdout
     assert "audit record late" in text and "Denials (1)" in text
-    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    manifest = json.loads(exported("manifest.json").read_text())
     assert manifest["integrity"]["superseded"] == 1 and manifest["integrity"]["status"] == "INTACT"

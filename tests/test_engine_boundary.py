@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -407,3 +408,152 @@ def test_a_value_too_long_to_be_a_reference_is_invalid_before_the_engine(policy)
         pipeline.close()
     assert not decision.allowed and "characters long; modelsign reads image references and model URIs of up to 8192" in decision.message
     assert decision.violations[0]["value"].endswith("... (9012 characters)") and len(decision.message) < 12000
+
+
+# -- long strings: cut at the boundary, never a crash (review 4, R1) ----------------------------
+# rego-cpp's regex.match recursed per character and killed the process (SIGSEGV) from about
+# 20k characters ("(a|b)*") or 40k ("a*"): a user's rule over a predicate or a rejection
+# reason could reach it. Every string crossing into the engine is now at most MAX_ENGINE_STRING.
+
+LONG = ["a" * 100_000, "ab" * 50_000, '"' * 100_000, "\ud800" * 100_000, "%" * 99_999 + "x"]
+
+
+def _with_long_strings(text: str) -> dict:
+    """The hostile document with `text` in every free-text channel, attestations included."""
+    document = _replace({"request": _request(), "artifacts": _artifacts()}, [text])
+    for artifact in document["artifacts"]:
+        evidence = artifact["evidence"]
+        if evidence:
+            evidence["attestations"] = [{"type": text, "id": text, "signer": text, "keyId": text, "predicate": {text: [text, {text: text}]}}]
+            evidence["attestationsRejected"] = [{"type": text, "location": text, "reason": text}]
+    return document
+
+
+def _strings(value, found: list[str]) -> list[str]:
+    if isinstance(value, str):
+        found.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.append(key)
+            _strings(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _strings(item, found)
+    return found
+
+
+@pytest.mark.parametrize("text", LONG, ids=["a", "ab", "quotes", "surrogates", "percent"])
+def test_every_string_reaches_the_engine_bounded_and_marked(text):
+    from webhook.admission.engine.values import MAX_ENGINE_STRING, to_engine
+
+    encoded = to_engine(_with_long_strings(text))
+    strings = _strings(encoded, [])
+    assert max(map(len, strings)) <= MAX_ENGINE_STRING
+    cut = [s for s in strings if len(s) > 1000]
+    marker = re.compile(r"\.\.\.\[cut: (\d+) characters, sha256 [0-9a-f]{16}\]")
+    assert cut and all(marker.search(s) and s.endswith("]") and int(marker.search(s).group(1)) >= len(text) for s in cut)
+    for value in cut:  # the kept part is whole escapes: it decodes to the start of the original (sources start "N:")
+        kept = re.sub(r"^\d+:", "", decode_string(value[:value.index("...[cut: ")]))
+        assert text.startswith(kept) and len(kept) > 1000
+
+
+def test_a_policy_data_string_over_the_limit_is_an_error_not_a_cut(policy):
+    data = policy.data_document()
+    with pytest.raises(PolicyEngineError, match="a string in the policy data is 9000 characters long"):
+        RegoEngine(policy.rego_sources, {**data, "allowedRegistries": ["r" * 9000]})
+
+
+def test_cut_strings_stay_equal_only_when_they_were_equal():
+    from webhook.admission.engine.values import bounded
+
+    same_start = ["a" * 50_000 + "x", "a" * 50_000 + "y"]
+    assert bounded(same_start[0]) != bounded(same_start[1])
+    assert bounded(same_start[0]) == bounded("a" * 50_000 + "x")
+    assert len({bounded(key) for key in same_start}) == 2  # keys stay distinct in a cut object
+
+
+@settings(max_examples=200, deadline=None)
+@given(head=st.integers(min_value=8100, max_value=8200), tail=st.text(alphabet='a"%\ud800\x00é', min_size=1, max_size=12))
+def test_a_cut_never_splits_an_escape(head, tail):
+    from webhook.admission.engine.values import MAX_ENGINE_STRING, bounded
+
+    text = "a" * (head - 100) + tail * 20
+    value = bounded(text)
+    assert len(value) <= MAX_ENGINE_STRING
+    kept = value.split("...[cut: ")[0]
+    assert text.startswith(decode_string(kept))
+
+
+@pytest.mark.parametrize("text", LONG[:3], ids=["a", "ab", "quotes"])
+def test_long_strings_leave_the_decision_the_same_in_both_engines(rego, opa, text):
+    harmless = {"request": _request(), "artifacts": _artifacts()}
+    for index, artifact in enumerate(harmless["artifacts"]):
+        artifact["source"] = f"{index}:plain"
+    expected = rego.decide(harmless)
+    hostile = _with_long_strings(text)
+    embedded, server = rego.decide(hostile), opa.decide(hostile)
+    assert embedded.exempt is server.exempt is False
+    assert _outcome(embedded) == _outcome(server) == _outcome(expected)
+    key = lambda v: (v["source"], v["code"])  # noqa: E731
+    assert sorted(embedded.violations, key=key) == sorted(server.violations, key=key)
+
+
+REGEX_CHILD = r'''
+import json, sys
+from webhook.admission.engine.engines import RegoEngine
+pattern, path = sys.argv[1], sys.argv[2]
+policy = """package modelsign
+import rego.v1
+hits contains p if {
+  walk(input, [p, value])
+  is_string(value)
+  regex.match(%s, value)
+}
+hits contains p if {
+  walk(input, [p, _])
+  some key in p
+  is_string(key)
+  regex.match(%s, key)
+}
+decision := {"exempt": false, "violations": [v | some p in hits; v := {"code": "hit", "enforce": true, "source": "s", "value": json.marshal(p)}]}
+""" % (json.dumps(pattern), json.dumps(pattern))
+with open(path) as f:
+    document = json.load(f)
+print(len(RegoEngine({"p.rego": policy}, {}, interpreters=1).decide(document).violations))
+'''
+
+
+@pytest.mark.parametrize("pattern", ["(a|b)*", "a*", "^[a-z]+$", "((a|b)|(c|d))*", "((((a|b))))*"])
+def test_a_users_regex_rule_over_100k_strings_in_every_channel_does_not_crash_the_engine(tmp_path, pattern):
+    """In a child process, so that a crash (SIGSEGV) fails this test rather than the run. The
+    cut alone stops the first three; the nested ones crashed on 8192 characters too, until
+    evaluation moved to threads with a deeper stack (engines.EVALUATION_STACK_BYTES)."""
+    import subprocess
+    import sys
+
+    document = tmp_path / "input.json"
+    document.write_text(json.dumps(_with_long_strings("ab" * 50_000)))
+    result = subprocess.run([sys.executable, "-c", REGEX_CHILD, pattern, str(document)], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert result.returncode == 0, (result.returncode, result.stderr[-500:])
+    assert int(result.stdout.strip()) > 0  # the rule ran over the (cut) strings
+
+
+def test_a_named_attestation_with_a_string_over_the_cut_is_rejected_with_the_reason():
+    from signer import AttestationReport, VerifiedAttestation
+    from webhook.admission.attestation_facts import named_inputs
+
+    def statement(predicate, name):
+        return VerifiedAttestation(predicate_type="https://example.com/review/v1", predicate=predicate, form="legacy", signer="ml-team",
+                                   key_id="kid", keyless=None, location=name, statement_digest="sha256:" + name * 64)
+
+    report = AttestationReport(digest=DIGEST, verified=(
+        statement({"files": ["ok.bin"]}, "a"),
+        statement({"files": ["x" * 20_000]}, "b"),
+        statement({"y" * 20_000: True}, "c"),
+        statement({"note": '"' * 3000}, "d"),  # 3000 characters, 9000 once encoded
+    ), rejected=())
+    found, rejected = named_inputs(report, frozenset({"https://example.com/review/v1"}))
+    assert [f["predicate"] for f in found] == [{"files": ["ok.bin"]}]
+    assert [r["location"] for r in rejected] == ["b", "c", "d"]
+    assert all("holds a string over 8192 characters" in r["reason"] and "not given to the policy" in r["reason"] for r in rejected)

@@ -167,3 +167,37 @@ def test_kitops_fixture_manifest_with_fake_digests_is_refused_clearly():
     raw = _fixture("kitops__compare-manifest__manifestA.json")
     with pytest.raises(FormatError, match="invalid digest 'sha256:configA'"):
         parse_manifest(raw, digest=sha256_digest(raw))
+
+
+# -- whole-string validation: `^...$` with .match let "x\n" through (review 4, E1) ------------
+
+GOOD_DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "\x00", " "])
+def test_a_trailing_newline_or_junk_makes_every_validated_name_invalid(suffix, tmp_path):
+    from signer.errors import UsageError
+    from signer.evidence.approvals import parse_duration
+    from signer.evidence.evaluations import metric_groups
+    from signer.evidence.requests import request_predicate
+    from signer.formats.digests import is_digest, validate_digest
+    from signer.signatures.blobs import blob_argument
+    from webhook.compliance.binding import running_digest
+
+    assert is_digest(GOOD_DIGEST) and not is_digest(GOOD_DIGEST + suffix)
+    with pytest.raises(FormatError, match="not a valid digest"):
+        validate_digest(GOOD_DIGEST + suffix)
+    assert metric_groups({"accuracy": 0.9}, what="m") == {"metrics": {"accuracy": 0.9}, "fairness": {}}
+    with pytest.raises(UsageError, match="metric name"):
+        metric_groups({"accuracy" + suffix: 0.5, "accuracy": 0.95}, what="m")
+    assert blob_argument(GOOD_DIGEST).digest == GOOD_DIGEST
+    with pytest.raises(UsageError):
+        blob_argument(GOOD_DIGEST + suffix)
+    with pytest.raises(UsageError, match="evidence id"):
+        request_predicate(environment="prod", namespaces=["*"], requester="bob", approvers=["alice"], count=1, ticket="",
+                          lifetime_seconds=3600, evidence=[{"id": GOOD_DIGEST + suffix, "type": "scan"}])
+    assert running_digest(f"docker-pullable://r/x@{GOOD_DIGEST}") == GOOD_DIGEST
+    assert running_digest(f"docker-pullable://r/x@{GOOD_DIGEST}\nx") is None
+    assert parse_duration("30d") == 30 * 86400
+    with pytest.raises(UsageError):
+        parse_duration("30d" + suffix + "x")

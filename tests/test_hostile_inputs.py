@@ -117,12 +117,12 @@ def test_server_supplied_urls_cannot_steal_credentials_or_downgrade():
 
 
 def test_malformed_model_signature_extension(tmp_path, ml_key):
-    from signer.modeldir.signing import sign_model_dir, verify_model_dir
+    from signer.modeldir.signing import HashingChoice, sign_model_dir, verify_model_dir
 
     model = tmp_path / "m"
     model.mkdir()
     (model / "a").write_text("a")
-    result = sign_model_dir(model, ml_key)
+    result = sign_model_dir(model, ml_key, choice=HashingChoice(method="shards"))  # the extension exists only for shards
     bundle = json.loads(result.signature_path.read_text())
     statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
     statement["predicate"]["modelsign"]["emptyFiles"] = [{"not": "a path"}]

@@ -43,7 +43,7 @@ def pem_keys(tmp_path: Path, ml_key) -> tuple[Path, Path]:
 def test_sign_writes_beside_the_directory_and_verifies(model, ml_key):
     result = sign_model_dir(model, ml_key)
     assert result.signature_path == model.parent / "my-model.sig" == default_signature_path(model)
-    assert result.method == "shards"
+    assert result.method == "files"  # the form model_signing's CLI verifies
     report = verify_model_dir(model, [ml_key.public])
     assert (report.signer, report.key_id, report.root_digest) == (ml_key.name, ml_key.public.key_id, result.root_digest)
     assert report.warnings == ()
@@ -86,16 +86,19 @@ def _flip_last_byte(path: Path) -> None:
         (lambda m: _flip_last_byte(m / "weights.bin"), "modified weights.bin"),
         (lambda m: (m / "extra.py").write_text("import os"), "added extra.py"),
         (lambda m: (m / "tokenizer" / "vocab.txt").unlink(), "removed tokenizer/vocab.txt"),
-        (lambda m: (m / "tokenizer" / "new_empty.py").write_bytes(b""), "added empty file tokenizer/new_empty.py"),
-        (lambda m: (m / "tokenizer" / "__init__.py").unlink(), "removed empty file tokenizer/__init__.py"),
+        (lambda m: (m / "tokenizer" / "new_empty.py").write_bytes(b""), "added {empty}tokenizer/new_empty.py"),
+        (lambda m: (m / "tokenizer" / "__init__.py").unlink(), "removed {empty}tokenizer/__init__.py"),
     ],
 )
-def test_tampering_is_detected_and_named(model, ml_key, change, message):
-    sign_model_dir(model, ml_key)
+@pytest.mark.parametrize("method", ["files", "shards"])
+def test_tampering_is_detected_and_named(model, ml_key, change, message, method):
+    # `files` lists empty files like any other; shards list none, so our own predicate field does.
+    sign_model_dir(model, ml_key, choice=HashingChoice(method=method))
     change(model)
     with pytest.raises(VerificationError) as info:
         verify_model_dir(model, [ml_key.public])
-    assert message in str(info.value) and "re-sign" in str(info.value)
+    expected = message.format(empty="empty file " if method == "shards" else "")
+    assert expected in str(info.value) and "re-sign" in str(info.value)
 
 
 def test_git_metadata_and_ignored_paths_do_not_count(model, ml_key):

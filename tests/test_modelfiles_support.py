@@ -207,3 +207,74 @@ def test_the_torch_builder_writes_what_torch_save_writes():
     assert "torch" not in sys.modules or not isinstance(sys.modules["torch"], types.ModuleType) or hasattr(sys.modules["torch"], "__file__")
     names = zipfile.ZipFile(io.BytesIO(torch_zip(sd, storages))).namelist()
     assert names[:3] == ["archive/data.pkl", "archive/byteorder", "archive/data/0"]
+
+
+# -- torch's legacy tar layout, opcode by opcode -------------------------------------------------
+
+
+def bin_unicode(text: str) -> bytes:
+    """BINUNICODE (protocol 1+), as protocol 2 writes str."""
+    data = text.encode()
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def small_int(value: int) -> bytes:
+    """A protocol-2 pickle of a small int (BININT1)."""
+    return PROTO2 + b"K" + bytes([value]) + STOP
+
+
+def tar_of(members: list[tuple[str, bytes]], *, links: dict[str, str] | None = None) -> bytes:
+    """A tar with these regular members (in order), plus hard links name -> target."""
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.LNKTYPE, target
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def legacy_storages(storages: dict[str, bytes], *, count: bytes | None = None, views: bytes = PROTO2 + b"]" + STOP) -> bytes:
+    """torch's `storages` member: the count, per storage (key, location, torch.FloatStorage)
+    then an int64 element count and the raw float32 elements, then the storage views."""
+    out = count if count is not None else small_int(len(storages))
+    for key, data in storages.items():
+        out += PROTO2 + bin_unicode(key) + bin_unicode("cpu") + glob("torch", "FloatStorage") + b"\x87" + STOP
+        out += struct.pack("<q", len(data) // 4) + data
+    return out + views
+
+
+def legacy_tensors(tensors: dict[str, tuple[str, tuple[int, ...]]], *, count: bytes | None = None) -> bytes:
+    """torch's `tensors` member: the count, per tensor (key, storage id, torch.FloatTensor),
+    then int32 ndim, 4 unused bytes, the sizes, the strides and the offset as int64."""
+    out = count if count is not None else small_int(len(tensors))
+    for key, (storage, shape) in tensors.items():
+        out += PROTO2 + bin_unicode(key) + bin_unicode(storage) + glob("torch", "FloatTensor") + b"\x87" + STOP
+        strides = [1] * len(shape)
+        for i in range(len(shape) - 2, -1, -1):
+            strides[i] = strides[i + 1] * shape[i + 1]
+        out += struct.pack("<i", len(shape)) + bytes(4)
+        out += struct.pack(f"<{len(shape)}q", *shape) + struct.pack(f"<{len(shape)}q", *strides) + struct.pack("<q", 0)
+    return out
+
+
+def legacy_object(names: dict[str, str]) -> bytes:
+    """torch's `pickle` member: a dict of name -> tensor, each a persistent id (the tensor key)."""
+    items = b"".join(bin_unicode(name) + bin_unicode(key) + b"Q" for name, key in names.items())
+    return PROTO2 + b"}(" + items + b"u" + STOP
+
+
+def legacy_tar_members() -> dict[str, bytes]:
+    """The three members of a small, well-formed legacy tar checkpoint (two tensors)."""
+    return {
+        "sys_info": PROTO2 + b"}" + STOP,
+        "storages": legacy_storages({"1": bytes(16), "2": bytes(8)}),
+        "tensors": legacy_tensors({"10": ("1", (2, 2)), "11": ("2", (2,))}),
+        "pickle": legacy_object({"weight": "10", "bias": "11"}),
+    }

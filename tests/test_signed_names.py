@@ -5,11 +5,15 @@ needs a prod approval. Digest D, signed as `models/llm` but not approved, was co
 `.sig` to `scratch/llm` (where the attacker may push) and admitted as `scratch/llm@D`. Now the
 rules of every name D's verified signatures carry apply too; `requireSignedReference` goes
 further and counts a signature only under its signed name (or a mirror of it).
+
+Second round: D signed with `--format both` and only its bundle (then name-less) copied to
+`scratch/llm` was admitted. modelsign's bundles now name the repository; cosign v3's still
+name none, and `namelessSignatures: ignore` refuses those.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -42,6 +46,19 @@ def copy_manifest(source: Repository, target: Repository, reference: str, *, tag
     target.push_manifest(manifest.raw, manifest.media_type, tag=tag)
 
 
+def sign_nameless_bundle(repository: Repository, digest: str, key) -> None:
+    """A signature bundle as cosign v3 writes it: the statement's subject is the digest alone."""
+    from signer.formats.bundle_referrer import push_bundle_referrer
+    from signer.formats.bundles import build_key_bundle
+    from signer.formats.dsse import sign_envelope
+    from signer.formats.intoto import encode_statement, subject_for_digest
+
+    target = repository.resolve(digest)
+    statement = encode_statement([subject_for_digest(digest)], mt.COSIGN_SIGN_PREDICATE, {})
+    push_bundle_referrer(repository, target, build_key_bundle(sign_envelope(mt.INTOTO_PAYLOAD, statement, key), key.public.key_id),
+                         mt.COSIGN_SIGN_PREDICATE)
+
+
 def copy_signed(stores: Stores, source: str, target: str, digest: str, *, tags: tuple[str, ...] = ()) -> None:
     """Copy a digest and the cosign objects beside it (.sig, .att) to another repository."""
     src, dst = stores.repository(parse_reference(source)), stores.repository(parse_reference(target))
@@ -69,11 +86,15 @@ def images(registry, tls_registry, key_dir, approver):
     from signer.oci.registry import RegistryOptions
 
     with Stores(RegistryOptions(ca_file=tls_registry.ca_file)) as stores:
-        for name, payload in (("llm", b"d"), ("bundled", b"e"), ("approved", b"f")):
+        formats = {"llm": SignatureFormat.LEGACY, "bundled": SignatureFormat.BUNDLE, "both": SignatureFormat.BOTH,
+                   "approved": SignatureFormat.LEGACY}
+        for name, payload in (("llm", b"d"), ("bundled", b"e"), ("approved", b"f"), ("both", b"g"), ("nameless", b"h")):
             reference = parse_reference(f"{host}/models/{name}:1")
             found[name] = push_image(stores.repository(reference), {"w": payload}, tag="1").digest
-            fmt = SignatureFormat.BUNDLE if name == "bundled" else SignatureFormat.LEGACY
-            sign_artifact(stores, reference, ml, signature_format=fmt)
+            if name == "nameless":
+                sign_nameless_bundle(stores.repository(reference), found[name], ml)
+            else:
+                sign_artifact(stores, reference, ml, signature_format=formats[name])
         now = datetime.now(timezone.utc)
         attest(stores, parse_reference(f"{host}/models/approved@{found['approved']}"), approve, mt.APPROVAL_PREDICATE,
                approval_predicate(decision="approved", environment="prod", namespaces=["*"], approver="alice", requester="bob",
@@ -82,8 +103,10 @@ def images(registry, tls_registry, key_dir, approver):
             copy_signed(stores, f"{host}/models/{name}", f"{host}/scratch/{name}", found[name])
             copy_signed(stores, f"{host}/models/{name}", f"{other}/scratch/{name}", found[name])
             copy_signed(stores, f"{host}/models/{name}", f"{other}/models/{name}", found[name])
-        for tag in (f"sha256-{found['bundled'].split(':')[1]}",):  # the bundle's referrers fallback index
-            copy_signed(stores, f"{host}/models/bundled", f"{host}/scratch/bundled", found["bundled"], tags=(tag,))
+        for name in ("bundled", "both", "nameless"):  # the digest and only its bundle (the referrers fallback index), no .sig
+            src, dst = stores.repository(parse_reference(f"{host}/models/{name}")), stores.repository(parse_reference(f"{host}/scratch/{name}"))
+            copy_manifest(src, dst, found[name])
+            copy_manifest(src, dst, f"sha256-{found[name].split(':')[1]}", tag=f"sha256-{found[name].split(':')[1]}")
     return {"host": host, "other": other, **found}
 
 
@@ -136,11 +159,40 @@ def test_the_original_is_denied_the_same_way_and_an_approval_admits_every_copy(d
         assert decision.allowed, decision.message
 
 
+@pytest.mark.parametrize("name", ["bundled", "both"])
+def test_a_copy_of_the_bundle_alone_keeps_the_rules_of_its_name(default, images, name):
+    """modelsign's bundle statements name the repository, so copying only the bundle (and not
+    the legacy .sig beside it) sheds nothing."""
+    decision = decide(default, f"{images['host']}/scratch/{name}@{images[name]}")
+    assert not decision.allowed and [v["code"] for v in decision.violations] == ["approval-missing"], decision.message
+    assert decision.artifacts[0]["signedNames"] == [f"{images['host']}/models/{name}"]
+    forms = {s["form"] for s in decision.artifacts[0]["evidence"]["signatures"]}
+    assert forms == {"bundle"}
+
+
 def test_a_nameless_bundle_signature_binds_the_digest_only(default, images):
-    """cosign v3 bundle statements name no repository: the copy is judged by where it is
-    pulled from (README: sign legacy or both, or require the signed reference)."""
-    decision = decide(default, f"{images['host']}/scratch/bundled@{images['bundled']}")
+    """cosign v3 bundle statements name no repository: by default the copy is judged by where
+    it is pulled from (README: turn on namelessSignatures: ignore or requireSignedReference)."""
+    decision = decide(default, f"{images['host']}/scratch/nameless@{images['nameless']}")
     assert decision.allowed and decision.artifacts[0]["signedNames"] == []
+
+
+@pytest.fixture
+def no_nameless(key_dir, approver, tls_registry, images):
+    built = pipeline_for(key_dir, approver, tls_registry, images, "namelessSignatures: ignore")
+    yield built
+    built.close()
+
+
+def test_nameless_signatures_ignore_refuses_them_and_keeps_named_ones(no_nameless, images):
+    for where in ("scratch", "models"):
+        decision = decide(no_nameless, f"{images['host']}/{where}/nameless@{images['nameless']}")
+        assert not decision.allowed and "not-signed" in [v["code"] for v in decision.violations], decision.message
+        assert "name no repository" in decision.message and "namelessSignatures is ignore" in decision.message
+    # named signatures still count wherever the digest is pulled, with the rules of their name
+    assert decide(no_nameless, f"{images['host']}/scratch/approved@{images['approved']}").allowed
+    copied = decide(no_nameless, f"{images['host']}/scratch/bundled@{images['bundled']}")
+    assert [v["code"] for v in copied.violations] == ["approval-missing"]
 
 
 @pytest.fixture
@@ -166,7 +218,7 @@ def test_require_signed_reference_counts_signatures_only_under_their_name(strict
 
 
 def test_require_signed_reference_refuses_nameless_signatures(strict, images):
-    decision = decide(strict, f"{images['host']}/models/bundled@{images['bundled']}")
+    decision = decide(strict, f"{images['host']}/models/nameless@{images['nameless']}")
     assert not decision.allowed and "not-signed" in [v["code"] for v in decision.violations]
     assert "name no repository (a cosign v3 bundle binds the digest only)" in decision.message
 
@@ -217,3 +269,42 @@ def test_one_registry_host_spelled_differently_keeps_its_rules(default, images, 
     decision = decide(default, f"{host}/models/bundled@{images['bundled']}")
     assert not decision.allowed and [v["code"] for v in decision.violations] == ["approval-missing"], decision.message
     assert decision.artifacts[0]["registry"] == images["host"]
+
+
+@pytest.mark.parametrize("decision", ["revoked", "rejected"])
+def test_statements_in_the_signed_repository_follow_a_copy(registry, tls_registry, key_dir, approver, decision):
+    """Second round: D approved in models/, copied with its .sig and .att to scratch/, then
+    revoked (or rejected) in models/ only: the copy lost the revocation and was admitted. The
+    attestations of every repository the signatures name are read too."""
+    from signer.oci.registry import RegistryOptions
+
+    ml = load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode())
+    approve = load_signing_key_file(approver / "approver.key", password=lambda _: PASSWORD.encode())
+    host = registry.host
+    with Stores(RegistryOptions(ca_file=tls_registry.ca_file)) as stores:
+        reference = parse_reference(f"{host}/models/later-{decision}:1")
+        digest = push_image(stores.repository(reference), {"w": decision.encode()}, tag="1").digest
+        sign_artifact(stores, reference, ml)
+        now = datetime.now(timezone.utc)
+        attest(stores, parse_reference(f"{host}/models/later-{decision}@{digest}"), approve, mt.APPROVAL_PREDICATE,
+               approval_predicate(decision="approved", environment="prod", namespaces=["*"], approver="alice", requester="bob",
+                                  ticket="CHG-1", reason="ok", now=now, not_before=None, expires_in_seconds=3600))
+        copy_signed(stores, f"{host}/models/later-{decision}", f"{host}/scratch/later-{decision}", digest)
+        images = {"host": host}
+        before = pipeline_for(key_dir, approver, tls_registry, images)
+        try:
+            assert decide(before, f"{host}/scratch/later-{decision}@{digest}").allowed
+        finally:
+            before.close()
+        later = now.replace(microsecond=0) + timedelta(seconds=2)  # stamped after the approval
+        attest(stores, parse_reference(f"{host}/models/later-{decision}@{digest}"), approve, mt.APPROVAL_PREDICATE,
+               approval_predicate(decision=decision, environment="prod", namespaces=["*"], approver="alice", requester="bob",
+                                  ticket="CHG-2", reason="withdrawn", now=later, not_before=None, expires_in_seconds=None))
+    after = pipeline_for(key_dir, approver, tls_registry, images)
+    try:
+        for where in ("models", "scratch"):
+            decision_now = decide(after, f"{host}/{where}/later-{decision}@{digest}")
+            assert not decision_now.allowed, (where, decision_now.message)
+            assert [v["code"] for v in decision_now.violations] in (["approval-revoked"], ["approval-rejected"]), decision_now.violations
+    finally:
+        after.close()

@@ -92,7 +92,7 @@ def test_policy_hash_covers_rules_and_keys():
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\nrules: [{name: r, require: {signedBy: [nobody]}}]", "rules[0].require.signedBy[0]: unknown key 'nobody'"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {}}", "trustedKeys.k"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {keyless: {issuer: x}}}", "needs subject or subjectRegExp"),
-        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\nrulez: []", "rulez: Extra inputs are not permitted"),
+        ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\nrulez: []", "p.yaml:3: rulez: unknown field (did you mean rules?)"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {file: /does/not/exist.pub}}\n" + ONE_RULE, "trustedKeys.k: public key /does/not/exist.pub does not exist"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {pem: nope}}\n" + ONE_RULE, "trustedKeys.k: trustedKeys.k.pem is not a PEM file"),
         ("apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\ntrustedKeys: {k: {keyless: {issuer: x, subjectRegExp: '('}}}\n" + ONE_RULE, "invalid certificate identity regexp"),
@@ -242,13 +242,15 @@ def test_the_readme_policy_example_is_valid(tmp_path):
     section = readme.split("## The admission policy", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "keys").mkdir()
-    for name in ("ml-team", "scanner", "mlops-approvers"):
+    for name in ("ml-team", "scanner", "mlops-approvers", "eval-ci"):
         (tmp_path / "keys" / f"{name}.pub").write_bytes((COSIGN / "kwctl__cosign1.pub").read_bytes())
     (tmp_path / "keys" / "trusted_root.json").write_bytes((COSIGN / "cosign__trusted_root_pgi.json").read_bytes())
     (tmp_path / "policy.yaml").write_text(example)
     policy = load_policy(tmp_path / "policy.yaml")
-    assert set(policy.anchors) == {"ml-team", "scanner", "mlops-approvers", "release-ci"} and policy.spec.opa is not None
-    assert policy.attestation_types == {mt.VULN_PREDICATE, mt.APPROVAL_PREDICATE}
+    assert set(policy.anchors) == {"ml-team", "scanner", "mlops-approvers", "eval-ci", "release-ci"} and policy.spec.opa is not None
+    assert policy.attestation_types == {mt.VULN_PREDICATE, mt.APPROVAL_PREDICATE, mt.APPROVAL_REQUEST_PREDICATE, mt.EVALUATION_PREDICATE,
+                                        "https://example.com/model-card/v1"}
+    assert policy.evaluation_metrics == {"accuracy", "latency_p95_ms", "demographic_parity"}
 
 
 def test_registry_files_are_resolved_and_checked(tmp_path):

@@ -186,7 +186,7 @@ def test_bad_config_reload_keeps_the_last_good_policy(tmp_path, certs, key_dir, 
     try:
         with running.client() as client:
             good_hash = client.get("/readyz").json()["policyHash"]
-            policy.write_text(policy.read_text() + "\nrules: [{name: broken, require: {signedBy: [nobody]}}]\n")
+            policy.write_text(policy.read_text().replace("signedBy: [ml-team]", "signedBy: [nobody]"))
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not client.get("/readyz").json()["lastReloadError"]:
                 time.sleep(0.2)
@@ -252,3 +252,54 @@ def test_rotated_certificates_are_served_without_a_restart(tmp_path, certs, key_
             assert client.get("/healthz").status_code == 200
     finally:
         running.stop()
+
+
+# Registry text reaches messages (rejection reasons quote media types and annotations). A lone
+# surrogate there once made the response unencodable: HTTP 400 and no AdmissionReview answer,
+# which `failurePolicy: Ignore` would turn into an admission.
+REGISTRY_TEXT = ["\ud800", "a\udfffb", "\u2028\u2029", "\x00\x1b[31m", "\u202eevil", 'X"}], "allowed": true, "zz": [{"q": "Y']
+
+
+def test_hostile_registry_text_is_answered_as_a_printable_deny(server, registry):
+    from signer.formats import mediatypes as mt
+    from signer.formats.digests import signature_tag
+    from signer.oci.manifest import Descriptor
+
+    def descriptor(d: Descriptor) -> dict:
+        return {"mediaType": d.media_type, "digest": d.digest, "size": d.size, **({"annotations": d.annotations} if d.annotations else {})}
+
+    images = []
+    with Stores() as stores:
+        for index, hostile in enumerate(REGISTRY_TEXT):
+            repository = stores.repository(parse_reference(f"{registry.host}/scratch/hostile{index}"))
+            digest = push_image(repository, {"f": f"h{index}".encode()}, tag="1").digest
+            config, payload = b"{}", f"payload-{index}".encode()
+            repository.push_blob(config)
+            repository.push_blob(payload)
+            layers = [Descriptor.for_content(hostile, payload),
+                      Descriptor.for_content(mt.COSIGN_SIMPLESIGNING, payload, annotations={mt.ANNOTATION_SIGNATURE: "!!" + hostile})]
+            manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                        "config": descriptor(Descriptor.for_content("application/vnd.oci.image.config.v1+json", config)),
+                        "layers": [descriptor(layer) for layer in layers]}
+            repository.push_manifest(json.dumps(manifest).encode(), mt.OCI_MANIFEST, tag=signature_tag(digest))  # ensure_ascii: \ud800 escapes
+            images.append(f"{registry.host}/scratch/hostile{index}@{digest}")
+    with server.client() as client:
+        for image, hostile in zip(images, REGISTRY_TEXT):
+            answer = post(client, review("Pod", pod(image)))
+            assert answer.status_code == 200, (hostile, answer.text)
+            response = answer.json()["response"]
+            assert response["allowed"] is False, hostile
+            message = response["status"]["message"]
+            assert "no signature by key" in message
+            assert not any(ch in message for ch in "\ud800\udfff\u2028\u2029\x00\x1b\u202e"), (hostile, message)
+            if hostile.isprintable():
+                assert hostile in message  # printable text is quoted as it is
+
+
+def test_printable_shows_controls_and_lone_surrogates_as_escapes():
+    from signer import printable
+
+    assert printable("plain text/type é😀") == "plain text/type é😀"
+    assert printable("a\ud800b") == "a\\ud800b"
+    assert printable("x\x00y\u202ez\n") == "x\\u0000y\\u202ez\\u000a"
+    printable("\udfff" * 3).encode("utf-8")  # always encodable

@@ -1,12 +1,14 @@
-"""`modelsign check -f FILE`: the webhook's decision for manifests, before `kubectl apply`.
+"""`modelsign check -f FILE|DIR [-R]`: the webhook's decision for manifests, before `kubectl apply`.
 
-Reads multi-document YAML or JSON (or `-` for stdin; `kind: List` is expanded), builds the
+Reads multi-document YAML or JSON (or `-` for stdin; `kind: List` is expanded; a directory's
+.yaml/.yml/.json files as kubectl does, its subdirectories too with -R), builds the
 AdmissionRequest the API server would send for a CREATE, and runs the identical pipeline.
+`--review FILE` replays a captured AdmissionReview as the API server sent it (as
+`kwctl run --request-path`).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +16,13 @@ from typing import Any
 
 import yaml
 
-from signer import UsageError, mapping, text
+from signer import UsageError, mapping, printable_lines, text
 from webhook.admission.pipeline import AdmissionPipeline, Decision
-from webhook.admission.review import AdmissionRequest, UserInfo
+from webhook.admission.policy_yaml import yaml_problem
+from webhook.admission.review import AdmissionRequest, ReviewError, UserInfo, parse_review
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")  # what kubectl reads from a directory
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,7 @@ def read_documents(path: str) -> list[tuple[str, Any]]:
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{label} is not valid YAML{where}: {problem}", hint="fix the manifest (template placeholders like {username} must be quoted or filled in)") from None
+        raise UsageError(yaml_problem(exc, label), hint="fix the manifest (template placeholders like {username} must be quoted or filled in)") from None
     except RecursionError:
         raise UsageError(f"{label} is nested too deeply") from None
     expanded: list[tuple[str, Any]] = []
@@ -73,9 +72,27 @@ def admission_request(document: dict[str, Any], *, uid: str, default_namespace: 
     )
 
 
-def check_files(pipeline: AdmissionPipeline, paths: list[str], *, default_namespace: str = "default") -> list[CheckedObject]:
-    results: list[CheckedObject] = []
+def manifest_files(paths: list[str], *, recursive: bool = False) -> list[str]:
+    """The files `-f` names: a file (or `-`) as given; a directory's .yaml, .yml and .json files
+    in name order, and with `recursive` those of its subdirectories (kubectl's `-f DIR -R`)."""
+    files: list[str] = []
     for path in paths:
+        folder = Path(path)
+        if path == "-" or not folder.is_dir():
+            files.append(path)
+            continue
+        found = folder.rglob("*") if recursive else folder.iterdir()
+        listed = sorted(str(f) for f in found if f.suffix in MANIFEST_SUFFIXES and f.is_file())
+        if not listed:
+            raise UsageError(f"{path} holds no .yaml, .yml or .json file" + ("" if recursive else " (subdirectories are read with -R)"),
+                             hint="pass a manifest file or a directory of manifests")
+        files += listed
+    return files
+
+
+def check_files(pipeline: AdmissionPipeline, paths: list[str], *, default_namespace: str = "default", recursive: bool = False) -> list[CheckedObject]:
+    results: list[CheckedObject] = []
+    for path in manifest_files(paths, recursive=recursive):
         for label, document in read_documents(path):
             if not isinstance(document, dict) or not isinstance(document.get("kind"), str):
                 raise UsageError(f"{label} is not a Kubernetes object (no kind)")
@@ -84,10 +101,31 @@ def check_files(pipeline: AdmissionPipeline, paths: list[str], *, default_namesp
     return results
 
 
+def check_review(pipeline: AdmissionPipeline, path: Path) -> CheckedObject:
+    """The decision for a captured AdmissionReview, as the webhook would answer it."""
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read AdmissionReview {path}: {exc.strerror}") from None
+    try:
+        request = parse_review(body)
+    except ReviewError as exc:
+        raise UsageError(f"{path} is not an AdmissionReview the webhook can answer: {exc}",
+                         hint="capture the request body the API server sent (kind AdmissionReview, apiVersion admission.k8s.io/v1, with request.uid)") from None
+    return CheckedObject(source=str(path), kind=request.kind, namespace=request.namespace, name=request.name, decision=pipeline.decide(request))
+
+
+def shown_outcome(decision: Decision) -> str:
+    """ALLOW, EXEMPT (allowed without looking: an exempt namespace), WARN or DENY."""
+    if decision.reason == "exempt-namespace":
+        return "EXEMPT"
+    return {"allow": "ALLOW", "deny": "DENY", "warn": "WARN", "error": "DENY"}[decision.outcome]
+
+
 def render_table(results: list[CheckedObject]) -> str:
     rows = [("DECISION", "KIND", "NAMESPACE/NAME", "SOURCE")]
     for result in results:
-        outcome = {"allow": "ALLOW", "deny": "DENY", "warn": "WARN", "error": "DENY"}[result.decision.outcome]
+        outcome = shown_outcome(result.decision)
         rows.append((outcome, result.kind, f"{result.namespace}/{result.name}", result.source))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
@@ -96,19 +134,16 @@ def render_table(results: list[CheckedObject]) -> str:
         details = ([decision.message] if not decision.allowed else []) + decision.warnings
         for detail in details:
             lines.append(f"- {result.kind} {result.namespace}/{result.name}: {detail}")
-    return "\n".join(lines)
+    return printable_lines("\n".join(lines))  # messages quote registry and manifest text
 
 
-def results_json(results: list[CheckedObject]) -> str:
-    return json.dumps(
-        [
-            {
-                "source": r.source, "kind": r.kind, "namespace": r.namespace, "name": r.name,
-                "allowed": r.decision.allowed, "outcome": r.decision.outcome, "reason": r.decision.reason,
-                "message": r.decision.message, "warnings": r.decision.warnings, "violations": r.decision.violations,
-                "artifacts": r.decision.artifacts, "policy": r.decision.policy_name, "policyHash": r.decision.policy_hash,
-            }
-            for r in results
-        ],
-        indent=2,
-    )
+def results_data(results: list[CheckedObject]) -> list[dict[str, Any]]:
+    return [
+        {
+            "source": r.source, "kind": r.kind, "namespace": r.namespace, "name": r.name,
+            "allowed": r.decision.allowed, "outcome": r.decision.outcome, "decision": shown_outcome(r.decision), "reason": r.decision.reason,
+            "message": r.decision.message, "warnings": r.decision.warnings, "violations": r.decision.violations,
+            "artifacts": r.decision.artifacts, "policy": r.decision.policy_name, "policyHash": r.decision.policy_hash,
+        }
+        for r in results
+    ]

@@ -10,13 +10,12 @@ this module.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, command_parser, run_command
+from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, UsageError, command_parser, emit_output, output_option, run_command
 
 
 def cmd_webhook_serve(args: argparse.Namespace) -> int:
@@ -29,23 +28,32 @@ def cmd_webhook_serve(args: argparse.Namespace) -> int:
                           rotate_seconds=args.audit_rotate_hours * 3600, checkpoint_records=args.audit_checkpoint_records,
                           checkpoint_seconds=args.audit_checkpoint_seconds, witness=args.audit_witness,
                           witness_docker_config=args.audit_witness_docker_config, witness_insecure=args.audit_witness_insecure)
+    from webhook.compliance.background import export_to_environment as export_compliance
+
+    export_compliance(interval=args.compliance_interval, kubeconfig=args.compliance_kubeconfig, apply=args.compliance_apply)
     serve(policy=args.config, tls_cert=args.tls_cert, tls_key=args.tls_key, host=args.host, port=args.port,
-          workers=args.workers, rego_dir=args.policy_dir, reload_seconds=args.reload_interval)
+          workers=args.workers, rego_dir=args.policy_dir, reload_seconds=args.reload_interval, key_dir=args.key_dir,
+          shared_cache=args.shared_cache, shared_cache_key_file=args.shared_cache_key_file)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from webhook.admission.config import default_rego_dir, load_policy
     from webhook.admission.pipeline import AdmissionPipeline
-    from webhook.check import check_files, render_table, results_json
+    from webhook.check import check_files, check_review, render_table, results_data
 
-    policy = load_policy(args.config, rego_dir=args.policy_dir or default_rego_dir())
+    if not (args.filename or args.review):
+        raise UsageError("nothing to check", hint="pass -f FILE|DIR (manifests) or --review FILE (a captured AdmissionReview)")
+    if args.recursive and not args.filename:
+        raise UsageError("-R applies to -f DIR", hint="pass -f DIR with -R")
+    policy = load_policy(args.config, rego_dir=args.policy_dir or default_rego_dir(), key_dir=args.key_dir)
     pipeline = AdmissionPipeline(policy)
     try:
-        results = check_files(pipeline, args.filename, default_namespace=args.namespace)
+        results = check_files(pipeline, args.filename, default_namespace=args.namespace, recursive=args.recursive)
+        results += [check_review(pipeline, path) for path in args.review]
     finally:
         pipeline.close()
-    print(results_json(results) if args.output == "json" else render_table(results))
+    emit_output(args.output, render_table(results), results_data(results))
     return EXIT_OK if all(r.decision.allowed for r in results) else EXIT_VERIFICATION_FAILED
 
 
@@ -56,12 +64,9 @@ def cmd_certs_generate(args: argparse.Namespace) -> int:
         generated = rotate_serving_cert(args.service, args.namespace, args.out, extra_sans=args.san, days=args.days)
     else:
         generated = generate(args.service, args.namespace, args.out, extra_sans=args.san, days=args.days, force=args.force)
-    if args.output == "json":
-        print(json.dumps({"directory": str(generated.directory), "caBundle": generated.ca_bundle, "names": list(generated.names)}, indent=2))
-    else:
-        print(f"Wrote {generated.ca_cert}, {generated.tls_cert} and {generated.tls_key} for {', '.join(generated.names)}")
-        print("caBundle for the ValidatingWebhookConfiguration (see certs/README.md):")
-        print(generated.ca_bundle)
+    emit_output(args.output, f"Wrote {generated.ca_cert}, {generated.tls_cert} and {generated.tls_key} for {', '.join(generated.names)}\n"
+                      f"caBundle for the ValidatingWebhookConfiguration (see certs/README.md):\n{generated.ca_bundle}",
+         {"directory": str(generated.directory), "caBundle": generated.ca_bundle, "names": list(generated.names)})
     return EXIT_OK
 
 
@@ -81,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     webhook = commands.add_parser("webhook", help="run the admission webhook")
     webhook_commands = webhook.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
     serve = webhook_commands.add_parser("serve", help="serve POST /validate over TLS")
-    serve.add_argument("--config", required=True, type=Path, help="AdmissionPolicy YAML file (watched and reloaded)")
+    serve.add_argument("--config", required=True, type=Path, help="AdmissionPolicy YAML file, or a ConfigMap holding it in data.policy.yaml (watched and reloaded)")
+    serve.add_argument("--key-dir", type=Path, metavar="DIR", help="find key files the policy names here when their path does not exist")
     serve.add_argument("--tls-cert", required=True, type=Path)
     serve.add_argument("--tls-key", required=True, type=Path)
     serve.add_argument("--host", default="0.0.0.0")
@@ -89,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
     serve.add_argument("--policy-dir", type=Path, help="directory of .rego files (default: the built-in policies/)")
     serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS", help="how often to look for policy changes")
+    shared = serve.add_argument_group("shared verification cache (opt-in; README: Scaling past one process)")
+    shared.add_argument("--shared-cache", metavar="redis://HOST:PORT/DB", help="share verification results, single-flight and registry 429 "
+                        "backoff between all replicas through Redis (default: each process on its own)")
+    shared.add_argument("--shared-cache-key-file", type=Path, metavar="FILE", help="HMAC key (32+ random bytes, from the webhook Secret) that "
+                        "authenticates shared entries: an entry without it is a miss, never an allow")
     audit = serve.add_argument_group("audit trail (hash-chained, durable before each response)")
     audit.add_argument("--audit-log", type=Path, metavar="DIR/NAME.jsonl", help="chain files NAME-<writer>-<n>.jsonl go in DIR, one chain per worker process")
     audit.add_argument("--audit-key", type=Path, help="private key that signs checkpoints (password: MODELSIGN_AUDIT_PASSWORD or MODELSIGN_PASSWORD)")
@@ -107,14 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--audit-rotate-hours", type=float, default=24.0, help="... or after this many hours (default 24)")
     audit.add_argument("--audit-checkpoint-records", type=int, default=1000, help="sign a checkpoint every N records (default 1000)")
     audit.add_argument("--audit-checkpoint-seconds", type=float, default=60.0, help="... or every N seconds (default 60)")
+    compliance = serve.add_argument_group("continuous compliance (README: Continuous compliance)")
+    compliance.add_argument("--compliance-interval", metavar="DURATION",
+                            help="also re-decide everything that runs, every DURATION (10m, 1h): findings go to the audit trail and /metrics")
+    compliance.add_argument("--compliance-kubeconfig", type=Path, help="kubeconfig for the scans (default: the in-cluster service account)")
+    compliance.add_argument("--compliance-apply", action="store_true", help="also write each scan's PolicyReports (wgpolicyk8s.io/v1alpha2) to the cluster")
     serve.set_defaults(handler=cmd_webhook_serve)
 
     check = commands.add_parser("check", help="the webhook's decision for manifests, offline from the cluster")
-    check.add_argument("-f", "--filename", action="append", required=True, help="YAML/JSON manifests (multi-document; - for stdin; repeatable)")
-    check.add_argument("--config", required=True, type=Path, help="AdmissionPolicy YAML file")
+    check.add_argument("-f", "--filename", action="append", default=[], metavar="FILE|DIR",
+                       help="YAML/JSON manifests (multi-document; - for stdin; a directory's .yaml/.yml/.json files; repeatable)")
+    check.add_argument("-R", "--recursive", action="store_true", help="with -f DIR: also the manifests in its subdirectories (as kubectl)")
+    check.add_argument("--review", action="append", default=[], type=Path, metavar="FILE",
+                       help="replay a captured AdmissionReview (the API server's request body), as `kwctl run --request-path` (repeatable)")
+    check.add_argument("--config", required=True, type=Path, help="AdmissionPolicy YAML file, or a ConfigMap holding it (e.g. manifests/base/policy-configmap.yaml)")
+    check.add_argument("--key-dir", type=Path, metavar="DIR",
+                       help="find key files the policy names here when their path does not exist (a cluster policy names /etc/modelsign/keys/...)")
     check.add_argument("--policy-dir", type=Path, help="directory of .rego files (default: the built-in policies/)")
     check.add_argument("-n", "--namespace", default="default", help="namespace for objects that name none (default: default)")
-    check.add_argument("--output", choices=("text", "json"), default="text")
+    output_option(check)
     check.set_defaults(handler=cmd_check)
 
     certs = commands.add_parser("certs", help="TLS material for the webhook")
@@ -122,17 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     generate = certs_commands.add_parser("generate", help="a CA and a serving certificate for <service>.<namespace>.svc")
     generate.add_argument("--service", default="modelsign-webhook")
     generate.add_argument("--namespace", default="modelsign-system")
-    generate.add_argument("--out", type=Path, default=Path("certs/out"))
+    generate.add_argument("--out", type=Path, default=Path("certs/out"), metavar="DIR", help="where the files go (default certs/out); -o/--output is the output format")
     generate.add_argument("--san", action="append", default=[], help="extra DNS name or IP (repeatable)")
     generate.add_argument("--days", type=int, default=365, help="serving certificate lifetime (default 365)")
     generate.add_argument("--reuse-ca", action="store_true", help="rotate only the serving certificate, keeping the CA (and caBundle)")
     generate.add_argument("--force", action="store_true", help="replace an existing CA")
-    generate.add_argument("--output", choices=("text", "json"), default="text")
+    output_option(generate)
     generate.set_defaults(handler=cmd_certs_generate)
 
     from webhook.audit.cli import add_commands as add_audit_commands
+    from webhook.compliance.cli import add_commands as add_report_commands
 
     add_audit_commands(commands)
+    add_report_commands(commands)
+
+    from webhook.policy_cli import add_commands as add_policy_commands
+
+    add_policy_commands(commands)
     return parser
 
 

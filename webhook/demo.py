@@ -6,7 +6,10 @@ with a registry host served from local OCI layouts, and submits AdmissionReviews
 InferenceService whose kit:// model is signed (admitted) and one whose model is not
 (denied, message shown). Part 3 adds scan and approval gates: a signed ModelKit with a malicious pickle is scanned
 and denied, the clean one is scanned, approved for prod, admitted, then revoked and denied.
-Part 4: both webhook runs kept an audit trail (checkpoints in a directory of their own); it
+Part 4, governance: a model is evaluated (performance and fairness), approval is requested,
+rejected for its fairness, re-evaluated, approved, admitted; then the approval expires and the
+model is denied again.
+Part 5: both webhook runs kept an audit trail (checkpoints in a directory of their own); it
 is verified (not without the audit key), exported (HTML, PDF, CSV with a signed manifest),
 and a damaged copy is caught.
 Every outcome is checked: the demo exits 1 if any step differs.
@@ -15,6 +18,7 @@ Every outcome is checked: the demo exits 1 if any step differs.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shlex
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -44,6 +49,7 @@ class DemoFailure(Exception):
 
 Command = Callable[[list[str]], int]  # one `modelsign` command line, run in-process
 Run = Callable[[list[str], int], None]  # ... and the exit code it must end with
+RunJson = Callable[[list[str]], dict]  # ... one that must succeed, with `--output json`: its answer
 
 
 def _run(command: Command, argv: list[str], expect: int) -> None:
@@ -52,6 +58,19 @@ def _run(command: Command, argv: list[str], expect: int) -> None:
     print(f"[exit {code}]", flush=True)
     if code != expect:
         raise DemoFailure(f"`modelsign {shlex.join(argv)}` exited {code}, expected {expect}")
+
+
+def _run_json(command: Command, argv: list[str]) -> dict:
+    """Run a command that must succeed with `--output json`, show its answer, return it parsed."""
+    print(f"\n$ modelsign {shlex.join(argv)}", flush=True)
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        code = command(argv)
+    print(captured.getvalue(), end="", flush=True)
+    print(f"[exit {code}]", flush=True)
+    if code != 0:
+        raise DemoFailure(f"`modelsign {shlex.join(argv)}` exited {code}, expected 0")
+    return json.loads(captured.getvalue())
 
 
 def _step(title: str) -> None:
@@ -84,22 +103,25 @@ def run_demo(workdir: Path | None, command: Command) -> int:
     """`command` runs a `modelsign` command line: the composition root (webhook/cli.py) hands in
     its `main`, so the demo never imports it."""
     os.environ.setdefault("MODELSIGN_PASSWORD", DEMO_PASSWORD)
-    with contextlib.ExitStack() as stack:
-        base = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelsign-demo-")))
-        base.mkdir(parents=True, exist_ok=True)
-        try:
-            _demo(base.resolve(), partial(_run, command))
-        except DemoFailure as exc:
-            print(f"\nDEMO FAILED: {exc}")
-            return 1
-    print("\nDemo finished: every step behaved as expected.")
+    # Without --workdir a fresh directory is made and kept: the report the demo points at
+    # must still be there when the reader opens it.
+    base = workdir or Path(tempfile.mkdtemp(prefix="modelsign-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        _demo(base.resolve(), partial(_run, command), partial(_run_json, command))
+    except DemoFailure as exc:
+        print(f"\nDEMO FAILED: {exc}\n(the demo's files are in {base.resolve()})")
+        return 1
+    print(f"\nDemo finished: every step behaved as expected. Its files (keys, trail, report) are in {base.resolve()}")
     return 0
 
 
-def _demo(base: Path, run: Run) -> None:
+def _demo(base: Path, run: Run, run_json: RunJson) -> None:
     _signing_demo(base, run)
     _admission_demo(base, run)
     _gates_demo(base, run)
+    _governance_demo(base, run, run_json)
+    _audit_demo(base, run)
 
 
 def _signing_demo(base: Path, run: Run) -> None:
@@ -320,20 +342,109 @@ def _gates_demo(base: Path, run: Run) -> None:
     _step("15. Revoke the approval: the next check denies it")
     run(["revoke", f"oci:{registry}/models/llm:1.0", "--key", "approver.key", "--environment", "prod", "--ticket", "CHG-1300", "--reason", "bias found"], 0)
     run(["check", "-f", str(_manifests(base, ("llm",))), "--config", str(policy)], 1)
-    _audit_demo(base, run)
+
+
+APPROVAL_SECONDS = 30  # the governance part's approval lifetime: short, so the demo sees it expire
+
+
+def _governance_demo(base: Path, run: Run, run_json: RunJson) -> None:
+    registry = base / "registry"
+    target = f"oci:{registry}/models/fraud:1.0"
+    _step("16. Governance: an evaluator, a requester and a second approver; a signed ModelKit fraud:1.0")
+    for name in ("eval-ci", "requester", "risk-officer"):
+        run(["keygen", "--output-prefix", name, "--force"], 0)
+    repository = LayoutRepository(registry / "models" / "fraud", create=True)
+    context = base / "fraud-src"
+    _write_model(context, os.urandom(64 * 1024))
+    kit = pack_modelkit(repository, context, _kitfile("1.0"), tag="1.0")
+    print(f"kit://{DEMO_REGISTRY}/models/fraud:1.0 -> {kit.digest}")
+    run(["sign", target, "--key", "ml-team.key"], 0)
+
+    _step("17. Evaluate it: performance and fairness metrics, signed by eval-ci; request approval for prod")
+    metrics = base / "metrics-v1.json"
+    metrics.write_text(json.dumps({"performance": {"accuracy": 0.94, "latency_p95_ms": 118, "memory_mb": 2048},
+                                   "fairness": {"demographic_parity": 0.72, "equalized_odds": 0.81, "fairness_score": 0.77},
+                                   "dataset": "fraud-holdout-2026-10", "evaluator": "eval-ci"}))
+    run(["evaluate", target, "--key", "eval-ci.key", "--metrics", metrics.name], 0)
+    request = run_json(["approval", "request", target, "--key", "requester.key", "--requester", "data-scientist", "--environment", "prod",
+                        "--namespace", "ml-*", "--approver", "mlops-lead", "--approver", "risk-officer", "--approvals", "1",
+                        "--ticket", "CHG-2001", "--reason", "fraud model v1 for prod", "--evidence-key", "eval-ci.pub",
+                        "--expires", f"{APPROVAL_SECONDS}s", "--output", "json"])
+    request_id = request["statement_digest"]
+    governance_keys = ["--key", "requester.pub", "--key", "approver.pub", "--key", "risk-officer.pub"]
+    run(["approvals", "list", target, *governance_keys], 0)
+    policy = base / "policy-governed.yaml"
+    policy.write_text(
+        "apiVersion: modelsign.dev/v1alpha1\nkind: AdmissionPolicy\nmetadata: {name: demo-governed}\n"
+        f"allowedRegistries: [{DEMO_REGISTRY}]\nlocalRegistries: {{{DEMO_REGISTRY}: registry}}\n"
+        "trustedKeys:\n  ml-team: {file: ml-team.pub}\n  eval-ci: {file: eval-ci.pub}\n  approver: {file: approver.pub}\n"
+        "  risk-officer: {file: risk-officer.pub}\n"
+        "environments:\n  mappings: [{name: prod, namespaces: ['ml-prod']}]\n"
+        "rules:\n  - name: models-governed\n    require:\n      signedBy: [ml-team]\n"
+        "      evaluation:\n        signedBy: [eval-ci]\n        maxAge: 30d\n"
+        "        metrics: {accuracy: {min: 0.9}, latency_p95_ms: {max: 150}, demographic_parity: {min: 0.8}}\n"
+        "      approval: {signedBy: [approver, risk-officer], minApprovers: 1}\n"
+    )
+    print(policy.read_text())
+    manifests = ["-f", str(_manifests(base, ("fraud",))), "--config", str(policy)]
+    run(["check", *manifests], 1)  # demographic parity below 0.8, and no approval
+
+    _step("18. mlops-lead rejects the request, with the reason: denied until a later approval")
+    answer = ["--request", request_id, "--requester-key", "requester.pub"]
+    rejection = run_json(["approval", "reject", target, "--key", "approver.key", "--approver", "mlops-lead", *answer,
+                          "--reason", "demographic parity 0.72 is below 0.8", "--output", "json"])
+    metrics.with_name("metrics-v2.json").write_text(json.dumps({
+        "performance": {"accuracy": 0.93, "latency_p95_ms": 121, "memory_mb": 2048},
+        "fairness": {"demographic_parity": 0.86, "equalized_odds": 0.9, "fairness_score": 0.88},
+        "dataset": "fraud-holdout-2026-10-balanced", "evaluator": "eval-ci", "notes": "decision threshold recalibrated per group"}))
+    run(["evaluate", target, "--key", "eval-ci.key", "--metrics", "metrics-v2.json"], 0)
+    run(["check", *manifests], 1)  # the evaluation passes now; the rejection still stands
+
+    _step(f"19. risk-officer approves (for {APPROVAL_SECONDS} s, to see it expire): admitted")
+    _after(rejection["predicate"]["approvedAt"])
+    approval = run_json(["approval", "approve", target, "--key", "risk-officer.key", "--approver", "risk-officer", *answer,
+                         "--reason", "re-evaluated on the balanced holdout", "--output", "json"])
+    run(["check", *manifests], 0)
+    run(["approvals", "list", target, *governance_keys], 0)
+
+    _step("20. The approval expires: the model is denied again, and the request shows EXPIRED")
+    expires = datetime.fromisoformat(approval["predicate"]["expiresAt"].replace("Z", "+00:00"))
+    print(f"(waiting {max((expires - datetime.now(timezone.utc)).total_seconds(), 0):.0f} s for {approval['predicate']['expiresAt']})", flush=True)
+    _after(approval["predicate"]["expiresAt"])
+    run(["check", *manifests], 1)
+    run(["approvals", "list", target, *governance_keys], 0)
+    _compliance_report_hook(policy)
+
+
+def _after(stamp: str) -> None:
+    """Wait until the clock is past `stamp`: statements are stamped to the second, and only an
+    approval stamped after a rejection answers it."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    time.sleep(max((moment - datetime.now(timezone.utc)).total_seconds() + 1.05, 0))
+
+
+def _compliance_report_hook(policy: Path) -> None:
+    # HOOK (issue 12 part 4): `modelsign report cluster` re-decides what runs in a cluster
+    # (webhook/compliance/); it lists workloads through the Kubernetes API, and this demo runs
+    # no cluster. With one, the expired approval above shows as a failing finding there.
+    print("\n[compliance report hook] in a cluster, the expired approval would now be flagged by:\n"
+          f"  modelsign report cluster --config {policy.name} -A   (needs a kubeconfig; this demo runs no cluster)", flush=True)
 
 
 def _audit_demo(base: Path, run: Run) -> None:
-    _step("16. The audit trail both webhook runs wrote: verify it, export the auditors' report")
+    _step("21. The audit trail both webhook runs wrote: verify it, export the auditors' report")
     checkpoints = ["--checkpoints", "audit-checkpoints/audit.checkpoints.jsonl"]
     run(["audit", "verify", "audit", *checkpoints], 1)  # without the audit key nothing is verified: UNVERIFIED, exit 1
     run(["audit", "verify", "audit", "--key", "audit-signing.pub", *checkpoints], 0)
-    run(["audit", "export", "audit", "--format", "html", "--format", "pdf", "--format", "csv", "-o", "audit-report",
+    run(["audit", "export", "audit", "--format", "html", "--format", "pdf", "--format", "csv", "--out", "audit-report",
           "--key", "audit-signing.pub", "--signing-key", "audit-signing.key", *checkpoints], 0)
-    run(["audit", "verify-export", "audit-report/manifest.json", "--key", "audit-signing.pub"], 0)
-    print(f"\nOpen {base / 'audit-report' / 'report.html'} in a browser (or report.pdf).")
+    run(["audit", "verify-export", "audit-report", "--key", "audit-signing.pub"], 0)
+    html = sorted((base / "audit-report").glob("audit-report-*.html"))
+    if not html:
+        raise DemoFailure(f"audit export wrote no HTML report into {base / 'audit-report'}")
+    print(f"\nOpen {html[-1]} in a browser (the PDF and CSV are beside it).")
 
-    _step("17. Tamper with a copy of the trail: delete one decision record")
+    _step("22. Tamper with a copy of the trail: delete one decision record")
     shutil.copytree(base / "audit", base / "audit-tampered")
     chain = max((base / "audit-tampered").glob("audit-*.jsonl"), key=lambda p: p.stat().st_size)
     lines = chain.read_bytes().split(b"\n")

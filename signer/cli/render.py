@@ -9,7 +9,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from signer.modeldir.signing import ModelDirReport, ModelDirSignResult
+from signer.references import printable_lines
 from signer.signatures.artifacts import ArtifactVerification
 from signer.signatures.signing import SignResult
 
@@ -30,6 +33,31 @@ def to_jsonable(value: Any) -> Any:
 
 def dump_json(value: Any) -> str:
     return json.dumps(to_jsonable(value), indent=2, sort_keys=False)
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """SafeDumper that writes multi-line strings (PEM keys, caBundles) as `|` blocks."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_YamlDumper.add_representer(str, _text)
+
+
+def dump_yaml(value: Any) -> str:
+    return yaml.dump(to_jsonable(value), Dumper=_YamlDumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+def emit(output: str, text: str, data: Any) -> None:
+    """Print a result as `-o text|json|yaml` asks (json and yaml carry the same data)."""
+    if output == "json":
+        print(dump_json(data))
+    elif output == "yaml":
+        print(dump_yaml(data), end="")
+    else:  # text quotes registry and manifest content: no escape sequence reaches the terminal
+        print(printable_lines(text))
 
 
 def verification_json(result: ArtifactVerification) -> dict[str, Any]:
@@ -81,7 +109,7 @@ def sign_text(result: SignResult) -> str:
 
 def model_sign_text(result: ModelDirSignResult) -> str:
     return (
-        f"Signed model directory {result.model_dir} ({result.resources} {result.method} entries, root {result.root_digest})\n"
+        f"Signed model directory {result.model_dir} ({result.resources} entries, {result.method} serialization, root {result.root_digest})\n"
         f"  with key {result.key_name} (key id {result.key_id})\n  signature: {result.signature_path}"
     )
 
@@ -90,7 +118,7 @@ def model_verify_text(report: ModelDirReport) -> str:
     who = f"{report.signer} (key id {report.key_id})" if report.key_id else report.signer
     lines = [
         f"Verified model directory {report.model_dir} against {report.signature_path}",
-        f"  signed by {who}; {report.resources} {report.method} entries; root {report.root_digest}",
+        f"  signed by {who}; {report.resources} entries, {report.method} serialization; root {report.root_digest}",
     ]
     lines += [f"  warning: {w}" for w in report.warnings]
     return "\n".join(lines)

@@ -10,11 +10,11 @@ from typing import Iterable
 from signer.errors import FormatError
 
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
-_DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]+)$")
+_DIGEST_RE = re.compile(r"(sha256|sha384|sha512):([0-9a-f]+)")
 
 
 def is_digest(text: str) -> bool:
-    match = _DIGEST_RE.match(text)
+    match = _DIGEST_RE.fullmatch(text)
     return match is not None and len(match.group(2)) == _HEX_LENGTHS[match.group(1)]
 
 

@@ -31,6 +31,11 @@ COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 VULN_PREDICATE = "https://cosign.sigstore.dev/attestation/vuln/v1"
 CUSTOM_PREDICATE = "https://cosign.sigstore.dev/attestation/v1"
 APPROVAL_PREDICATE = "https://modelsign.dev/attestation/approval/v1"
+APPROVAL_REQUEST_PREDICATE = "https://modelsign.dev/attestation/approval-request/v1"
+EVALUATION_PREDICATE = "https://modelsign.dev/attestation/evaluation/v1"
+# Short names the CLI (--type) and the policy (require.attestations[].type) accept.
+PREDICATE_ALIASES = {"vuln": VULN_PREDICATE, "custom": CUSTOM_PREDICATE, "approval": APPROVAL_PREDICATE,
+                     "approval-request": APPROVAL_REQUEST_PREDICATE, "evaluation": EVALUATION_PREDICATE}
 INTOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 
 KITOPS_CONFIG = "application/vnd.kitops.modelkit.config.v1+json"

@@ -1,25 +1,29 @@
 """Fast, parallel sha256 hashing of a model directory into a model_signing manifest.
 
-model_signing's own serializers hash one shard per task through several layers of Python
-per file; on many small files that overhead dominates, and one big file only speeds up if
-sharded. This engine walks the tree once (os.scandir), splits big files into shards, and
-hashes largest-first on every core, big ranges straight from a read-only mapping, small
-ones with `os.preadv` into a reused buffer (hashlib drops the GIL on large updates). The result is a `model_signing.manifest.Manifest` identical to
-what model_signing computes for the same serialization parameters, so signing, payloads
-and verification stay in model_signing's format.
+model_signing's own serializers hash one file (or shard) per task through several layers of
+Python per file; on many small files that overhead dominates. This engine walks the tree
+once (os.scandir) and hashes whole files (`files` serialization, the default) or shards
+largest-first on more threads than cores, big ranges straight from a read-only mapping in
+8 MiB updates, small ones with `os.preadv` into a reused buffer (hashlib drops the GIL on
+large updates, so the threads hash on every core). The result is a
+`model_signing.manifest.Manifest` identical to what model_signing computes for the same
+serialization parameters, so signing, payloads and verification stay in model_signing's
+format. model_signing itself is imported while the files hash (`preload_model_signing`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import mmap
 import os
 import stat
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Callable, Iterable
 
 from signer.errors import UsageError
 
@@ -27,6 +31,22 @@ GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 SINGLE_FILE = "."  # model_signing's resource name for a model that is one file
 _BUFFER_BYTES = 8 * 1024 * 1024
 _MMAP_MIN_BYTES = 4 * 1024 * 1024
+
+# (bytes hashed so far, bytes to hash in all), called from the hashing threads one at a time;
+# what to show is the caller's business (the CLI's signer/cli/progress.py), never this module's.
+ProgressCallback = Callable[[int, int], None]
+
+
+class _Counter:
+    """Sums the bytes the threads hash and hands the running total to the callback."""
+
+    def __init__(self, total: int, report: ProgressCallback) -> None:
+        self.done, self.total, self.report, self.lock = 0, total, report, threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self.lock:
+            self.done += count
+            self.report(self.done, self.total)
 _local = threading.local()
 
 
@@ -95,22 +115,22 @@ def _buffer() -> bytearray:
     return buffer
 
 
-def _hash_range(task: Task) -> bytes:
+def _hash_range(task: Task, advance: Callable[[int], None] | None = None) -> bytes:
     """sha256 of bytes [start, end) of one file. Large ranges are hashed straight from a
     read-only mapping of the page cache (no copy); small ones through a reused buffer."""
     hasher = hashlib.sha256()
     fd = os.open(task.file.path, os.O_RDONLY)
     try:
         if task.end - task.start >= _MMAP_MIN_BYTES:
-            _hash_mapped(hasher, fd, task)
+            _hash_mapped(hasher, fd, task, advance)
         else:
-            _hash_read(hasher, fd, task)
+            _hash_read(hasher, fd, task, advance)
     finally:
         os.close(fd)
     return hasher.digest()
 
 
-def _hash_mapped(hasher: "hashlib._Hash", fd: int, task: Task) -> None:
+def _hash_mapped(hasher: "hashlib._Hash", fd: int, task: Task, advance: Callable[[int], None] | None) -> None:
     aligned = task.start - task.start % mmap.ALLOCATIONGRANULARITY
     try:
         mapping = mmap.mmap(fd, task.end - aligned, prot=mmap.PROT_READ, offset=aligned)
@@ -121,14 +141,17 @@ def _hash_mapped(hasher: "hashlib._Hash", fd: int, task: Task) -> None:
         view = memoryview(mapping)
         try:
             for offset in range(task.start - aligned, task.end - aligned, _BUFFER_BYTES):
-                hasher.update(view[offset:min(offset + _BUFFER_BYTES, task.end - aligned)])
+                end = min(offset + _BUFFER_BYTES, task.end - aligned)
+                hasher.update(view[offset:end])  # no name holds the slice: the mapping must close after
+                if advance:
+                    advance(end - offset)
         finally:
             view.release()
     finally:
         mapping.close()
 
 
-def _hash_read(hasher: "hashlib._Hash", fd: int, task: Task) -> None:
+def _hash_read(hasher: "hashlib._Hash", fd: int, task: Task, advance: Callable[[int], None] | None) -> None:
     view = memoryview(_buffer())
     offset, remaining = task.start, task.end - task.start
     while remaining > 0:
@@ -136,6 +159,8 @@ def _hash_read(hasher: "hashlib._Hash", fd: int, task: Task) -> None:
         if count == 0:
             raise UsageError(f"{task.file.relative} shrank while it was being hashed")
         hasher.update(view[:count])
+        if advance:
+            advance(count)
         offset += count
         remaining -= count
 
@@ -153,20 +178,47 @@ def tasks_for(files: list[ModelFile], shard_size: int | None) -> list[Task]:
     return tasks
 
 
-def hash_tasks(tasks: list[Task], *, workers: int | None = None) -> dict[Task, bytes]:
+def default_workers() -> int:
+    """More threads than cores, as concurrent.futures' default: a file is one task in `files`
+    serialization and cannot be split, so with one thread per core three equal files on two
+    cores take two files' time; with a thread each, the cores share them and take 1.5."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def hash_tasks(tasks: list[Task], *, workers: int | None = None, progress: ProgressCallback | None = None) -> dict[Task, bytes]:
     order = sorted(tasks, key=lambda t: t.end - t.start, reverse=True)  # big first: better balance
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        digests = list(pool.map(_hash_range, order))
+    advance = _Counter(sum(t.end - t.start for t in order), progress).add if progress else None
+    with ThreadPoolExecutor(max_workers=max(1, min(workers or default_workers(), len(order)))) as pool:
+        digests = list(pool.map(lambda task: _hash_range(task, advance), order))
     return dict(zip(order, digests))
 
 
-def model_manifest(model_dir: Path, *, shard_size: int | None, ignore: list[str], allow_symlinks: bool = False):
+def preload_model_signing() -> None:
+    """Start importing model_signing (sigstore, protobuf: about 0.35 s of one core) in the
+    background, so that it overlaps the hashing instead of adding to it. An import of it
+    elsewhere waits for this one (Python's per-module import lock); a failure is left for
+    that import to raise, where it can be reported."""
+
+    if "model_signing" in sys.modules:
+        return
+
+    def load() -> None:
+        try:
+            importlib.import_module("model_signing")
+        except Exception:  # noqa: BLE001 - re-raised by the caller's own import
+            pass
+
+    threading.Thread(target=load, name="import-model_signing", daemon=True).start()
+
+
+def model_manifest(model_dir: Path, *, shard_size: int | None, ignore: list[str], allow_symlinks: bool = False,
+                   progress: ProgressCallback | None = None):
     """The model_signing Manifest for sha256 `shards` (shard_size set) or `files` serialization."""
-    from model_signing import manifest
+    files = scan(model_dir, ignore, allow_symlinks=allow_symlinks)
+    digests = hash_tasks(tasks_for(files, shard_size), progress=progress)
+    from model_signing import manifest  # after hashing: see preload_model_signing
     from model_signing._hashing.hashing import Digest
 
-    files = scan(model_dir, ignore, allow_symlinks=allow_symlinks)
-    digests = hash_tasks(tasks_for(files, shard_size))
     recorded_ignores = [Path(p) for p in sorted(set(ignore) | set(GIT_PATHS))]
     items: list = []
     serialization: manifest.SerializationType

@@ -7,16 +7,18 @@ through model_signing's hashers. The DSSE envelope is signed with our own keys
 (cosign-encrypted keys included) and written as the same sigstore v0.3 bundle
 model_signing writes, with model_signing's key hint.
 
-Default serialization is `shards` (sha256, 64 MiB shards hashed in parallel), so one large
-file uses every core. Two interop details:
+Default serialization is `files` (sha256, one digest per file, files hashed in parallel):
+the form model_signing's CLI writes and the only one its CLI (1.1.1) verifies, so a default
+signature verifies with `model_signing verify key|certificate` too. `shards` (64 MiB
+shards hashed in parallel, so one large file uses every core) is an opt-in that only
+model_signing's library and modelsign verify. Two details of shard signatures:
 - model_signing 1.1.1 writes `shard_size` as a float (via protobuf) and then cannot verify
   its own shard bundles; we write an integer, and accept integral floats when verifying.
 - shard serialization lists no zero-length files, so adding or removing an empty file
   would go unnoticed. Our predicate also lists them under `modelsign.emptyFiles`
   (model_signing ignores unknown predicate fields) and our verifier checks that list.
 A single file is a model too, as in model_signing: its one resource is named "." and the
-subject is the file name. It defaults to `files` serialization, the form model_signing's
-CLI writes and the only one its CLI verifies (one file gains little from shards anyway).
+subject is the file name.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from signer.formats import mediatypes as mt
 from signer.formats.bundles import parse_bundle
 from signer.formats.dsse import sign_envelope
 from signer.jsonread import parse_json_object
-from signer.modeldir.hashing import SINGLE_FILE, model_manifest, scan
+from signer.modeldir.hashing import SINGLE_FILE, ProgressCallback, model_manifest, preload_model_signing, scan
 from signer.trust.anchors import TrustAnchor
 from signer.trust.certificates import CertificateTrust, SigningCertificate
 from signer.trust.envelopes import verify_envelope
@@ -47,7 +49,7 @@ MAX_SIGNATURE_FILE_BYTES = 256 * 1024 * 1024
 
 @dataclass(frozen=True)
 class HashingChoice:
-    method: str = "shards"  # "shards" or "files"
+    method: str = "files"  # "files" (model_signing's CLI verifies only these) or "shards"
     hash_type: str = "sha256"  # "sha256", "blake2" or "blake3"
     shard_size: int = DEFAULT_SHARD_SIZE
     allow_symlinks: bool = False
@@ -85,13 +87,13 @@ def default_signature_path(model_dir: Path) -> Path:
     return resolved.parent / (resolved.name + ".sig")
 
 
-def _manifest(model_dir: Path, choice: HashingChoice, ignore: list[str]):
+def _manifest(model_dir: Path, choice: HashingChoice, ignore: list[str], progress: ProgressCallback | None = None):
     """(model_signing Manifest, scanned files) for `choice`; sha256 uses our parallel engine."""
     if choice.method not in ("shards", "files"):
         raise UsageError(f"unknown serialization method {choice.method!r}", hint="use 'shards' or 'files'")
     shard_size = choice.shard_size if choice.method == "shards" else None
     if choice.hash_type == "sha256":
-        return model_manifest(model_dir, shard_size=shard_size, ignore=ignore, allow_symlinks=choice.allow_symlinks)
+        return model_manifest(model_dir, shard_size=shard_size, ignore=ignore, allow_symlinks=choice.allow_symlinks, progress=progress)
     from model_signing import hashing  # blake2/blake3 signatures made by model_signing
 
     files = scan(model_dir, ignore, allow_symlinks=choice.allow_symlinks)
@@ -115,11 +117,6 @@ def _relative_ignores(model_dir: Path, signature_path: Path, extra: Iterable[str
     return sorted(set(ignores))
 
 
-def default_hashing(model_path: Path) -> HashingChoice:
-    """Shards (parallel) for directories; `files` for a single file (see the module notes)."""
-    return HashingChoice() if model_path.is_dir() else HashingChoice(method="files")
-
-
 def _check_model_path(model_path: Path, ignore_paths: Iterable[str]) -> None:
     if model_path.is_dir():
         return
@@ -139,16 +136,14 @@ def sign_model_dir(
     ignore_paths: Iterable[str] = (),
     choice: HashingChoice | None = None,
     certificate: SigningCertificate | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ModelDirSignResult:
     """Sign a model directory or file with `key`; with `certificate` (issued for that key),
     the bundle carries it and its chain instead of a key hint, as model_signing's
     certificate signer writes it."""
-    from google.protobuf import json_format
-    from model_signing._signing.signing import Payload
-
     ignore_paths = list(ignore_paths)
     _check_model_path(model_dir, ignore_paths)
-    choice = choice or default_hashing(model_dir)
+    choice = choice or HashingChoice()
     public = key.public
     if not public.algorithm.startswith("ecdsa-"):
         raise UsageError(f"model signatures need an ECDSA key; {key.name} is {public.algorithm}", hint="create one with `modelsign keygen`")
@@ -156,10 +151,14 @@ def sign_model_dir(
         raise UsageError(f"the signing certificate {certificate.subject} is not for key {key.name}", hint="pass the certificate issued for this key")
     signature_path = signature_path or default_signature_path(model_dir)
     ignores = _relative_ignores(model_dir, signature_path, ignore_paths)
+    preload_model_signing()
     try:
-        manifest, files = _manifest(model_dir, choice, ignores)
+        manifest, files = _manifest(model_dir, choice, ignores, progress)
     except (ValueError, OSError) as exc:
         raise UsageError(f"cannot hash {model_dir}: {exc}") from None
+    from google.protobuf import json_format
+    from model_signing._signing.signing import Payload
+
     statement = json_format.MessageToDict(Payload(manifest).statement.pb)
     serialization = statement["predicate"]["serialization"]
     if "shard_size" in serialization:
@@ -191,6 +190,7 @@ def verify_model_dir(
     signature_path: Path | None = None,
     ignore_paths: Iterable[str] = (),
     certificates: CertificateTrust | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ModelDirReport:
     """Verify a model directory or file against its signature by one of `anchors`, or by a
     certificate chaining to one of the roots in `certificates`."""
@@ -217,7 +217,7 @@ def verify_model_dir(
     _check_same_shape(model_dir, expected, signature_path, sharded=choice.method == "shards")
     ignores = sorted(set(_relative_ignores(model_dir, signature_path, ignore_paths)) | set(serialization.get("ignore_paths", [])))
     try:
-        actual, files = _manifest(model_dir, choice, ignores)
+        actual, files = _manifest(model_dir, choice, ignores, progress)
     except (ValueError, OSError) as exc:
         raise VerificationError(f"cannot hash {model_dir} for verification: {exc}") from None
     differences = _differences(actual, expected, sharded=choice.method == "shards", root_name=model_dir.name)

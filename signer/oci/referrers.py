@@ -6,7 +6,7 @@ tag `sha256-<hex>` listing the referrers, updated through `append_to_tag`.
 
 from __future__ import annotations
 
-from signer.errors import FormatError
+from signer.errors import FormatError, NotFoundError
 from signer.formats import mediatypes as mt
 from signer.formats.digests import referrers_fallback_tag
 from signer.oci.manifest import Descriptor, Manifest, encode_index
@@ -27,7 +27,32 @@ def list_referrers(repository: Repository, subject_digest: str, artifact_type: s
         return []
     if not index.is_index:
         raise FormatError(f"referrers tag {tag} in {repository.display_name} is not an OCI index", hint="delete or repair that tag")
-    return [d for d in index.manifests if artifact_type is None or d.artifact_type == artifact_type]
+    if artifact_type is None:
+        return list(index.manifests)
+    typed = [d for d in index.manifests if d.artifact_type == artifact_type]
+    untyped = [d for d in index.manifests if d.artifact_type in _UNTYPED and d.media_type == mt.OCI_MANIFEST]
+    return typed + _typed_by_their_manifest(repository, untyped[:MAX_UNTYPED_ENTRIES], artifact_type)
+
+
+# cosign v2.6.2 (go-containerregistry) lists its bundle referrers in the fallback index under
+# their config's media type (the empty type), not the manifest's artifactType: such entries
+# are typed by fetching their manifest, as a referrers API would. Capped, so that a padded
+# index cannot make a verifier fetch without end.
+_UNTYPED = (None, mt.OCI_EMPTY)
+MAX_UNTYPED_ENTRIES = 16
+
+
+def _typed_by_their_manifest(repository: Repository, entries: list[Descriptor], artifact_type: str) -> list[Descriptor]:
+    found = []
+    for entry in entries:
+        try:
+            manifest = repository.fetch_manifest(entry.digest, max_bytes=MAX_REFERRER_MANIFEST_BYTES)
+        except (FormatError, NotFoundError):  # not a readable referrer, so not one of the wanted type
+            continue
+        if manifest is not None and manifest.artifact_type == artifact_type:
+            found.append(Descriptor(media_type=entry.media_type, digest=entry.digest, size=entry.size,
+                                    annotations=dict(manifest.annotations), artifact_type=artifact_type))
+    return found
 
 
 def attach_referrer(repository: Repository, manifest: bytes, *, artifact_type: str, annotations: dict[str, str], subject_digest: str) -> str:

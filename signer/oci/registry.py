@@ -10,6 +10,11 @@ between them), and a budget in effect (signer.oci.budget) may end it sooner; bod
 in chunks that are charged to the budget, with its deadline checked between them. A registry
 that timed out or refused connections is not contacted again for `unreachable_pause_seconds`:
 later requests fail at once with that first error.
+
+Politeness: a 429 (with its Retry-After, or a backoff of its own) is noted for the registry for
+the whole process, and on a ThrottleBoard shared by processes if one is set (the webhook's
+shared cache): until then, a request waits if that fits in its time, else fails at once
+without contacting the registry.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 from urllib.parse import urlencode, urljoin
 
 import httpx
@@ -49,6 +54,60 @@ _NOTHING_REFERS = {"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_I
 _MAX_PAGES = 1000
 _MAX_ERROR_BODY_BYTES = 64 * 1024
 UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+MAX_RETRY_AFTER_SECONDS = 300.0  # a registry's Retry-After is honoured up to this
+THROTTLE_SECONDS = 1.0  # a 429 without Retry-After: leave the registry alone this long
+
+
+class ThrottleBoard(Protocol):
+    """Backoff notes shared by processes (wall-clock times)."""
+
+    def throttled_until(self, registry: str) -> float | None: ...
+
+    def note_throttled(self, registry: str, until: float) -> None: ...
+
+
+_throttled: dict[str, float] = {}  # registry -> wall-clock time it asked to be left alone until (this process)
+_board: ThrottleBoard | None = None
+
+
+def set_throttle_board(board: ThrottleBoard | None) -> None:
+    """Share 429 backoff notes with other processes through `board` (None: this process only)."""
+    global _board
+    _board = board
+
+
+def throttled_until(registry: str) -> float | None:
+    """Until when `registry` asked (a 429) to be left alone, noted here or by another process."""
+    until = _throttled.get(registry)
+    board = _board
+    if board is not None and (until is None or until <= time.time()):
+        until = board.throttled_until(registry)
+    return until if until is not None and until > time.time() else None
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return max(0.0, min(parsedate_to_datetime(value).timestamp() - time.time(), MAX_RETRY_AFTER_SECONDS))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def note_throttled(registry: str, retry_after: str | None) -> float:
+    """Remember a 429 for this process (and the board): the time until which to wait."""
+    asked = _retry_after_seconds(retry_after)
+    until = time.time() + (THROTTLE_SECONDS if asked is None else asked)
+    _throttled[registry] = max(until, _throttled.get(registry, 0.0))
+    board = _board
+    if board is not None:
+        board.note_throttled(registry, until)
+    return until
 
 
 @dataclass(frozen=True)
@@ -206,6 +265,21 @@ class RegistryClient:
             hint="check the registry is up and reachable; raise --registry-timeout for slow links",
         )
 
+    def _wait_if_throttled(self, operation: _Operation) -> None:
+        """A registry that answered 429 (to any worker) is not contacted before the time it asked
+        for: wait if that fits in this request's time, else fail at once."""
+        until = throttled_until(self.registry)
+        if until is None:
+            return
+        wait = until - time.time()
+        if wait < operation.remaining():
+            time.sleep(max(0.0, wait))
+            return
+        raise RegistryError(f"registry {self.registry} answered 429 Too Many Requests and asked modelsign to wait {wait:.1f}s more, longer than "
+                            f"this request may take ({max(0.0, operation.remaining()):.1f}s); it was not contacted again",
+                            hint="the registry is rate-limiting: raise its limits, pull through a mirror, or turn on the shared "
+                            "verification cache so replicas verify each digest once")
+
     def _fail_fast(self) -> None:
         reason = self.unreachable()
         if reason is not None:
@@ -264,6 +338,7 @@ class RegistryClient:
                 operation.budget.check_deadline(doing)
             if operation.remaining() <= 0:
                 raise self._mark_unreachable(self._timeout_error(operation))
+            self._wait_if_throttled(operation)
             operation.attempts += 1
             try:
                 response = self._send(method, url, scope, headers, content, params, stream, operation)
@@ -292,6 +367,8 @@ class RegistryClient:
                     tries -= 1
                     continue
                 raise self._auth_error(method, url, 401)
+            if response.status_code == 429:
+                note_throttled(self.registry, response.headers.get("Retry-After"))
             if response.status_code in _RETRY_STATUSES and tries < attempts and self._backoff(tries, response.headers.get("Retry-After"), operation):
                 response.close()
                 continue
@@ -367,8 +444,9 @@ class RegistryClient:
     def _backoff(self, attempt: int, retry_after: str | None, operation: _Operation) -> bool:
         """Sleep before another attempt if one still fits in the operation; False if none does."""
         delay = self.options.backoff_seconds * (2 ** (attempt - 1)) * (1 + random.random() / 2)
-        if retry_after and retry_after.isdigit():
-            delay = max(delay, min(float(retry_after), 10.0))
+        asked = _retry_after_seconds(retry_after)
+        if asked is not None:
+            delay = max(delay, asked)
         if delay >= operation.remaining():
             return False
         time.sleep(delay)

@@ -1,7 +1,8 @@
 """Attach signed in-toto attestations to an artifact digest, as cosign attest does.
 
 `legacy` (default): a DSSE envelope layer in `<repo>:sha256-<hex>.att` with the layer
-annotation `predicateType`. `bundle`: a sigstore v0.3 bundle referrer. Reading them back is
+annotations `predicateType` and an empty `dev.cosignproject.cosign/signature` (as cosign
+writes them). `bundle`: a sigstore v0.3 bundle referrer. Reading them back is
 `signer.signatures.verification.verify_attestations`.
 """
 
@@ -15,7 +16,7 @@ from signer.errors import FormatError
 from signer.formats import mediatypes as mt
 from signer.formats.bundle_referrer import push_bundle_referrer
 from signer.formats.bundles import build_key_bundle
-from signer.formats.digests import attestation_tag
+from signer.formats.digests import attestation_tag, sha256_digest
 from signer.formats.dsse import sign_envelope
 from signer.formats.intoto import encode_statement, subject_for_digest
 from signer.formats.legacy import MAX_LAYER_BYTES, Layer, append_layer
@@ -25,7 +26,7 @@ from signer.references import ArtifactReference
 from signer.signatures.artifacts import resolve_target
 from signer.trust.keys import SigningKey
 
-TYPE_ALIASES = {"vuln": mt.VULN_PREDICATE, "custom": mt.CUSTOM_PREDICATE, "approval": mt.APPROVAL_PREDICATE}
+TYPE_ALIASES = mt.PREDICATE_ALIASES
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,11 @@ class AttestResult:
     key_name: str
     key_id: str
     written: str
+    statement_digest: str = ""  # sha256 of the signed statement: the attestation's id (what verifiers and audit records cite)
 
 
 def predicate_type_for(name: str) -> str:
-    """`vuln`, `approval`, `custom`, or a full predicate-type URI."""
+    """`vuln`, `approval`, `approval-request`, `evaluation`, `custom`, or a full predicate-type URI."""
     return TYPE_ALIASES.get(name, name)
 
 
@@ -55,7 +57,10 @@ def attest(stores: Stores, reference: ArtifactReference, key: SigningKey, predic
         content = json.dumps(envelope.to_json(), separators=(",", ":")).encode()
         if len(content) > MAX_LAYER_BYTES:
             raise FormatError(f"the attestation is {len(content)} bytes; the limit is {MAX_LAYER_BYTES}", hint="trim the predicate (e.g. fewer findings)")
-        layer = Layer(descriptor=Descriptor.for_content(mt.DSSE_ENVELOPE, content, annotations={mt.ANNOTATION_PREDICATE_TYPE: predicate_type}), content=content)
+        # cosign writes the signature annotation empty on .att layers (the signature is inside
+        # the envelope) and refuses a layer without it ("missing ... annotation").
+        annotations = {mt.ANNOTATION_SIGNATURE: "", mt.ANNOTATION_PREDICATE_TYPE: predicate_type}
+        layer = Layer(descriptor=Descriptor.for_content(mt.DSSE_ENVELOPE, content, annotations=annotations), content=content)
         tag = attestation_tag(resolved.digest)
         append_layer(repository, tag, layer)
         written = f"{repository.display_name}:{tag}"
@@ -63,5 +68,5 @@ def attest(stores: Stores, reference: ArtifactReference, key: SigningKey, predic
         raise FormatError(f"unknown attestation format {form!r}", hint="use legacy or bundle")
     return AttestResult(
         reference=str(resolved.pinned), digest=resolved.digest, predicate_type=predicate_type,
-        key_name=key.name, key_id=key.public.key_id, written=written,
+        key_name=key.name, key_id=key.public.key_id, written=written, statement_digest=sha256_digest(statement),
     )

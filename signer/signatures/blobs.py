@@ -30,8 +30,8 @@ from signer.trust.envelopes import rejection, verify_envelope
 from signer.trust.keyless import KeylessIdentity, verify_bundle_artifact
 from signer.trust.keys import PublicKey
 
-_ALGORITHM = re.compile(r"^(sha\d+|sha3-\d+|sha512-\d+|md5|blake2[bs]?|blake3)$", re.IGNORECASE)
-_HEX = re.compile(r"^[0-9a-fA-F]*$")
+_ALGORITHM = re.compile(r"(sha\d+|sha3-\d+|sha512-\d+|md5|blake2[bs]?|blake3)", re.IGNORECASE)
+_HEX = re.compile(r"[0-9a-fA-F]*")
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,11 @@ def blob_argument(text: str) -> Blob:
     if path.is_dir():
         raise UsageError(f"{text} is a directory, not a file", hint="pass a file or its sha256:<hex> digest")
     algorithm, colon, hexpart = text.partition(":")
-    if not (colon and _ALGORITHM.match(algorithm)):
+    if not (colon and _ALGORITHM.fullmatch(algorithm)):
         raise UsageError(f"{text} does not exist", hint="pass an existing file, or its digest as sha256:<64 hex characters>")
     if algorithm.lower() != "sha256":
         raise UsageError(f"{text[:80]}: {algorithm} digests are not supported", hint="sigstore bundles sign sha256 digests: pass sha256:<64 hex characters>")
-    if not _HEX.match(hexpart) or len(hexpart) != 64:
+    if not _HEX.fullmatch(hexpart) or len(hexpart) != 64:
         raise UsageError(f"{text[:80]} is neither an existing file nor a sha256 digest (64 hex characters after 'sha256:')",
                          hint="pass the file, or sha256:<64 hex characters>")
     return Blob(label=text, digest="sha256:" + hexpart.lower())

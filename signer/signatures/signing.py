@@ -72,7 +72,7 @@ def sign_artifact(
         if "bundle" in forms_present:
             unchanged.append(f"{repository.display_name} bundle referrer of {target.digest}")
         else:
-            referrer = _write_bundle(repository, target, key, annotations)
+            referrer = _write_bundle(repository, reference, target, key, annotations)
             written.append(f"{repository.display_name}@{referrer}")
     return SignResult(
         reference=pinned, digest=target.digest, key_name=key.name, key_id=key.public.key_id, written=tuple(written), unchanged=tuple(unchanged)
@@ -91,7 +91,11 @@ def _write_legacy(repository: Repository, reference: ArtifactReference, digest: 
     append_layer(repository, signature_tag(digest), layer)
 
 
-def _write_bundle(repository: Repository, target: Descriptor, key: SigningKey, annotations: dict[str, str] | None) -> str:
-    statement = encode_statement([subject_for_digest(target.digest, annotations=dict(annotations) if annotations else None)], mt.COSIGN_SIGN_PREDICATE, {})
+def _write_bundle(repository: Repository, reference: ArtifactReference, target: Descriptor, key: SigningKey,
+                  annotations: dict[str, str] | None) -> str:
+    # The subject names the repository (cosign v3 leaves it out; verifiers ignore it): rules
+    # scoped to where it was signed then follow a copy of the digest, as with legacy signatures.
+    subject = subject_for_digest(target.digest, name=reference.cosign_identity, annotations=dict(annotations) if annotations else None)
+    statement = encode_statement([subject], mt.COSIGN_SIGN_PREDICATE, {})
     bundle = build_key_bundle(sign_envelope(mt.INTOTO_PAYLOAD, statement, key), key.public.key_id)
     return push_bundle_referrer(repository, target, bundle, mt.COSIGN_SIGN_PREDICATE)

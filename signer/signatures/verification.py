@@ -35,6 +35,7 @@ from signer.oci.fetchonce import FetchOnce
 from signer.oci.manifest import Descriptor
 from signer.oci.referrers import MAX_REFERRER_MANIFEST_BYTES, list_referrers
 from signer.oci.repository import Repository
+from signer.references import printable
 from signer.trust.anchors import TrustAnchor, describe_anchors
 from signer.trust.keyless import KeylessIdentity, KeylessSigner, verify_bundle_dsse, verify_legacy
 from signer.trust.keys import PublicKey
@@ -146,18 +147,18 @@ def collect_statements(
     except FormatError as exc:
         checker.reject(where, str(exc))
         if attestation_types:
-            checker.incomplete.append(f"{where}: {exc}")
+            checker.incomplete.append(printable(f"{where}: {exc}"))
         referrers = []
     wanted = [d for d in referrers if checker.wants(d.annotations.get(mt.ANNOTATION_BUNDLE_PREDICATE))]
     for skipped in (d for d in referrers if d not in wanted):  # typed by their annotation: not fetched
-        checker.ignored.append(f"{repository.display_name}@{skipped.digest}: attestation of type {skipped.annotations[mt.ANNOTATION_BUNDLE_PREDICATE]} (not a signature)")
+        checker.ignored.append(printable(f"{repository.display_name}@{skipped.digest}: attestation of type {skipped.annotations[mt.ANNOTATION_BUNDLE_PREDICATE]} (not a signature)"))
     for descriptor in wanted[:MAX_SIGNATURES_PER_SOURCE]:
         checker.check_bundle_referrer(repository, descriptor)
     if len(wanted) > MAX_SIGNATURES_PER_SOURCE:
         checker.reject(where, f"{len(wanted)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
         checker.over_limit(where, f"{len(wanted)} signature referrers, more than the {MAX_SIGNATURES_PER_SOURCE} checked")
         if attestation_types:
-            checker.incomplete.append(f"{where}: {len(wanted)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked")
+            checker.incomplete.append(printable(f"{where}: {len(wanted)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked"))
     return (
         SignatureReport(reference=reference, digest=digest, verified=tuple(checker.verified), rejected=tuple(checker.rejected), ignored=tuple(checker.ignored),
                         over_limits=checker.over_limits()),
@@ -197,14 +198,17 @@ class _Checker:
         self._over: dict[str, list[str]] = {}  # problem -> where it was met
         self._checked: dict[tuple[object, ...], object] = {}  # (anchor, content digest, signature...) -> outcome
 
+    # Reasons and locations quote registry content (media types, tags, annotations): made
+    # printable here, where they are born, so no consumer (terminal, log, JSON, audit, the
+    # AdmissionReview) ever gets a raw control or bidi character from a registry.
     def reject(self, location: str, reason: str) -> None:
-        self.rejected.append(Rejection(location=location, reason=reason))
+        self.rejected.append(Rejection(location=printable(location), reason=printable(reason)))
 
     def reject_attestation(self, location: str, reason: str) -> None:
-        self.attestation_rejections.append(Rejection(location=location, reason=reason))
+        self.attestation_rejections.append(Rejection(location=printable(location), reason=printable(reason)))
 
     def over_limit(self, location: str, problem: str) -> None:
-        self._over.setdefault(problem, []).append(location)
+        self._over.setdefault(printable(problem), []).append(printable(location))
 
     def over_limits(self) -> tuple[str, ...]:
         return tuple(f"{problem} ({places[0]}{f' and {len(places) - 1} more' if len(places) > 1 else ''})" for problem, places in self._over.items())
@@ -251,14 +255,14 @@ class _Checker:
         except FormatError as exc:
             (self.reject_attestation if attestations else self.reject)(where, self.format_problem(where, exc))
             if attestations:
-                self.incomplete.append(f"{where}: {exc}")
+                self.incomplete.append(printable(f"{where}: {exc}"))
             return []
         if len(layers) > MAX_SIGNATURES_PER_SOURCE:
             problem = f"{len(layers)} entries; only the first {MAX_SIGNATURES_PER_SOURCE} were checked"
             self.over_limit(where, f"{len(layers)} layers, more than the {MAX_SIGNATURES_PER_SOURCE} checked")
             (self.reject_attestation if attestations else self.reject)(where, problem)
             if attestations:
-                self.incomplete.append(f"{where}: {problem}")
+                self.incomplete.append(printable(f"{where}: {problem}"))
         return list(enumerate(layers[:MAX_SIGNATURES_PER_SOURCE]))
 
     def _missing_annotations(self, annotations: dict[str, str]) -> str | None:
@@ -373,7 +377,7 @@ class _Checker:
             return
         if statement.predicate_type != mt.COSIGN_SIGN_PREDICATE:
             if statement.predicate_type not in self.attestation_types:
-                self.ignored.append(f"{location}: attestation of type {statement.predicate_type} (not a signature)")
+                self.ignored.append(printable(f"{location}: attestation of type {statement.predicate_type} (not a signature)"))
                 return
             self._attestation("bundle", statement, bundle.envelope.payload, location,
                               lambda: self._bundle_signer(bundle, statement, location, self.reject_attestation))

@@ -21,6 +21,7 @@ class FaultProxy:
         self.redirect_blobs_to: str | None = None  # base URL that blob GETs are redirected to (307)
         self.delay_seconds: float = 0.0  # added before forwarding each request (a slow registry)
         self.chunk_delay_seconds: float = 0.0  # between 64 KiB chunks of each answer (a trickling registry)
+        self.retry_after = "0"  # the Retry-After header sent with injected 429s
         self.seen: list[str] = []
         self.lock = threading.Lock()
         proxy = self
@@ -51,7 +52,7 @@ class FaultProxy:
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     if status == 429:
-                        self.send_header("Retry-After", "0")
+                        self.send_header("Retry-After", proxy.retry_after)
                     self.end_headers()
                     self.wfile.write(payload)
                     return

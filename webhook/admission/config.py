@@ -23,6 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from signer import (KeylessIdentity, ModelsignError, PublicKey, RegistryOptions, TrustAnchor, UsageError, load_public_key_file,
                     load_public_key_pem, mediatypes as mt, parse_duration, unsafe_character)
 from webhook.admission.limits import VerificationLimits
+from webhook.admission.policy_hints import describe_errors, hint
+from webhook.admission.policy_yaml import POLICY_YAML_HINT, PolicySource, PolicyYamlError, is_configmap, read_policy_source
 
 API_VERSION = "modelsign.dev/v1alpha1"
 POLICY_KIND = "AdmissionPolicy"
@@ -106,11 +108,56 @@ class ApprovalRequirement(_Strict):
     min_approvers: int = Field(default=1, alias="minApprovers", ge=1, le=10)
 
 
+MetricName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class MetricBound(_Strict):
+    """`{min: 0.9}`, `{max: 150}` or both: the metric must lie within (bounds included)."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> MetricBound:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}: no value could pass")
+        return self
+
+
+class EvaluationRequirement(_Strict):
+    """The newest evaluation attestation by these keys must be fresh and within every bound."""
+
+    signed_by: list[str] = Field(alias="signedBy", min_length=1)
+    max_age: Duration = Field(default="30d", alias="maxAge")
+    metrics: dict[MetricName, MetricBound] = Field(default_factory=dict, max_length=64)
+    dataset: str | None = None  # optional: the evaluation must be on this dataset (its name)
+
+
+def _predicate_type(value: str) -> str:
+    resolved = mt.PREDICATE_ALIASES.get(value, value)
+    if "://" not in resolved or unsafe_character(resolved) or len(resolved) > 512:
+        raise ValueError(f"{value!r} is not a predicate type: give its URI (e.g. https://example.com/model-card/v1) "
+                         f"or one of {', '.join(sorted(mt.PREDICATE_ALIASES))}")
+    return resolved
+
+
+class AttestationRequirement(_Strict):
+    """A verified attestation of this predicate type by one of these keys must exist; its
+    predicate reaches the Rego input (`evidence.attestations`) for rules of your own."""
+
+    type: Annotated[str, AfterValidator(_predicate_type)]
+    signed_by: list[str] = Field(alias="signedBy", min_length=1)
+
+
 class Requirements(_Strict):
     signed_by: list[str] = Field(default_factory=list, alias="signedBy")
     annotations: dict[str, str] = Field(default_factory=dict)
     scan: ScanRequirement | None = None
     approval: ApprovalRequirement | None = None
+    evaluation: EvaluationRequirement | None = None
+    attestations: list[AttestationRequirement] = Field(default_factory=list, max_length=16)
 
 
 class EnvironmentMapping(_Strict):
@@ -139,8 +186,8 @@ class Rule(_Strict):
     @model_validator(mode="after")
     def _requires_something(self) -> Rule:
         require = self.require
-        if not (require.signed_by or require.scan or require.approval):
-            raise ValueError(f"rule {self.name!r} requires nothing: give require.signedBy, require.scan or require.approval")
+        if not (require.signed_by or require.scan or require.approval or require.evaluation or require.attestations):
+            raise ValueError(f"rule {self.name!r} requires nothing: give require.signedBy, scan, approval, evaluation or attestations")
         if require.annotations and not require.signed_by:
             raise ValueError(f"rule {self.name!r}: require.annotations apply to signatures; add require.signedBy")
         return self
@@ -223,6 +270,10 @@ class PolicySpec(_Strict):
     require_digest: bool = Field(default=False, alias="requireDigest")
     # A signature counts only where its signed name is the pulled one (or a mirror of it).
     require_signed_reference: bool = Field(default=False, alias="requireSignedReference")
+    # A signature that names no repository (cosign v3 bundles bind the digest only) says
+    # nothing about where it was signed, so copying it alone to another repository sheds the
+    # rules scoped to the original one. "ignore": such signatures never count.
+    nameless_signatures: Literal["count", "ignore"] = Field(default="count", alias="namelessSignatures")
     image_mirrors: list[ImageMirror] = Field(default_factory=list, alias="imageMirrors")
     trusted_keys: dict[str, TrustedKeySpec] = Field(default_factory=dict, alias="trustedKeys")
     rules: list[Rule] = Field(default_factory=list)
@@ -245,11 +296,14 @@ class PolicySpec(_Strict):
             lists = [("signedBy", rule.require.signed_by)]
             lists += [("scan.signedBy", rule.require.scan.signed_by)] if rule.require.scan else []
             lists += [("approval.signedBy", rule.require.approval.signed_by)] if rule.require.approval else []
+            lists += [("evaluation.signedBy", rule.require.evaluation.signed_by)] if rule.require.evaluation else []
+            lists += [(f"attestations[{i}].signedBy", item.signed_by) for i, item in enumerate(rule.require.attestations)]
             for field, names in lists:
                 for position, name in enumerate(names):
                     if name not in known:
                         raise ValueError(
-                            f"rules[{index}].require.{field}[{position}]: unknown key {name!r} (trustedKeys: {', '.join(sorted(known)) or 'none'})"
+                            f"rules[{index}].require.{field}[{position}]: unknown key {name!r}{hint(name, known)} "
+                            f"(trustedKeys: {', '.join(sorted(known)) or 'none'})"
                         )
             approval = rule.require.approval
             if approval and not approval.environment and not (self.environments.mappings or self.environments.namespace_label):
@@ -300,8 +354,22 @@ class LoadedPolicy:
             if rule.require.scan:
                 types.add(mt.VULN_PREDICATE)
             if rule.require.approval:
-                types.add(mt.APPROVAL_PREDICATE)
+                # requests too: the keys that signed them never count as approvers
+                types.update((mt.APPROVAL_PREDICATE, mt.APPROVAL_REQUEST_PREDICATE))
+            if rule.require.evaluation:
+                types.add(mt.EVALUATION_PREDICATE)
+            types.update(item.type for item in rule.require.attestations)
         return types
+
+    @functools.cached_property
+    def named_attestation_types(self) -> frozenset[str]:
+        """Predicate types some rule names under require.attestations: their predicates reach the Rego input."""
+        return frozenset(item.type for rule in self.spec.rules for item in rule.require.attestations)
+
+    @functools.cached_property
+    def evaluation_metrics(self) -> frozenset[str]:
+        """Metric names some evaluation rule bounds: only these reach the Rego input."""
+        return frozenset(name for rule in self.spec.rules if rule.require.evaluation for name in rule.require.evaluation.metrics)
 
     @functools.cached_property
     def mirror_groups(self) -> tuple[tuple[str, ...], ...]:
@@ -319,36 +387,48 @@ class LoadedPolicy:
             scan = rule["require"].get("scan")
             if scan:
                 scan["maxAgeSeconds"] = parse_duration(scan["maxAge"])
+            evaluation = rule["require"].get("evaluation")
+            if evaluation:
+                evaluation["maxAgeSeconds"] = parse_duration(evaluation["maxAge"])
         types = self.attestation_types
         return {"name": self.name, "hash": self.policy_hash, **document, "trustedKeys": self.key_fingerprints,
-                # lets the Rego skip the scan and approval rules at once when no rule asks for them
-                "requiresScans": mt.VULN_PREDICATE in types, "requiresApprovals": mt.APPROVAL_PREDICATE in types}
+                # lets the Rego skip the scan, approval, evaluation and attestation rules at once when no rule asks for them
+                "requiresScans": mt.VULN_PREDICATE in types, "requiresApprovals": mt.APPROVAL_PREDICATE in types,
+                "requiresEvaluations": mt.EVALUATION_PREDICATE in types, "requiresAttestations": bool(self.named_attestation_types)}
 
 
-def _format_validation_error(error: ValidationError, source: str) -> str:
-    problems = []
-    for item in error.errors()[:10]:
-        location = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in item["loc"]).replace(".[", "[")
-        message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{location}: {message}" if location else message)
-    return f"{source}: " + "; ".join(problems)
-
-
-def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | None = None, rego_sources: dict[str, str] | None = None) -> LoadedPolicy:
+def read_policy_document(text: str | bytes, *, source: str) -> PolicySource:
+    """The AdmissionPolicy document in `text` (itself, or held by a ConfigMap), with lines;
+    YAML errors and duplicate keys raise PolicyError naming the line."""
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source} is not valid YAML: {exc}") from None
-    except RecursionError:
-        raise PolicyError(f"{source} is nested too deeply") from None
+        read = read_policy_source(text, source=source)
+    except PolicyYamlError as exc:
+        raise PolicyError(str(exc), hint=POLICY_YAML_HINT) from None
+    document = read.document
+    if isinstance(document, dict) and isinstance(document.get("security"), dict) and "kind" not in document:
+        raise PolicyError(f"{read.source} is a KitOps security policy, not a modelsign AdmissionPolicy",
+                          hint=f"convert it with `modelsign policy convert {source}` and review what it reports")
     if not isinstance(document, dict):
-        raise PolicyError(f"{source} must be a mapping with apiVersion {API_VERSION} and kind {POLICY_KIND}")
+        raise PolicyError(f"{read.source} must be a mapping with apiVersion {API_VERSION} and kind {POLICY_KIND}")
+    return read
+
+
+def validate_spec(read: PolicySource) -> PolicySpec:
+    """The schema check, every problem with its line and a "did you mean" where one fits."""
     try:
-        spec = PolicySpec.model_validate(document)
+        return PolicySpec.model_validate(read.document)
     except ValidationError as exc:
-        raise PolicyError(_format_validation_error(exc, source), hint="see the policy reference in README.md") from None
+        problems = describe_errors(exc.errors(), PolicySpec, read)
+        raise PolicyError("; ".join(problems), hint="see the policy reference in README.md (`modelsign policy validate FILE` lists every problem)") from None
+
+
+def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | None = None, rego_sources: dict[str, str] | None = None,
+                 key_dir: Path | None = None) -> LoadedPolicy:
+    """`key_dir`: where to look for a trusted key file whose path does not exist here, by its
+    file name (a policy written for the cluster names the Secret's mount, /etc/modelsign/keys)."""
+    spec = validate_spec(read_policy_document(text, source=source))
     base = base_dir or Path.cwd()
-    anchors, fingerprints = _load_anchors(spec, base, source)
+    anchors, fingerprints = _load_anchors(spec, base, source, key_dir)
     for field, value in (("registry.caFile", spec.registry.ca_file), ("registry.dockerConfig", spec.registry.docker_config),
                          ("environments.kubeconfig", spec.environments.kubeconfig)):
         if value and not _resolve(base, value).is_file():
@@ -365,7 +445,7 @@ def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | 
     )
 
 
-def load_policy(path: Path, *, rego_dir: Path | None = None) -> LoadedPolicy:
+def load_policy(path: Path, *, rego_dir: Path | None = None, key_dir: Path | None = None) -> LoadedPolicy:
     try:
         if path.stat().st_size > MAX_POLICY_BYTES:
             raise PolicyError(f"{path} is larger than {MAX_POLICY_BYTES} bytes")
@@ -375,17 +455,22 @@ def load_policy(path: Path, *, rego_dir: Path | None = None) -> LoadedPolicy:
     except OSError as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
     rego = load_rego_dir(rego_dir) if rego_dir else None
-    return parse_policy(text, source=str(path), base_dir=path.parent, rego_sources=rego)
+    return parse_policy(text, source=str(path), base_dir=path.parent, rego_sources=rego, key_dir=key_dir)
 
 
-def _load_anchors(spec: PolicySpec, base_dir: Path, source: str) -> tuple[dict[str, TrustAnchor], dict[str, str]]:
+def _key_file(base_dir: Path, value: str, key_dir: Path | None) -> Path:
+    path = _resolve(base_dir, value)
+    return key_dir / path.name if key_dir is not None and not path.exists() else path
+
+
+def _load_anchors(spec: PolicySpec, base_dir: Path, source: str, key_dir: Path | None = None) -> tuple[dict[str, TrustAnchor], dict[str, str]]:
     anchors: dict[str, TrustAnchor] = {}
     fingerprints: dict[str, str] = {}
     for name, key in spec.trusted_keys.items():
         field = f"{source}: trustedKeys.{name}"
         try:
             if key.file:
-                anchor: TrustAnchor = load_public_key_file(_resolve(base_dir, key.file), name=name)
+                anchor: TrustAnchor = load_public_key_file(_key_file(base_dir, key.file, key_dir), name=name)
             elif key.pem:
                 anchor = load_public_key_pem(key.pem.encode(), name=name, source=f"trustedKeys.{name}.pem")
             else:
@@ -407,15 +492,23 @@ def _load_anchors(spec: PolicySpec, base_dir: Path, source: str) -> tuple[dict[s
     return anchors, fingerprints
 
 
-def referenced_files(document: Any, base_dir: Path) -> list[Path]:
+def referenced_files(document: Any, base_dir: Path, key_dir: Path | None = None) -> list[Path]:
     """Files a policy document names (keys, trusted roots, CA, Docker config), read leniently
     so that even a policy that failed validation can be watched for the fix."""
+    if is_configmap(document):
+        held = (document.get("data") or {}).get("policy.yaml") if isinstance(document.get("data"), dict) else None
+        try:
+            document = yaml.safe_load(held) if isinstance(held, str) else None
+        except (yaml.YAMLError, RecursionError):
+            document = None
     document = document if isinstance(document, dict) else {}
     names: list[Any] = []
+    key_files: list[Path] = []
     keys = document.get("trustedKeys")
     for key in keys.values() if isinstance(keys, dict) else []:
         if isinstance(key, dict):
-            names.append(key.get("file"))
+            if isinstance(key.get("file"), str) and key["file"]:
+                key_files.append(_key_file(base_dir, key["file"], key_dir))
             root = key.get("trustedRoot")
             names.append(root.get("file") if isinstance(root, dict) else None)
     registry = document.get("registry")
@@ -424,7 +517,7 @@ def referenced_files(document: Any, base_dir: Path) -> list[Path]:
     environments = document.get("environments")
     if isinstance(environments, dict):
         names.append(environments.get("kubeconfig"))
-    return [_resolve(base_dir, name) for name in names if isinstance(name, str) and name]
+    return key_files + [_resolve(base_dir, name) for name in names if isinstance(name, str) and name]
 
 
 def _resolve(base_dir: Path, value: str) -> Path:

@@ -16,25 +16,31 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from signer import (CLOCK_SKEW_SECONDS, AttestationReport, Budget, BudgetExceeded, DeadlineExceeded, ImageReference, ModelsignError,
-                    Repository, SignatureReport, Stores, approval_facts, collect_statements, mediatypes as mt, parse_time, scan_facts,
-                    using_budget, with_status)
+                    Repository, SignatureReport, Stores, approval_facts, collect_statements, mediatypes as mt, parse_image_reference,
+                    parse_time, request_facts, scan_facts, using_budget, verify_attestations, with_status)
+from webhook.admission.attestation_facts import evaluation_inputs, named_inputs
 from webhook.admission.cache import SingleFlightCache
 from webhook.admission.config import LoadedPolicy
 from webhook.admission.scheduler import FairScheduler
+from webhook.admission.signed_names import normalised_name, same_repository
+from webhook.admission.statement_memory import StatementMemory
 from webhook.admission.targets import Target
 
 MAX_REJECTED_IN_INPUT = 5
+MAX_REQUESTERS_IN_INPUT = 20
 NEGATIVE_TTL_SECONDS = 10.0  # an unsigned result is re-checked soon: someone may be signing it now
 ATTESTATION_TTL_SECONDS = 30.0  # a new approval, scan or revocation takes effect within this
 # A failed verification that cost more than this was padding (a real unsigned or foreign-signed
 # artifact costs a few KiB and a few checks): it is remembered like objects over their caps.
 PADDING_BYTES = 1024 * 1024
 PADDING_CHECKS = 50
+# Repositories other than the pulled one whose attestations are read (named by the signatures).
+MAX_SIGNED_NAME_REPOSITORIES = 4
 
 
 @dataclass
@@ -50,6 +56,12 @@ class Evidence:
     rejected: list[dict[str, str]] = field(default_factory=list)
     scans: list[dict[str, Any]] = field(default_factory=list)  # newest first
     approvals: list[dict[str, Any]] = field(default_factory=list)
+    # who signed approval requests, per environment: their keys never count as approvers
+    approval_requesters: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)  # newest first, one per signer
+    attestations: list[dict[str, Any]] = field(default_factory=list)  # the types rules name (require.attestations)
+    # evaluation and named statements not given to the policy, with the reason (their denials cite them)
+    attestations_rejected: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     cached: bool = False
     registry_error: bool = False
@@ -65,18 +77,25 @@ class Evidence:
             "rejectedCount": len(self.rejected),
             "scans": self.scans,
             "approvals": self.approvals,
+            "approvalRequesters": self.approval_requesters,
+            "evaluations": self.evaluations,
+            "attestations": self.attestations,
+            "attestationsRejected": self.attestations_rejected[:MAX_REJECTED_IN_INPUT],
             "error": self.error,
         }
 
-    def fill(self, reports: tuple[SignatureReport, AttestationReport]) -> None:
-        """Facts from verified statements; time-dependent ones (scan age, approval status) as of now."""
+    def fill(self, reports: tuple[SignatureReport, AttestationReport], metrics: frozenset[str] = frozenset(),
+             named: frozenset[str] = frozenset()) -> None:
+        """Facts from verified statements; time-dependent ones (scan age, approval status) as of now.
+        `metrics`: the evaluation metrics rules bound; `named`: the attestation types rules name."""
         signatures, attestations = reports
         self.signatures, self.rejected = _signature_facts(signatures)
         if attestations.incomplete:
             # Approvals and scans are only as good as the complete set: a flood of entries
             # could push a revocation out of view.
             self.error = (f"the attestations of {attestations.digest} could not all be read ({'; '.join(attestations.incomplete[:2])}), "
-                          "so a revocation or a newer scan might be missed; remove the excess attestations from the registry")
+                          "so a revocation or a newer scan might be missed; make the repositories named there reachable, or remove the "
+                          "excess attestations from the registry")
             return
         now = datetime.now(timezone.utc)
         scans = []
@@ -94,6 +113,12 @@ class Evidence:
         self.scans = sorted(scans, key=lambda s: s["ageSeconds"])
         approvals = [f for f in (approval_facts(a) for a in attestations.of_type(mt.APPROVAL_PREDICATE)) if f is not None]
         self.approvals = [{**f.to_input(status, now), "approverId": f.key_id or f.identity} for f, status in with_status(approvals, now)]
+        requests = [f for f in (request_facts(a) for a in attestations.of_type(mt.APPROVAL_REQUEST_PREDICATE)) if f is not None]
+        self.approval_requesters = sorted(({"id": f.key_id, "environment": f.environment} for f in requests if f.key_id),
+                                          key=lambda r: (r["environment"], r["id"]))[:MAX_REQUESTERS_IN_INPUT]
+        self.evaluations, rejected = evaluation_inputs(attestations, now, metrics)
+        self.attestations, rejected_named = named_inputs(attestations, named)
+        self.attestations_rejected = rejected + rejected_named
 
 
 def _signature_facts(report: SignatureReport) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -115,8 +140,10 @@ def _signature_facts(report: SignatureReport) -> tuple[list[dict[str, Any]], lis
 
 
 class EvidenceGatherer:
-    def __init__(self, policy: LoadedPolicy, stores: Stores, cache: SingleFlightCache, scheduler: FairScheduler) -> None:
+    def __init__(self, policy: LoadedPolicy, stores: Stores, cache: SingleFlightCache, scheduler: FairScheduler,
+                 memory: StatementMemory | None = None) -> None:
         self.policy = policy
+        self.memory = memory or StatementMemory()
         self.stores = stores
         self.cache = cache
         self.scheduler = scheduler
@@ -177,8 +204,13 @@ class EvidenceGatherer:
         if reports is None:
             return False
         item.digest, item.cached = digest, True
-        item.fill(reports)
+        self._fill(item, digest, reports)
         return True
+
+    def _fill(self, item: Evidence, digest: str, reports: tuple[SignatureReport, AttestationReport]) -> None:
+        item.fill(reports, self.policy.evaluation_metrics, self.policy.named_attestation_types)
+        if item.error is None and self._attestation_types:
+            item.error = self.memory.check(digest, item.approvals, item.evaluations)  # a statement removed since: deny
 
     def _known_padded(self, item: Evidence, name: str, digest: str) -> bool:
         reason = self.padded.peek((name, digest))
@@ -200,6 +232,8 @@ class EvidenceGatherer:
         """Verify, and remember the digest as padded if its objects are over the limits or the
         failed verification cost what only padding costs."""
         reports = collect_statements(repository, digest, self._anchors, reference=str(reference.pinned(digest)), attestation_types=self._attestation_types)
+        if reports[0].ok and self._attestation_types:
+            reports = (reports[0], self._with_signed_name_attestations(reference, digest, reports))
         if not reports[0].ok:
             problems = list(reports[0].over_limits)
             if self._costly(artifact):
@@ -207,6 +241,46 @@ class EvidenceGatherer:
             if problems:
                 self._remember_padded(reference.name, digest, problems)
         return reports
+
+    def _with_signed_name_attestations(self, reference: ImageReference, digest: str,
+                                       reports: tuple[SignatureReport, AttestationReport]) -> AttestationReport:
+        """The digest's attestations where it is pulled from, plus those in every repository its
+        verified signatures name. The rules of a signed name follow a copy of the digest
+        (signed_names.py), so its statements must too: copying `models/a@D` to `scratch/a`
+        without the rejection or revocation beside it must not shed them. Names come only from
+        signatures by trusted keys; a name's repository that cannot be read in full makes the
+        set incomplete, which denies."""
+        signatures, attestations = reports
+        names: list[str] = []
+        for signature in signatures.verified:
+            for name in signature.signed_names:
+                repository_name = normalised_name(name)
+                # a mirror (imageMirrors) serves the same statements, and is often the only one reachable
+                if not same_repository(reference.name, repository_name, self.policy.mirror_groups) and repository_name not in names:
+                    names.append(repository_name)
+        verified = {a.statement_digest: a for a in attestations.verified}
+        rejected, incomplete = list(attestations.rejected), list(attestations.incomplete)
+        for name in names[:MAX_SIGNED_NAME_REPOSITORIES]:
+            try:
+                other = parse_image_reference(name)
+            except ModelsignError:
+                continue  # a layout path or a name that is not a registry reference: nothing to read there
+            if not self.policy.registry_allowed(other.registry):
+                continue  # never contacted, like any disallowed registry
+            try:
+                found = verify_attestations(self.stores.repository(other), digest, self._anchors, predicate_types=set(self._attestation_types))
+            except (BudgetExceeded, DeadlineExceeded):
+                raise
+            except ModelsignError as exc:
+                incomplete.append(f"{name} (a name its signatures carry): {exc.message}")
+                continue
+            for attestation in found.verified:
+                verified.setdefault(attestation.statement_digest, attestation)
+            rejected += found.rejected
+            incomplete += found.incomplete
+        if len(names) > MAX_SIGNED_NAME_REPOSITORIES:
+            incomplete.append(f"its signatures name {len(names)} other repositories; at most {MAX_SIGNED_NAME_REPOSITORIES} are read")
+        return replace(attestations, verified=tuple(verified.values()), rejected=tuple(rejected), incomplete=tuple(incomplete))
 
     @staticmethod
     def _costly(artifact: Budget) -> bool:
@@ -242,7 +316,7 @@ class EvidenceGatherer:
             if padded is not None:
                 item.error = padded
             else:
-                item.fill(reports)
+                self._fill(item, digest, reports)
         except DeadlineExceeded as exc:  # a slow registry is not the artifact's fault: not remembered
             item.error, item.registry_error = self._late(item, exc.message), True
         except BudgetExceeded as exc:

@@ -40,6 +40,13 @@ def _not_signed(v: dict[str, Any]) -> str:
             f"not {v.get('name')}, and requireSignedReference is on; deploy it by its signed name, list {v.get('name')} as a mirror "
             f"under imageMirrors, or sign it for this name with `modelsign sign {_pinned(v)} --key {_key_file(v)}` (legacy format)"
         )
+    if v.get("namelessIgnored") and not v.get("requireSignedReference"):
+        return (
+            f"the signature(s) by {wanted} on {_pinned(v)} ({v.get('source')}, rule {v.get('rule')}) name no repository "
+            f"(a cosign v3 bundle binds the digest only), and namelessSignatures is ignore: a name-less signature copied "
+            f"to another repository would shed the rules of the one it was signed for; sign it with "
+            f"`modelsign sign {_pinned(v)} --key {_key_file(v)}` (its signatures name the repository) or set namelessSignatures: count"
+        )
     if rejected:
         shown = "; ".join(f"{r.get('location')}: {r.get('reason')}" for r in rejected[:3] if isinstance(r, dict))
         more = f" (+{total - 3} more)" if total > 3 else ""
@@ -91,6 +98,53 @@ def _approval_status(v: dict[str, Any]) -> str:
         return f"{subject} is not valid yet (from {starts[0] if starts else '?'}); deploy after that, or ask for one valid now: {_approve(v)}"
     what = "revoked" if code == "approval-revoked" else "expired"
     return f"{subject} is {what}; ask an approver for a new one: {_approve(v)}"
+
+
+def _request_again(v: dict[str, Any]) -> str:
+    return (f"`modelsign approval request {_pinned(v)} --key REQUESTER.key --environment {v.get('environment') or 'ENV'} "
+            f"--approver APPROVER --ticket CHG-...`")
+
+
+def _approval_rejected(v: dict[str, Any]) -> str:
+    rejections = sorted((r for r in v.get("rejections") or [] if isinstance(r, dict)), key=lambda r: str(r.get("at")), reverse=True)
+    latest = rejections[0] if rejections else {}
+    request = f" (request {str(latest.get('requestId'))[:19]})" if latest.get("requestId") else ""
+    more = f" [{len(rejections) - 1} earlier rejection(s)]" if len(rejections) > 1 else ""
+    return (
+        f"{_pinned(v)} ({v.get('source')}) was rejected for environment {v.get('environment')} by {latest.get('by') or '?'} "
+        f"(key {latest.get('signer')}) at {latest.get('at')}{request}: {latest.get('reason') or 'no reason given'}{more}; "
+        f"a rejection stands until a later approval: address it, then ask again with {_request_again(v)}"
+    )
+
+
+def _not_counted(v: dict[str, Any]) -> str:
+    """` [N statement(s) not counted: where: why; ...]` for a denial whose evidence was refused."""
+    items = [r for r in v.get("notCounted") or [] if isinstance(r, dict)]
+    if not items:
+        return ""
+    shown = "; ".join(f"{r.get('location')}: {r.get('reason')}" for r in items[:3])
+    return f" [{len(items)} statement(s) not counted: {shown}{'; ...' if len(items) > 3 else ''}]"
+
+
+def _evaluate(v: dict[str, Any]) -> str:
+    return f"`modelsign evaluate {_pinned(v)} --key {_key_file(v)} --metrics metrics.json --dataset DATASET`"
+
+
+def _evaluated(v: dict[str, Any]) -> str:
+    return f"the newest evaluation of {_pinned(v)} ({v.get('source')}) by {_keys(v)} (on {v.get('dataset')}, {v.get('evaluatedAt')})"
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def _metric_bound(v: dict[str, Any]) -> str:
+    below = v.get("code") == "evaluation-below-min"
+    limit = f"at least {_number(v.get('min'))}" if below else f"at most {_number(v.get('max'))}"
+    return (
+        f"{_evaluated(v)} has {v.get('metric')} {_number(v.get('actual'))}; rule {v.get('rule')} requires {limit}; "
+        f"improve the model (or the evaluation) and attach a new evaluation with {_evaluate(v)}"
+    )
 
 
 _RENDERERS = {
@@ -154,6 +208,31 @@ _RENDERERS = {
         f"the approvals of {_pinned(v)} ({v.get('source')}) for environment {v.get('environment')} cover namespaces "
         f"{', '.join(sorted(str(n) for n in v.get('namespaces') or []))}, not {v.get('namespace')}; ask for an approval with "
         f"--namespace {v.get('namespace')}: {_approve(v)}"
+    ),
+    "approval-rejected": _approval_rejected,
+    "evaluation-missing": lambda v: (
+        f"no evaluation attestation by {_keys(v)} for {_pinned(v)} ({v.get('source')}, rule {v.get('rule')})"
+        + (f" [{v.get('otherEvaluations')} evaluation(s) by other keys ignored]" if v.get("otherEvaluations") else "")
+        + _not_counted(v) + f"; evaluate it with {_evaluate(v)}"
+    ),
+    "evaluation-too-old": lambda v: (
+        f"{_evaluated(v)} is {_duration(v.get('ageSeconds'))} old, rule {v.get('rule')} accepts at most "
+        f"{_duration(v.get('maxAgeSeconds'))}; evaluate it again with {_evaluate(v)}"
+    ),
+    "evaluation-wrong-dataset": lambda v: (
+        f"{_evaluated(v)} is not on dataset {v.get('wantedDataset')}, which rule {v.get('rule')} requires; "
+        f"evaluate it on {v.get('wantedDataset')} with {_evaluate(v)}"
+    ),
+    "evaluation-metric-missing": lambda v: (
+        f"{_evaluated(v)} has no metric {v.get('metric')}, which rule {v.get('rule')} bounds; add it to the metrics file and "
+        f"evaluate again with {_evaluate(v)}"
+    ),
+    "evaluation-below-min": _metric_bound,
+    "evaluation-above-max": _metric_bound,
+    "attestation-missing": lambda v: (
+        f"no {v.get('type')} attestation by {_keys(v)} for {_pinned(v)} ({v.get('source')}, rule {v.get('rule')})"
+        + (f" [{v.get('byOtherKeys')} by other keys ignored]" if v.get("byOtherKeys") else "")
+        + _not_counted(v) + f"; attach one with `modelsign attest {_pinned(v)} --key {_key_file(v)} --predicate-type {v.get('type')} --predicate PREDICATE.json`"
     ),
     "approval-insufficient": lambda v: (
         f"{_pinned(v)} ({v.get('source')}) has {v.get('approvers')} distinct approver(s) for environment {v.get('environment')} "

@@ -28,6 +28,7 @@ from webhook.admission.invariants import unaccounted
 from webhook.admission.messages import render
 from webhook.admission.review import AdmissionRequest, review_response
 from webhook.admission.scheduler import FairScheduler
+from webhook.admission.statement_memory import StatementMemory
 from webhook.admission.signed_names import signed_name_facts
 from webhook.admission.targets import Target, bounded_text, classify
 
@@ -75,7 +76,8 @@ def _with_rejections(violations: tuple[dict[str, Any], ...], artifacts: list[dic
 
 class AdmissionPipeline:
     def __init__(self, policy: LoadedPolicy, *, stores: Stores | None = None, scheduler: FairScheduler | None = None,
-                 cache: SingleFlightCache | None = None, engine: PolicyEngine | None = None) -> None:
+                 cache: SingleFlightCache | None = None, engine: PolicyEngine | None = None,
+                 memory: StatementMemory | None = None) -> None:
         self.policy = policy
         self.stores = stores or Stores(policy.registry_options(), local_registries=policy.local_registries())
         # Registry lookups are I/O bound: threads for several reviews at once, each review at most
@@ -83,7 +85,8 @@ class AdmissionPipeline:
         self.scheduler = scheduler or FairScheduler(2 * MAX_DISTINCT_REFERENCES, policy.spec.limits.request_concurrency)
         self.cache = cache or SingleFlightCache(max_entries=policy.spec.cache.max_entries)
         self.engine = engine or build_engine(policy)
-        self.gatherer = EvidenceGatherer(policy, self.stores, self.cache, self.scheduler)
+        # kept across policy reloads by the server: removing a statement must not pay off after one
+        self.gatherer = EvidenceGatherer(policy, self.stores, self.cache, self.scheduler, memory)
         self.environments = EnvironmentResolver(policy.spec.environments, policy.base_dir)
         self._inflight = 0
         self._retired = False

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from signer import FormatError, load_json, mapping, strings, text
+from signer import FormatError, load_json, mapping, printable, strings, text
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the API server's own request limit is 3 MiB
@@ -143,6 +143,10 @@ def review_response(
     audit_annotations: dict[str, str] | None = None,
     patch: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    # Messages quote registry and request text: shown printable, so that no string can break
+    # the response's encoding (a lone surrogate) or hide what it says (controls, bidi marks).
+    message = printable(message) if message else message
+    warnings = [printable(w) for w in warnings] if warnings else warnings
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
     if patch:  # a mutating webhook's answer: a base64 JSONPatch
         response["patchType"] = "JSONPatch"

@@ -30,7 +30,10 @@ def bounded_text(value: Any) -> str:
     """A field's value as the policy and the records see it: the text, cut at the length no
     reference or URI reaches (anything longer is invalid anyway)."""
     text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= MAX_VALUE_CHARACTERS else f"{text[:MAX_VALUE_CHARACTERS]}... ({len(text)} characters)"
+    if len(text) <= MAX_VALUE_CHARACTERS:
+        return text
+    marker = f"... ({len(text)} characters)"  # the whole within MAX_VALUE_CHARACTERS: the engine's cut (engine/values.py) leaves it be
+    return text[:MAX_VALUE_CHARACTERS - len(marker)] + marker
 
 
 def classify(found: Found) -> Target:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import secrets
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, PublicKey, UsageError, load_public_key_file, load_signing_key_file
-from webhook.audit.export import OUTCOMES, Selection, load_trail, parse_moment, write_csv, write_jsonl
-from webhook.audit.manifest import check_manifest, write_manifest
+from signer import (EXIT_OK, EXIT_VERIFICATION_FAILED, PublicKey, UsageError, emit_output, load_public_key_file, load_signing_key_file,
+                    output_option)
+from webhook.audit.canonical import canonical_json
+from webhook.audit.export import OUTCOMES, Selection, check_period, load_trail, parse_moment, write_csv, write_jsonl
+from webhook.audit.identity import modelsign_version, operator_name
+from webhook.audit.manifest import MANIFEST_SUFFIX, check_manifest, file_entry, manifests_in, write_manifest
+from webhook.audit.scope import FAILURE_POLICIES
 from webhook.audit.verify import NOT_VERIFIED, VerifyReport, expand, verify
 from webhook.audit.witness import WitnessSettings, read_witness
-from webhook.audit.writer import utc_now
 
-FORMATS = ("jsonl", "csv", "html", "pdf")
+FORMATS = ("jsonl", "csv", "html", "pdf", "json", "pack")
+OUTPUTS = ("text", "json", "yaml")  # what -o/--output prints (the export's own formats are --format)
+PACK = ("csv", "pdf", "json")  # the evidence pack for compliance tools
 
 
 def add_commands(commands: Any) -> None:
@@ -26,29 +33,58 @@ def add_commands(commands: Any) -> None:
                                       "with --key, 1 on damage (saying where) or without a key")
     check.add_argument("paths", nargs="+", type=Path, help="chain files or directories (their *.jsonl); checkpoint files may be among them")
     _key_options(check)
-    check.add_argument("--output", choices=("text", "json"), default="text")
+    check.add_argument("--jobs", type=int, default=0, metavar="N", help="read and hash files on N processes (default: every core when the "
+                       "files hold more than 256 MiB, else one)")
+    check.add_argument("--state", type=Path, metavar="FILE", help="incremental: take the files an earlier verify summarised from FILE (signed "
+                       "with --state-key), read only new and grown files, and update FILE")
+    check.add_argument("--state-key", type=Path, metavar="AUDIT_KEY", help="audit private key that signs the --state file "
+                       "(password: MODELSIGN_AUDIT_PASSWORD or MODELSIGN_PASSWORD)")
+    output_option(check)
     check.set_defaults(handler=cmd_verify)
 
-    export = audit_commands.add_parser("export", help="a period of decisions as jsonl, csv, html or pdf, with a signed manifest.json")
+    export = audit_commands.add_parser("export", help="a period of decisions as jsonl, csv, html, pdf or json (the report as data), or the "
+                                       "evidence pack (csv, pdf, json), with a signed manifest per export")
     export.add_argument("paths", nargs="+", type=Path, help="chain files or directories")
-    export.add_argument("--format", choices=FORMATS, action="append", required=True, help="jsonl, csv, html or pdf (repeatable)")
-    export.add_argument("-o", "--output", type=Path, required=True, dest="output_path",
-                        help="the report file (one format), or a directory for report.<format> files; manifest.json goes beside them")
+    export.add_argument("--format", choices=FORMATS, action="append", required=True,
+                        help="jsonl, csv, html, pdf, json, or pack = csv + pdf + json for compliance tools (repeatable)")
+    export.add_argument("--out", type=Path, dest="output_path", metavar="PATH",
+                        help="the report file (one format: its manifest is FILE.manifest.json), or a directory for "
+                             "audit-report-<report id>.<format> files and audit-report-<report id>.manifest.json (required)")
+    export.add_argument("-o", "--output", action=_OutputOrLegacyPath, default="text", metavar="text|json|yaml",
+                        help="what this command prints: text (default), json or yaml. Deprecated: any other value is taken as --out PATH")
     export.add_argument("--since", help="start, inclusive: 2026-10-01 or an RFC 3339 time (UTC if no zone)")
-    export.add_argument("--until", help="end, exclusive")
+    export.add_argument("--until", help="end, exclusive; must be after --since")
     export.add_argument("--namespace", action="append", default=[], help="namespace glob (repeatable)")
     export.add_argument("--decision", action="append", default=[], choices=OUTCOMES, help="only these outcomes (repeatable)")
     export.add_argument("--artifact", action="append", default=[], help="reference or digest glob (repeatable)")
     export.add_argument("--sample", type=int, default=25, help="decisions in the random sample for auditors (default 25)")
     export.add_argument("--seed", type=int, help="sample seed (default: derived from the period and filters, so reproducible)")
-    export.add_argument("--signing-key", type=Path, help="audit private key: signs manifest.json (password: MODELSIGN_AUDIT_PASSWORD or MODELSIGN_PASSWORD)")
+    export.add_argument("--failure-policy", choices=FAILURE_POLICIES,
+                        help="the failurePolicy of the ValidatingWebhookConfiguration over the period: says what the gaps with no webhook running mean")
+    export.add_argument("--cluster", help="the cluster's name, where the webhook did not record it (MODELSIGN_CLUSTER)")
+    export.add_argument("--generated-by", help="who generates the report (default: USER@HOST)")
+    export.add_argument("--signing-key", type=Path, help="audit private key: signs the manifest (password: MODELSIGN_AUDIT_PASSWORD or MODELSIGN_PASSWORD)")
     _key_options(export)
     export.set_defaults(handler=cmd_export)
 
-    check_export = audit_commands.add_parser("verify-export", help="check an export's manifest.json: signature and every file's sha256")
-    check_export.add_argument("manifest", type=Path)
+    check_export = audit_commands.add_parser("verify-export", help="check an export's manifest: signature and every file's sha256")
+    check_export.add_argument("manifest", type=Path, help="an export's *.manifest.json, or the export directory (every manifest in it)")
     check_export.add_argument("--key", action="append", default=[], type=Path, required=True, help="audit public key")
+    output_option(check_export)
     check_export.set_defaults(handler=cmd_verify_export)
+
+
+class _OutputOrLegacyPath(argparse.Action):
+    """`-o/--output text|json|yaml`, as on every command; until 0.2 `-o PATH` was the export's
+    location, so any other value still is, with a note to say `--out PATH`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        if values in OUTPUTS:
+            namespace.output = values
+            return
+        print(f"warning: `{option_string} PATH` is deprecated for the export's location: say `--out {values}` "
+              "(-o/--output is the output format: text, json or yaml)", file=sys.stderr)
+        namespace.output_path = Path(values)
 
 
 def _key_options(parser: argparse.ArgumentParser) -> None:
@@ -73,13 +109,33 @@ def _existing(paths: list[Path]) -> list[Path]:
     return paths
 
 
+AUTO_PARALLEL_BYTES = 256 * 1024 * 1024  # below this, starting worker processes costs more than it saves
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    jobs = getattr(args, "jobs", 0) or 0
+    if jobs > 0:
+        return jobs
+    size = sum(path.stat().st_size for path in expand(args.paths) if path.is_file())
+    return (os.cpu_count() or 1) if size > AUTO_PARALLEL_BYTES else 1
+
+
 def _verify(args: argparse.Namespace, extra_keys: list[PublicKey] | None = None) -> VerifyReport:
     keys = _public_keys(args.key) + (extra_keys or [])
     checkpoint_files = _existing(args.checkpoints)
     witnessed, others = [], []
     if args.witness:
         witnessed, others = read_witness(WitnessSettings(args.witness, docker_config=args.witness_docker_config, insecure=args.witness_insecure))
-    report = verify(_existing(args.paths), keys, checkpoint_files=checkpoint_files, witness=witnessed)
+    state, state_key = getattr(args, "state", None), None
+    if state is not None:
+        from webhook.audit.settings import audit_password
+
+        if getattr(args, "state_key", None) is None:
+            raise UsageError("--state needs --state-key AUDIT_KEY: the state is signed, so that nobody can make verify skip a file they changed",
+                             hint="pass the audit private key (password in MODELSIGN_AUDIT_PASSWORD), or drop --state to read everything")
+        state_key = load_signing_key_file(args.state_key, password=audit_password, name="audit")
+    report = verify(_existing(args.paths), keys, checkpoint_files=checkpoint_files, witness=witnessed, jobs=_jobs(args),
+                    state=state, state_key=state_key)
     if args.witness:
         report.warnings.append(f"witness {args.witness}: {len(witnessed)} checkpoint tag(s) read"
                                + (f"; {len(others)} other tag(s) ignored ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""))
@@ -113,55 +169,91 @@ def _print_report(report: VerifyReport) -> None:
         print(f"{problem.kind.upper()}: {problem.message}")
     for warning in report.warnings:
         print(f"warning: {warning}")
+    if report.incremental:
+        done = report.incremental
+        print(f"incremental: {done['filesReused']} file(s) ({done['recordsSkipped']} record(s)) taken from the signed state"
+              f"{' of ' + done['stateFrom'] if done['stateFrom'] else ''} without reading them; {done['filesRead']} file(s) "
+              f"({done['recordsRead']} record(s)) read; links, checkpoints and schedules checked over all")
     print(status_line(report))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     report = _verify(args)
-    if args.output == "json":
-        print(json.dumps(report.to_json(), indent=2))
-    else:
+    if args.output == "text":
         _print_report(report)
+    else:
+        emit_output(args.output, "", report.to_json())
     return EXIT_OK if report.ok else EXIT_VERIFICATION_FAILED  # UNVERIFIED too: a script testing for 0 never passes without a key
 
 
+def _export_paths(target: Path, formats: list[str], report_id: str) -> tuple[dict[str, Path], Path]:
+    """Where each format and the manifest go; nothing an earlier export wrote is replaced."""
+    if len(formats) == 1 and not target.is_dir() and target.suffix:
+        outputs, manifest = {formats[0]: target}, target.with_name(target.name + MANIFEST_SUFFIX)
+    else:
+        base = target / f"audit-report-{report_id}"
+        outputs, manifest = {fmt: base.with_name(f"{base.name}.{fmt}") for fmt in formats}, base.with_name(base.name + MANIFEST_SUFFIX)
+    if manifest.exists():
+        raise UsageError(f"{manifest} already exists: it is the signed proof of an earlier export of {target.name}",
+                         hint="export to another --out path (a directory gets a new name per export)")
+    return outputs, manifest
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from webhook.audit.report import build_report
+    from webhook.audit.report import ReportIdentity, build_report
     from webhook.audit.settings import audit_password
 
-    selection = Selection(
-        since=parse_moment(args.since, what="--since") if args.since else None, until=parse_moment(args.until, what="--until") if args.until else None,
-        namespaces=tuple(args.namespace), outcomes=tuple(args.decision), artifacts=tuple(args.artifact),
-    )
+    since = parse_moment(args.since, what="--since") if args.since else None
+    until = parse_moment(args.until, what="--until") if args.until else None
+    check_period(since, until)
+    selection = Selection(since=since, until=until, namespaces=tuple(args.namespace), outcomes=tuple(args.decision), artifacts=tuple(args.artifact))
     signing = load_signing_key_file(args.signing_key, password=audit_password, name="audit") if args.signing_key else None
+    generated = datetime.now(timezone.utc)
+    report_id = f"{generated:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    if args.output_path is None:
+        raise UsageError("audit export needs --out PATH: the report file, or a directory for the report's files",
+                         hint="e.g. --out audit-report/ (a directory gets one name per export, so nothing is overwritten)")
+    formats = list(dict.fromkeys(f for fmt in args.format for f in (PACK if fmt == "pack" else (fmt,))))
+    outputs, manifest_path = _export_paths(args.output_path, formats, report_id)
+    public_keys = _public_keys(args.key)
     integrity = _verify(args, [signing.public] if signing else None)
-    trail = load_trail(expand(args.paths), selection, superseded=integrity.pairs)
-    formats = list(dict.fromkeys(args.format))
-    target: Path = args.output_path
-    directory = target if len(formats) > 1 or target.is_dir() or not target.suffix else target.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
+    checked = {key.key_id: path.name for key, path in zip(public_keys, args.key)}
+    if signing:
+        checked.setdefault(signing.public.key_id, f"public half of {args.signing_key.name}")
+    audit_keys = [f"{key_id} ({name})" for key_id, name in checked.items()] if integrity.keyed else []
+    identity = ReportIdentity(report_id=report_id, generated=f"{generated:%Y-%m-%dT%H:%M:%SZ}", generated_by=args.generated_by or operator_name(),
+                              version=modelsign_version(), audit_keys=audit_keys)
+    # CSV and JSONL hold only the period's records: the files outside it are not read (a report's scope also needs the rest)
+    trail = load_trail(expand(args.paths), selection, superseded=integrity.pairs, period_files_only=set(formats) <= {"csv", "jsonl"})
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
     report = None
-    for fmt in formats:
-        out = directory / f"report.{fmt}" if directory == target else target
+    for fmt, out in outputs.items():
         if fmt == "csv":
             write_csv(trail, out)
         elif fmt == "jsonl":
             write_jsonl(trail, out)
         else:
-            report = report or build_report(trail, selection, integrity, sample_size=args.sample, seed=args.seed)
+            report = report or build_report(trail, selection, integrity, sample_size=args.sample, seed=args.seed, identity=identity,
+                                            failure_policy=args.failure_policy, cluster=args.cluster)
             if fmt == "html":
                 from webhook.audit.report_html import render_html
 
                 out.write_text(render_html(report), encoding="utf-8")
-            else:
+            elif fmt == "pdf":
                 from webhook.audit.report_pdf import render_pdf
 
                 out.write_bytes(render_pdf(report))
-        written.append(out)
-    manifest = write_manifest(directory, written, generated=utc_now(), selection=selection.describe(), integrity=integrity_summary(integrity), key=signing)
-    print(f"Wrote {', '.join(str(w) for w in written)} ({len(trail.decisions)} decision(s)) and {manifest}"
-          + ("" if signing else " (unsigned: pass --signing-key to sign it)"))
+            else:
+                others = [file_entry(o) for f, o in outputs.items() if f != "json" and o.exists()]
+                out.write_bytes(canonical_json({**report.resource, "files": others}) + b"\n")
+    written = list(outputs.values())
+    manifest = write_manifest(manifest_path, written, identity={"reportId": report_id, "generated": identity.generated, "generatedBy": identity.generated_by,
+                                                                "modelsignVersion": identity.version, "auditKeys": audit_keys},
+                              selection=selection.describe(), integrity=integrity_summary(integrity), key=signing)
+    emit_output(args.output, f"Wrote {', '.join(str(w) for w in written)} ({len(trail.decisions)} decision(s)) and {manifest} (report {report_id})"
+                + ("" if signing else " (unsigned: pass --signing-key to sign it)"),
+                {"reportId": report_id, "files": [str(w) for w in written], "manifest": str(manifest), "decisions": len(trail.decisions),
+                 "signed": signing is not None, "integrity": integrity.status})
     if integrity.status == "DAMAGED":
         print(f"warning: the trail is DAMAGED ({len(integrity.problems)} problem(s)); the report's integrity section lists them", file=sys.stderr)
     elif integrity.status == "UNVERIFIED":
@@ -170,9 +262,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_export(args: argparse.Namespace) -> int:
-    check = check_manifest(args.manifest, _public_keys(args.key))
-    for name, state in check.files:
-        print(f"{state.upper():8} {name}")
-    print(f"signature: {'valid' if check.signature_ok else 'MISSING' if not check.signed else 'INVALID'}")
-    print("export intact" if check.ok else "export NOT intact")
-    return EXIT_OK if check.ok else EXIT_VERIFICATION_FAILED
+    keys = _public_keys(args.key)
+    lines: list[str] = []
+    checked: list[dict[str, Any]] = []
+    for path in manifests_in(args.manifest):
+        check = check_manifest(path, keys)
+        signature = "valid" if check.signature_ok else "MISSING" if not check.signed else "INVALID"
+        lines += [f"{path}:", *(f"{state.upper():8} {name}" for name, state in check.files), f"signature: {signature}",
+                  "export intact" if check.ok else "export NOT intact"]
+        checked.append({"manifest": str(path), "intact": check.ok, "signature": signature.lower(),
+                        "files": [{"name": name, "state": state} for name, state in check.files]})
+    intact = all(item["intact"] for item in checked)
+    emit_output(args.output, "\n".join(lines), {"intact": intact, "manifests": checked})
+    return EXIT_OK if intact else EXIT_VERIFICATION_FAILED

@@ -17,7 +17,7 @@ import fnmatch
 import io
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -43,6 +43,13 @@ def parse_moment(text: str, *, what: str) -> datetime:
     except ValueError:
         raise UsageError(f"{what} {text!r} is not a date (2026-10-01) or an RFC 3339 time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def check_period(since: datetime | None, until: datetime | None) -> None:
+    """An empty or reversed period is a mistake, not a report of nothing."""
+    if since is not None and until is not None and since >= until:
+        raise UsageError(f"--since {since.isoformat()} is not before --until {until.isoformat()}: the period would be empty",
+                         hint="--since is the start (inclusive) and --until the end (exclusive); swap them if they are reversed")
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,15 @@ class Selection:
         return True
 
 
+# Records read whatever the period: which writers ran when, and the policy they enforced.
+CONTEXT_TYPES = ("startup", "shutdown", "policy-load", "keys-change", "tail-seal")
+
+
 @dataclass
 class Trail:
     records: list[dict[str, Any]] = field(default_factory=list)  # record + "_writer", "_seq", "_hash"
+    context: list[dict[str, Any]] = field(default_factory=list)  # CONTEXT_TYPES records of any time, same extra fields
+    writer_spans: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)  # writer -> first and last record time
 
     @property
     def decisions(self) -> list[dict[str, Any]]:
@@ -107,12 +120,60 @@ def decision_of(record: dict[str, Any]) -> dict[str, Any]:
                        f"Recorded: {decision.get('outcome')}. {decision.get('message') or ''}".strip()}
 
 
-def load_trail(paths: Iterable[Path], selection: Selection, superseded: Iterable[dict[str, Any]] = ()) -> Trail:
+# Records of one file are appended in time order, give or take a late record (its review's
+# deadline) and clock steps: a file whose first and last records lie this far outside a
+# period holds none of it.
+FILE_SPAN_SLACK = timedelta(minutes=10)
+_EDGE_BYTES = 1024 * 1024  # a record is far smaller: the last line is within this of the end
+
+
+def _edge_time(line: bytes) -> datetime | None:
+    try:
+        record = json.loads(record_of(line))
+    except ValueError:
+        return None
+    return record_time(record) if isinstance(record, dict) else None
+
+
+def file_span(path: Path) -> tuple[datetime, datetime] | None:
+    """The times of a chain file's first and last records, reading only its two ends (None:
+    unknown, so the file is read whole)."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(_EDGE_BYTES)
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - _EDGE_BYTES))
+            tail = handle.read()
+    except OSError:
+        return None
+    lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
+    start, end = _edge_time(first.rstrip(b"\n")), _edge_time(lines[-1])
+    if start is None or end is None:
+        return None
+    return min(start, end), max(start, end)
+
+
+def touches(path: Path, selection: Selection) -> bool:
+    """Whether `path` may hold records of the selection's period."""
+    if selection.since is None and selection.until is None:
+        return True
+    span = file_span(path)
+    if span is None:
+        return True
+    first, last = span[0] - FILE_SPAN_SLACK, span[1] + FILE_SPAN_SLACK
+    return (selection.until is None or first < selection.until) and (selection.since is None or last >= selection.since)
+
+
+def load_trail(paths: Iterable[Path], selection: Selection, superseded: Iterable[dict[str, Any]] = (), *, period_files_only: bool = False) -> Trail:
     """The intact records in `paths` that `selection` matches; `superseded`: verify's pairs
-    (late record -> the superseded record naming it), applied before selecting."""
+    (late record -> the superseded record naming it), applied before selecting.
+    `period_files_only`: read only the files the period touches (`touches`): then `context`
+    and `writer_spans` hold only what those files say (enough for CSV and JSONL exports)."""
     given = {(pair["writer"], pair["seq"]): {**(pair.get("response") or {}), "supersededBy": pair["supersededBy"]} for pair in superseded}
     trail = Trail()
     for path in expand(paths):
+        if period_files_only and not touches(path, selection):
+            continue
         data = path.read_bytes()
         for entry in scan_lines(data):
             if len(entry) == 4 or not entry[7]:  # not a chain line, or damaged: left to the integrity section
@@ -125,10 +186,17 @@ def load_trail(paths: Iterable[Path], selection: Selection, superseded: Iterable
                 continue
             if (entry[4], entry[3]) in given and record.get("type") == "decision":
                 record["_given"] = given[(entry[4], entry[3])]
+            record.update(_writer=entry[4], _seq=entry[3], _hash="sha256:" + entry[5].decode())
+            moment = record_time(record)
+            if moment is not None:
+                first, last = trail.writer_spans.get(entry[4], (moment, moment))
+                trail.writer_spans[entry[4]] = (min(first, moment), max(last, moment))
+            if record.get("type") in CONTEXT_TYPES:
+                trail.context.append(record)
             if selection.matches(record):
-                record.update(_writer=entry[4], _seq=entry[3], _hash="sha256:" + entry[5].decode())
                 trail.records.append(record)
-    trail.records.sort(key=lambda r: (str(r.get("time", "")), r["_writer"], r["_seq"]))
+    for records in (trail.records, trail.context):
+        records.sort(key=lambda r: (str(r.get("time", "")), r["_writer"], r["_seq"]))
     return trail
 
 

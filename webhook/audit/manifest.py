@@ -1,8 +1,10 @@
-"""manifest.json for an export: the sha256 of every exported file, the period, filters and
-integrity result, signed with the audit key so an auditor can tell the package is whole.
+"""The manifest of an export: the sha256 of every exported file, the report's identity, the
+period, filters and integrity result, signed with the audit key so an auditor can tell the
+package is whole. Each export writes its own (`<report>.manifest.json`), so a second export
+into the same folder never overwrites the proof of the first.
 
-    {"schema": "modelsign.audit-export/v1", "generated", "selection", "integrity": {...},
-     "files": [{"name", "bytes", "sha256"}], "keyId", "signature"}
+    {"schema": "modelsign.audit-export/v1", "reportId", "generated", "generatedBy", "modelsignVersion",
+     "auditKeys", "selection", "integrity": {...}, "files": [{"name", "bytes", "sha256"}], "keyId", "signature"}
 The signature (base64, ECDSA with the audit key) covers the canonical JSON of the manifest
 without `keyId` and `signature`.
 """
@@ -27,16 +29,33 @@ def file_entry(path: Path) -> dict[str, Any]:
     return {"name": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def write_manifest(directory: Path, files: list[Path], *, generated: str, selection: dict[str, Any], integrity: dict[str, Any],
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def write_manifest(path: Path, files: list[Path], *, identity: dict[str, Any], selection: dict[str, Any], integrity: dict[str, Any],
                    key: SigningKey | None) -> Path:
-    manifest: dict[str, Any] = {"schema": SCHEMA, "generated": generated, "selection": selection, "integrity": integrity,
-                                "files": [file_entry(f) for f in files]}
+    """`identity`: reportId, generated, generatedBy, modelsignVersion, auditKeys. Never
+    replaces an existing manifest (the proof of an earlier export)."""
+    manifest: dict[str, Any] = {"schema": SCHEMA, **identity, "selection": selection, "integrity": integrity, "files": [file_entry(f) for f in files]}
     if key is not None:
         manifest["keyId"] = key.public.key_id
         manifest["signature"] = base64.b64encode(key.sign(canonical_json({k: v for k, v in manifest.items() if k != "keyId"}))).decode()
-    path = directory / "manifest.json"
-    path.write_bytes(canonical_json(manifest) + b"\n")
+    try:
+        with path.open("xb") as handle:
+            handle.write(canonical_json(manifest) + b"\n")
+    except FileExistsError:
+        raise UsageError(f"{path} already exists: it is the signed proof of an earlier export", hint="export to another -o path") from None
     return path
+
+
+def manifests_in(path: Path) -> list[Path]:
+    """`path` itself, or every export manifest in the directory `path`."""
+    if not path.is_dir():
+        return [path]
+    found = sorted(path.glob(f"*{MANIFEST_SUFFIX}")) + ([path / "manifest.json"] if (path / "manifest.json").is_file() else [])
+    if not found:
+        raise UsageError(f"{path} holds no export manifest (*{MANIFEST_SUFFIX})", hint="pass the directory `audit export -o` wrote, or a manifest in it")
+    return found
 
 
 @dataclass(frozen=True)
@@ -54,7 +73,7 @@ def check_manifest(path: Path, keys: list[PublicKey]) -> ManifestCheck:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}", hint="pass the manifest.json written next to the exported report") from None
+        raise UsageError(f"cannot read {path}: {exc.strerror}", hint="pass the *.manifest.json written next to the exported report") from None
     manifest = parse_json_object(raw, what=f"export manifest {path}")
     files = manifest.get("files")
     if manifest.get("schema") != SCHEMA or not isinstance(files, list):

@@ -6,7 +6,8 @@ fingerprints added, removed or changed), "bad-request" (a review that could not 
 "exception" (an error outside a decision), "audit-failure" (a review denied because its
 record was not durable in time), "audit-warning" (weak protection, said at start), and the
 writer's own "retention" (chain files removed), "checkpoint" and "superseded" (late records
-and the answer actually given). The writer adds `seq`, `writer`, `prev_hash` and `hash`
+and the answer actually given), and "compliance" (one per finding of a compliance scan of what
+runs: `modelsign report cluster --audit-log`, `webhook serve --compliance-interval`). The writer adds `seq`, `writer`, `prev_hash` and `hash`
 around the record (chain.py); the structlog processors in trail.py add `schema` and `time`
 and redact secrets (redaction.py).
 """
@@ -26,7 +27,12 @@ def _scan_evidence(scan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _approval_evidence(approval: dict[str, Any]) -> dict[str, Any]:
-    return {key: approval.get(key) for key in ("id", "signer", "keyId", "decision", "environment", "approver", "requester", "ticket", "status", "expiresAt")}
+    return {key: approval.get(key) for key in ("id", "signer", "keyId", "decision", "environment", "approver", "requester", "ticket", "status", "expiresAt",
+                                               "requestId")}
+
+
+def _evaluation_evidence(evaluation: dict[str, Any]) -> dict[str, Any]:
+    return {key: evaluation.get(key) for key in ("id", "signer", "evaluator", "evaluatedAt", "dataset")}
 
 
 def _artifact(artifact: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +47,8 @@ def _artifact(artifact: dict[str, Any]) -> dict[str, Any]:
         "signers": [s.get("signer") for s in evidence.get("signatures") or []],
         "scans": [_scan_evidence(s) for s in evidence.get("scans") or []],
         "approvals": [_approval_evidence(a) for a in evidence.get("approvals") or []],
+        "evaluations": [_evaluation_evidence(e) for e in evidence.get("evaluations") or []],
+        "attestations": [{"type": a.get("type"), "id": a.get("id"), "signer": a.get("signer")} for a in evidence.get("attestations") or []],
         "error": evidence.get("error") or artifact.get("problem"),
     }
 
@@ -79,3 +87,10 @@ def keys_change(previous: dict[str, str], current: dict[str, str]) -> dict[str, 
         "removed": [{"name": n, "fingerprint": previous[n]} for n in sorted(set(previous) - set(current))],
         "changed": [{"name": n, "from": previous[n], "to": current[n]} for n in sorted(set(previous) & set(current)) if previous[n] != current[n]],
     }
+
+
+def compliance_fields(*, scan: dict[str, Any], resource: dict[str, str], finding: dict[str, Any], artifacts: list[dict[str, Any]],
+                      policy: dict[str, str]) -> dict[str, Any]:
+    """A "compliance" record: one finding of a scan of what runs, with the evidence behind it
+    (the same artifact facts a decision record carries, under `evidence`)."""
+    return {"scan": scan, "resource": resource, "finding": finding, "evidence": [_artifact(a) for a in artifacts], "policy": policy}

@@ -58,6 +58,22 @@ def may_hold_secrets(text: str) -> bool:
     return any(word in lower for word in _QUICK_WORDS) or "-----BEGIN" in text or ("@" in text and "://" in text)
 
 
+_QUICK_WORD_BYTES = tuple(word.encode() for word in _QUICK_WORDS)
+
+
+def may_hold_secrets_encoded(encoded: bytes) -> bool:
+    """`may_hold_secrets` of UTF-8 bytes, without decoding the common (ASCII) record: for
+    ASCII, bytes.lower() is str.lower(). Other text takes the str test, whose lower() also
+    folds letters such as the Kelvin sign into ASCII ones."""
+    if not encoded.isascii():
+        return may_hold_secrets(encoded.decode("utf-8"))
+    lower = encoded.lower()
+    for word in _QUICK_WORD_BYTES:
+        if word in lower:
+            return True
+    return b"-----BEGIN" in encoded or (b"@" in encoded and b"://" in encoded)
+
+
 def _looks_like_credential(scheme: str, token: str) -> bool:
     """A bearer token or basic credential, not a word ("Basic authentication failed")."""
     if scheme.lower() == "basic":

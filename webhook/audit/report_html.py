@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Iterable
 
-from webhook.audit.report import SUPERSEDED_HEADERS, Report, describe_filters, integrity_status, superseded_rows
+from webhook.audit.report import SUPERSEDED_HEADERS, TIME_HEADERS, Report, Section, describe_filters, integrity_status, short_time, superseded_rows
 
 COLORS = {"allow": "#2e7d32", "deny": "#c62828", "warn": "#ef6c00", "error": "#6a1b9a"}
 _CSS = """
@@ -16,17 +16,30 @@ table{border-collapse:collapse;width:100%;font-size:.82rem;margin:.6rem 0;table-
 th{background:#f3f3f3}td.num{text-align:right}.muted{color:#666;font-size:.85rem}.ok{color:#2e7d32;font-weight:600}.bad{color:#c62828;font-weight:600}
 .unverified{color:#ef6c00;font-weight:600}.cards{display:flex;gap:.8rem;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;min-width:8rem}
 .card b{display:block;font-size:1.5rem}.legend span{display:inline-block;margin-right:1rem}.swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
-code{font-size:.8rem;word-break:break-all}
+code{font-size:.8rem;word-break:break-all}td.time{white-space:nowrap;overflow-wrap:normal}
+caption{text-align:left;font-weight:600;padding:.3rem 0}th{white-space:nowrap;overflow-wrap:normal}td:first-child{min-width:4.5em}
 """
 
 
-def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], *, numeric: set[int] = frozenset()) -> str:  # type: ignore[assignment]
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f'<td{" class=num" if i in numeric else ""}>{escape("" if c is None else str(c))}</td>' for i, c in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body or '<tr><td colspan=99>none</td></tr>'}</tbody></table>"
+def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], *, numeric: Iterable[int] = (), caption: str = "") -> str:
+    """Times in one line (`2026-11-30 03:44:08Z`); `headers` all empty: a fact table without a heading row."""
+    headers, numeric = tuple(headers), frozenset(numeric)
+    times = {i for i, h in enumerate(headers) if h in TIME_HEADERS}
+
+    def cell(i: int, value: Any) -> str:
+        css = " class=num" if i in numeric else " class=time" if i in times else ""
+        return f"<td{css}>{escape('' if value is None else str(short_time(value) if i in times else value))}</td>"
+
+    head = f"<thead><tr>{''.join(f'<th>{escape(h)}</th>' for h in headers)}</tr></thead>" if any(headers) else ""
+    body = "".join("<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows)
+    title = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f"<table>{title}{head}<tbody>{body or '<tr><td colspan=99>none</td></tr>'}</tbody></table>"
+
+
+def _section(section: Section) -> str:
+    blocks = "".join(f"<p>{escape(block)}</p>" if isinstance(block, str) else _table(block.headers, block.rows, numeric=block.numeric, caption=block.caption)
+                     for block in section.blocks)
+    return f'<section id="{escape(section.id)}"><h2>{escape(section.title)}</h2>{blocks}</section>'
 
 
 def _timeline_chart(report: Report) -> str:
@@ -43,14 +56,14 @@ def _timeline_chart(report: Report) -> str:
                 bars.append(f'<rect class="bar-{outcome}" x="{left + index * slot + 1:.1f}" y="{y - h:.1f}" width="{max(slot - 2, 1):.1f}" height="{h:.1f}" '
                             f'fill="{COLORS[outcome]}"><title>{escape(label)} {outcome}: {counts[outcome]}</title></rect>')
                 y -= h
-    step = max(1, len(buckets) // 10)
-    labels = "".join(f'<text x="{left + i * slot + slot / 2:.1f}" y="{height - bottom + 16}" font-size="10" text-anchor="middle">{escape(label[5:] if report.timeline_unit == "day" else label[5:13])}</text>'
+    step = max(1, -(-len(buckets) // 10))  # at most ten labels, so they never touch
+    labels = "".join(f'<text x="{left + i * slot + slot / 2:.1f}" y="{height - bottom + 16}" font-size="10" text-anchor="middle">{escape(label)}</text>'
                      for i, (label, _) in enumerate(buckets) if i % step == 0)
     axis = f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#999"/><text x="{left - 6}" y="16" font-size="10" text-anchor="end">{peak}</text>' \
            f'<text x="{left - 6}" y="{height - bottom}" font-size="10" text-anchor="end">0</text>'
     legend = "".join(f'<span><i class="swatch" style="background:{c}"></i>{o}</span>' for o, c in COLORS.items())
     return (f'<figure id="chart-timeline"><svg role="img" aria-label="decisions per {report.timeline_unit}" viewBox="0 0 {width} {height}" width="100%">'
-            f'{axis}{"".join(bars)}{labels}</svg><figcaption class="legend">Decisions per {report.timeline_unit} (UTC): {legend}</figcaption></figure>')
+            f'{axis}{"".join(bars)}{labels}</svg><figcaption class="legend">Decisions per {report.timeline_unit} (UTC), {escape(short_time(report.period[0]))} to {escape(short_time(report.period[1]))}, {len(buckets)} bar(s): {legend}</figcaption></figure>')
 
 
 def _denials_chart(report: Report) -> str:
@@ -78,13 +91,13 @@ def render_html(report: Report) -> str:
     status = integrity_status(integrity, html=True)
     truncated = "".join(f'<p class="muted">{escape(name)}: first {len(getattr(report, name))} of {count} shown; the CSV export has every row.</p>'
                         for name, count in report.truncated.items())
+    identity, *front = report.front
     sections = [
+        _section(identity),
         f'<section id="summary"><h2>Summary</h2><p>Period {escape(report.period[0])} to {escape(report.period[1])} (UTC). Filters: '
         f'{escape(describe_filters(report.selection))}. Integrity: {status}. Dry runs: {report.dry_runs}.</p><div class="cards">{cards}</div></section>',
         f'<section id="charts"><h2>Decisions over time</h2>{_timeline_chart(report)}<h2>Top denial reasons</h2>{_denials_chart(report)}</section>',
-        '<section id="soc2"><h2>SOC 2 criteria mapping</h2>' + _table(
-            ("criterion", "title", "what this trail shows", "denied", "warned", "codes"),
-            ((c["criterion"], c["title"], c["statement"], c["denied"], c["warned"], "; ".join(c["codes"])) for c in report.soc2), numeric={3, 4}) + "</section>",
+        *(_section(section) for section in front),
         '<section id="integrity"><h2>Integrity</h2>' + f"<p>Result: {status}. Records checked: {integrity['records']}. "
         f"Checkpoints: {integrity['checkpoints']['verified']} verified of {integrity['checkpoints']['total']}.</p>" + _table(
             ("writer", "first seq", "last seq", "records", "gaps", "chain head", "checkpoints verified", "last checkpoint seq"),
@@ -105,12 +118,10 @@ def render_html(report: Report) -> str:
             ("time", "type", "detail", "record"), ((e["time"], e["type"], e["detail"], e["record"]) for e in report.exceptions)) + "</section>",
         '<section id="changes"><h2>Policy and key changes, starts and stops</h2>' + _table(
             ("time", "event", "writer", "detail"), ((c["time"], c["type"], c["writer"], c["detail"]) for c in report.changes)) + "</section>",
-        f'<section id="sample"><h2>Sample of decisions (seed {report.sample_seed})</h2><p class="muted">Drawn with Python\'s random.Random({report.sample_seed}).sample '
-        "over the period's decisions in time order; the same export request draws the same sample.</p>" + _table(
-            ("time", "outcome", "object", "kind", "user", "codes", "artifacts", "record"),
-            ((s["time"], s["outcome"], s["object"], s["kind"], s["user"], s["codes"], s["artifacts"], s["record"]) for s in report.sample)) + "</section>",
     ]
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>modelsign audit report {escape(report.period[0])} to {escape(report.period[1])}</title>'
+    title = f"modelsign audit report {report.identity.report_id}"
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_CSS}</style></head><body>'
-            f'<h1>modelsign admission audit report</h1><p class="muted">Generated {escape(report.generated)} by modelsign. '
+            f'<h1>modelsign admission audit report</h1><p class="muted">Report {escape(report.identity.report_id)}, generated {escape(report.generated)} '
+            f"by {escape(report.identity.generated_by)} with modelsign {escape(report.identity.version)}. "
             "Source: the webhook's hash-chained decision trail.</p>" + "".join(sections) + "</body></html>\n")

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from fpdf import FPDF
+from fpdf.enums import TableCellFillMode
 from fpdf.fonts import FontFace
 
-from webhook.audit.report import SUPERSEDED_HEADERS, Report, describe_filters, integrity_status, superseded_rows
+from webhook.audit.report import SUPERSEDED_HEADERS, TIME_HEADERS, Report, Section, describe_filters, integrity_status, short_time, superseded_rows
 from webhook.audit.report_html import COLORS
 
 PDF_TABLE_ROWS = 200  # per table; the CSV export has every row
@@ -42,29 +43,64 @@ def _paragraph(pdf: FPDF, text: str) -> None:
     pdf.multi_cell(0, 5, _latin1(text), new_x="LMARGIN", new_y="NEXT")
 
 
-def _cell(value: Any, width: int) -> str:
+def _cell(value: Any, width: float) -> str:
     """A cell that fits its column in at most a few lines (a long value would not fit a page)."""
     text = _latin1(value)
-    limit = max(12, width * 6)
+    limit = max(12, int(width * 6))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _table(pdf: FPDF, headers: Sequence[str], rows: Iterable[Sequence[Any]], widths: Sequence[int]) -> None:
+WHITE = (255, 255, 255)
+
+
+def _table(pdf: FPDF, headers: Sequence[str], rows: Iterable[Sequence[Any]], widths: Sequence[float], numeric: frozenset[int] = frozenset()) -> None:
+    """`headers` all empty: a two-column fact table without a heading row."""
     rows = list(rows)
     pdf.set_font("Helvetica", size=7)
+    pdf.set_fill_color(*WHITE)  # cells are never filled; a chart's colour must not leak into them
+    with_headings = any(headers)
     try:
-        with pdf.table(col_widths=widths, headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235)), line_height=3.6, text_align="LEFT") as table:
-            table.row([_latin1(h) for h in headers])
+        with pdf.table(col_widths=tuple(widths), headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235)), line_height=3.6,
+                       text_align="LEFT", first_row_as_headings=with_headings, cell_fill_mode=TableCellFillMode.NONE) as table:
+            if with_headings:
+                table.row([_latin1(h) for h in headers])
             for row in rows[:PDF_TABLE_ROWS] or [["none"] + [""] * (len(headers) - 1)]:
-                table.row([_cell(c, w) for c, w in zip(row, widths)])
+                cells = table.row()
+                for index, (value, width) in enumerate(zip(row, widths)):
+                    cells.cell(_cell(value, width), align="RIGHT" if index in numeric else None)
     except Exception as exc:  # noqa: BLE001 - one table that will not lay out must not lose the report
         _paragraph(pdf, f"(this table could not be laid out: {exc}; the CSV export has its rows)")
     if len(rows) > PDF_TABLE_ROWS:
         _paragraph(pdf, f"First {PDF_TABLE_ROWS} of {len(rows)} rows; the CSV export has every row.")
 
 
+def _widths(pdf: FPDF, weights: Sequence[int]) -> list[float]:
+    total = sum(weights)
+    return [pdf.epw * w / total for w in weights]
+
+
+def _section(pdf: FPDF, section: Section) -> None:
+    _heading(pdf, section.title)
+    for block in section.blocks:
+        if isinstance(block, str):
+            _paragraph(pdf, block)
+            continue
+        if block.caption:
+            pdf.set_font("Helvetica", "B", 9)
+            pdf.cell(0, 6, _latin1(block.caption), new_x="LMARGIN", new_y="NEXT")
+        rows = [tuple(short_time(c) if h in TIME_HEADERS else c for h, c in zip(block.headers, row)) for row in block.rows]
+        _table(pdf, block.headers, rows, _widths(pdf, block.weights), block.numeric)
+        pdf.ln(2)
+
+
+def _fill(pdf: FPDF, outcome: str) -> None:
+    pdf.set_fill_color(*_rgb(COLORS[outcome]))
+
+
 def _timeline(pdf: FPDF, report: Report) -> None:
-    left, top, width, height = pdf.l_margin + 8, pdf.get_y() + 2, pdf.epw - 10, 55
+    """Stacked bars per bucket, the bucket size chosen by the period (report.py), with at most
+    about ten one-line labels under the axis."""
+    left, top, width, height = pdf.l_margin + 8, pdf.get_y() + 2, pdf.epw - 10, 50
     peak = max([sum(c.values()) for _, c in report.timeline] + [1])
     slot = width / max(len(report.timeline), 1)
     pdf.set_draw_color(150, 150, 150)
@@ -74,15 +110,20 @@ def _timeline(pdf: FPDF, report: Report) -> None:
         for outcome in ("allow", "warn", "error", "deny"):
             h = height * counts[outcome] / peak
             if h > 0:
-                pdf.set_fill_color(*_rgb(COLORS[outcome]))
-                pdf.rect(left + index * slot + 0.2, y - h, max(slot - 0.4, 0.2), h, style="F")
+                _fill(pdf, outcome)
+                pdf.rect(left + index * slot + 0.2, y - h, max(slot * 0.8, 0.2), h, style="F")
                 y -= h
+    pdf.set_fill_color(*WHITE)
     pdf.set_font("Helvetica", size=7)
     pdf.text(pdf.l_margin, top + 3, str(peak))
     pdf.text(pdf.l_margin, top + height, "0")
-    pdf.set_y(top + height + 3)
-    _paragraph(pdf, f"Decisions per {report.timeline_unit} (UTC), {report.timeline[0][0] if report.timeline else ''} to "
-                    f"{report.timeline[-1][0] if report.timeline else ''}: green allow, orange warn, purple error, red deny.")
+    step = max(1, -(-len(report.timeline) // 10))
+    for index, (label, _) in enumerate(report.timeline):
+        if index % step == 0:
+            pdf.text(left + index * slot, top + height + 4, _latin1(label))
+    pdf.set_y(top + height + 7)
+    _paragraph(pdf, f"Decisions per {report.timeline_unit} (UTC), {short_time(report.period[0])} to {short_time(report.period[1])}; "
+                    f"{len(report.timeline)} bar(s); each bar stacks green allow, orange warn, purple error, red deny.")
 
 
 def _denial_bars(pdf: FPDF, report: Report) -> None:
@@ -94,8 +135,9 @@ def _denial_bars(pdf: FPDF, report: Report) -> None:
     for code, count in report.top_denials:
         y = pdf.get_y()
         pdf.cell(55, 5, _latin1(code), align="R")
-        pdf.set_fill_color(*_rgb(COLORS["deny"]))
+        _fill(pdf, "deny")
         pdf.rect(pdf.l_margin + 57, y + 0.8, (pdf.epw - 75) * count / peak, 3.4, style="F")
+        pdf.set_fill_color(*WHITE)
         pdf.set_x(pdf.l_margin + 59 + (pdf.epw - 75) * count / peak)
         pdf.cell(15, 5, str(count), new_x="LMARGIN", new_y="NEXT")
 
@@ -103,27 +145,30 @@ def _denial_bars(pdf: FPDF, report: Report) -> None:
 def render_pdf(report: Report) -> bytes:
     pdf = _Document(orientation="L", format="A4")
     pdf.set_auto_page_break(True, margin=15)
-    pdf.set_title("modelsign admission audit report")
-    pdf.set_creator("modelsign")
+    pdf.set_title(f"modelsign admission audit report {report.identity.report_id}")
+    pdf.set_creator(f"modelsign {report.identity.version}")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(0, 10, "modelsign admission audit report", new_x="LMARGIN", new_y="NEXT")
     integrity = report.integrity
     status = integrity_status(integrity, html=False)
     totals = report.totals
+    identity, *front = report.front
+    _section(pdf, identity)
     _heading(pdf, "Summary")
-    _paragraph(pdf, f"Period {report.period[0]} to {report.period[1]} (UTC). Generated {report.generated}. Filters: {describe_filters(report.selection)}. "
-                    f"Integrity: {status}.")
+    _paragraph(pdf, f"Period {report.period[0]} to {report.period[1]} (UTC). Filters: {describe_filters(report.selection)}. Integrity: {status}.")
     _paragraph(pdf, f"Decisions {totals['decisions']}: allowed {totals['allow']}, denied {totals['deny']}, warned {totals['warn']}, errors {totals['error']}; "
                     f"dry runs {report.dry_runs}; namespaces {report.namespaces}; artifact digests {report.artifacts}.")
+    if pdf.get_y() + 75 > pdf.page_break_trigger:  # the chart is drawn at absolute positions: it needs its room on one page
+        pdf.add_page()
     _heading(pdf, "Decisions over time")
     _timeline(pdf, report)
     _heading(pdf, "Top denial reasons")
     _denial_bars(pdf, report)
+    for section in front:
+        pdf.add_page()
+        _section(pdf, section)
     pdf.add_page()
-    _heading(pdf, "SOC 2 criteria mapping")
-    _table(pdf, ("criterion", "title", "what this trail shows", "denied", "warned", "codes"),
-           ((c["criterion"], c["title"], c["statement"], c["denied"], c["warned"], "; ".join(c["codes"])) for c in report.soc2), (14, 40, 120, 14, 14, 60))
     _heading(pdf, "Integrity")
     _paragraph(pdf, f"Result: {status}. Records checked: {integrity['records']}. Checkpoints verified: {integrity['checkpoints']['verified']} "
                     f"of {integrity['checkpoints']['total']}.")
@@ -139,18 +184,17 @@ def render_pdf(report: Report) -> bytes:
         _paragraph(pdf, warning)
     pdf.add_page()
     _heading(pdf, f"Denials ({totals['deny']})")
-    _table(pdf, ("time", "object", "kind", "user", "codes", "message"),
-           ((d["time"], d["object"], d["kind"], d["user"], d["codes"], d["message"]) for d in report.denials), (34, 36, 24, 34, 30, 104))
+    _table(pdf, ("time", "object", "kind", "user", "codes", "message", "record"),
+           ((short_time(d["time"]), d["object"], d["kind"], d["user"], d["codes"], d["message"], d["record"]) for d in report.denials),
+           (30, 36, 18, 26, 30, 84, 48))
     _heading(pdf, "Approvals relied on")
     _table(pdf, ("artifact", "env", "status", "approver", "requester", "ticket", "signed by", "expires", "decisions"),
            ((a.get("artifact"), a.get("environment"), a.get("status"), a.get("approver"), a.get("requester"), a.get("ticket"), a.get("signer"),
-             a.get("expiresAt"), a.get("decisions")) for a in report.approvals), (70, 16, 18, 24, 24, 22, 24, 34, 18))
+             short_time(a.get("expiresAt")), a.get("decisions")) for a in report.approvals), (70, 16, 18, 24, 24, 22, 24, 32, 18))
     _heading(pdf, "Exceptions and errors")
-    _table(pdf, ("time", "type", "detail"), ((e["time"], e["type"], e["detail"]) for e in report.exceptions), (36, 28, 198))
+    _table(pdf, ("time", "type", "detail", "record"), ((short_time(e["time"]), e["type"], e["detail"], e["record"]) for e in report.exceptions),
+           (30, 28, 164, 50))
     _heading(pdf, "Policy and key changes, starts and stops")
-    _table(pdf, ("time", "event", "writer", "detail"), ((c["time"], c["type"], c["writer"], c["detail"]) for c in report.changes), (36, 24, 70, 132))
-    pdf.add_page()
-    _heading(pdf, f"Sample of decisions (seed {report.sample_seed})")
-    _table(pdf, ("time", "outcome", "object", "kind", "user", "codes", "record"),
-           ((s["time"], s["outcome"], s["object"], s["kind"], s["user"], s["codes"], s["record"]) for s in report.sample), (34, 16, 40, 26, 40, 40, 66))
+    _table(pdf, ("time", "event", "writer", "detail"), ((short_time(c["time"]), c["type"], c["writer"], c["detail"]) for c in report.changes),
+           (30, 24, 70, 148))
     return bytes(pdf.output())

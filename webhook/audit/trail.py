@@ -19,7 +19,7 @@ from webhook.admission.review import AdmissionRequest
 from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import SCHEMA
 from webhook.audit.records import decision_fields
-from webhook.audit.redaction import may_hold_secrets, redact
+from webhook.audit.redaction import may_hold_secrets_encoded, redact
 from webhook.audit.writer import AuditWriteError, AuditWriter, Receipt, utc_now
 
 
@@ -54,7 +54,7 @@ def _encode_redacted(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> d
         raise AuditWriteError(f"the audit record could not be encoded: {exc}") from None
     decision = event_dict.get("decision")
     decision_id = decision.get("id") if isinstance(decision, dict) else None
-    if may_hold_secrets(encoded.decode("utf-8")):
+    if may_hold_secrets_encoded(encoded):
         return {"record": None, "fields": dict(event_dict), "size": len(encoded), "decision_id": decision_id}
     return {"record": encoded, "decision_id": decision_id}
 
@@ -90,14 +90,17 @@ class AuditTrail:
         self.writer = writer
         processors = [_as_record, _encode_redacted]
         self._log = structlog.wrap_logger(_Sink(writer, asynchronous=False), processors=processors, wrapper_class=structlog.BoundLogger)
-        self._async_log = structlog.wrap_logger(_Sink(writer, asynchronous=True), processors=processors, wrapper_class=structlog.BoundLogger)
+        self._async_sink = _Sink(writer, asynchronous=True)
 
     async def decision(self, review: AdmissionRequest, decision: Decision) -> Receipt:
         return await self.event_async("decision", **decision_fields(review, decision))
 
     async def event_async(self, record_type: str, **fields: Any) -> Receipt:
-        """From the event loop: durable when it returns."""
-        receipt: Receipt = await self._async_log.info(record_type, **fields)
+        """From the event loop: durable when it returns. The two processors are called here
+        as structlog would call them (bound context: none), without its per-call machinery:
+        this is the per-decision path."""
+        fields["event"] = record_type
+        receipt: Receipt = await self._async_sink.msg(**_encode_redacted(None, "info", _as_record(None, "info", fields)))
         return receipt
 
     def event(self, record_type: str, **fields: Any) -> Receipt:

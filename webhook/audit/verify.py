@@ -37,16 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from signer import PublicKey
-from webhook.audit.chain import _RECORD_START, GENESIS, record_of, scan_lines
+from signer import PublicKey, SigningKey
+from webhook.audit import verify_state
+from webhook.audit.chain import GENESIS, record_of, scan_lines
 from webhook.audit.checkpoints import Checkpoint, read_checkpoint
 from webhook.audit.retention import excuses_checkpoint, unproven
+from webhook.audit.scan import FileScan, entries_of_summarised, hashes_of, scan_file
 from webhook.audit.schedule import Tail, check_chain
 from webhook.audit.witness import Witnessed, witness_tag
 
 MAX_PROBLEMS = 1000
 NOT_VERIFIED = "integrity not verified: no audit key given"
-_DECISION_STARTS = (b'{"artifacts":', b'{"decision":')  # decision records' first keys, in canonical order
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Chain:
     pruned_before: int | None = None
     first_prev: bytes = b""
     decisions: int = 0
+    # Files summarised by the fast path (scan.py), until the chain is walked: (first entry, scan)
+    segments: list[tuple[tuple[int, bytes, bytes, bool, str, int], FileScan]] = field(default_factory=list)
+    summarised: bool = False  # walked from the summaries: `entries` holds only the first entry
 
     def summary(self) -> dict[str, Any]:
         return {"writer": self.writer, "files": self.files, "firstSeq": self.first_seq, "lastSeq": self.last_seq, "records": self.records,
@@ -98,6 +102,7 @@ class VerifyReport:
     in_chain: dict[str, list[tuple[int, Checkpoint]]] = field(default_factory=dict)
     superseded: dict[str, list[tuple[int, dict[str, Any], str]]] = field(default_factory=dict)
     external: int = 0  # checkpoints read from checkpoint files or the witness
+    incremental: dict[str, Any] = field(default_factory=dict)  # with a verify state: what was taken from it and what was read
 
     @property
     def status(self) -> str:
@@ -126,6 +131,7 @@ class VerifyReport:
             "writers": [c.summary() for c in sorted(self.chains.values(), key=lambda c: c.writer)],
             "checkpoints": {"total": len(self.checkpoints), "verified": self.verified_checkpoints},
             "problems": [p.__dict__ for p in self.problems], "warnings": self.warnings, "superseded": self.pairs,
+            **({"incremental": self.incremental} if self.incremental else {}),
         }
 
 
@@ -137,17 +143,52 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: Iterable[Path] = (), witness: Iterable[Witnessed] = ()) -> VerifyReport:
+def scan_all(names: list[str], *, full: bool = False, jobs: int = 1, dask_client: Any = None) -> list[FileScan]:
+    """scan_file over every file: here, on `jobs` worker processes, or on a Dask cluster
+    (`dask_client`, a distributed.Client). The results are the same data, in the same order."""
+    if dask_client is not None:
+        return dask_client.gather(dask_client.map(scan_file, names, full=full, pure=False))
+    if jobs > 1 and len(names) > 1:
+        import concurrent.futures
+        import functools
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(jobs, len(names)), mp_context=context) as pool:
+            return list(pool.map(functools.partial(scan_file, full=full), names))
+    return [scan_file(name, full=full) for name in names]
+
+
+def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: Iterable[Path] = (), witness: Iterable[Witnessed] = (),
+           jobs: int = 1, dask_client: Any = None, fast: bool = True, state: Path | None = None, state_key: SigningKey | None = None) -> VerifyReport:
     """Check every chain in `paths` against its own records and every signed checkpoint:
     in the chains, in `checkpoint_files` (kept apart from the chains) and in `witness`
-    (read from the OCI witness by witness.read_witness)."""
+    (read from the OCI witness by witness.read_witness). Files are read and hashed on `jobs`
+    processes or on `dask_client`'s cluster; `fast=False` walks every entry even of files
+    the fast path summarises (the same verdicts, for checking that). `state` (signed with
+    `state_key`, the audit key): take the files an earlier verify summarised from it, read
+    only the rest, and remember this run's (verify_state.py)."""
     report = VerifyReport(keyed=bool(keys))
     retention: list[dict[str, Any]] = []
-    files = expand(paths)
-    for path in files:
-        _read_file(path, keys, report, retention)
+    names = [str(p) for p in expand(paths)]
+    known = verify_state.Remembered()
+    if state is not None and state_key is not None and fast:
+        known = verify_state.remembered(state, state_key)
+        if known.problem:
+            report.warnings.append(known.problem)
+    reused = {name: scan for name in names if (scan := verify_state.reusable(known, name)) is not None}
+    read = dict(zip((n for n in names if n not in reused), scan_all([n for n in names if n not in reused], full=not fast, jobs=jobs,
+                                                                          dask_client=dask_client)))
+    scans = [reused.get(name) or read[name] for name in names]
+    for scan in scans:
+        _absorb(scan, keys, report, retention)
+    if state is not None and state_key is not None and fast:
+        kept = verify_state.save(state, state_key, scans)
+        report.incremental = {"state": str(state), "stateFrom": known.created, "filesReused": len(reused), "filesRead": len(read),
+                              "recordsSkipped": sum(s.count for s in reused.values()), "recordsRead": sum(s.count for s in read.values()),
+                              "filesRemembered": kept}
     for path in checkpoint_files:
-        _read_file(path, keys, report, retention, checkpoints_only=True)
+        _absorb(scan_file(str(path), checkpoints_only=True), keys, report, retention, checkpoints_only=True)
     for entry in witness:
         _witnessed_checkpoint(entry, keys, report)
     for chain in report.chains.values():
@@ -171,41 +212,42 @@ def verify(paths: Iterable[Path], keys: list[PublicKey], *, checkpoint_files: It
     return report
 
 
-def _read_file(path: Path, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], *, checkpoints_only: bool = False) -> None:
-    name = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        report.add(Problem("missing-chain", f"cannot read {name}: {exc.strerror}", file=name))
+def _absorb(scan: FileScan, keys: list[PublicKey], report: VerifyReport, retention: list[dict[str, Any]], *, checkpoints_only: bool = False) -> None:
+    """What one file's scan adds to the report, in the order its lines came."""
+    name = scan.name
+    if scan.error is not None:
+        report.add(Problem("missing-chain", f"cannot read {name}: {scan.error}", file=name))
         return
-    parsed: list[tuple[int, str, bytes, bytes, bool, int, bool]] = []
-    lines = external = 0
-    for entry in scan_lines(data):
-        number, start, stop = entry[0], entry[1], entry[2]
-        lines = number
-        if len(entry) == 4:
-            line = data[start:stop]
-            if line.startswith(b'{"checkpoint":'):
-                external += _external_checkpoint(line, keys, report, f"{name}:{number}")
-            elif line.strip():
-                report.add(Problem("edited", f"{name}:{number} is not a chain record (damaged or inserted)", file=name, line=number))
-            continue
-        if checkpoints_only:
-            continue
-        _, _, _, seq, writer, claimed, prev, intact, control = entry  # type: ignore[misc]
-        if intact and control:
-            _chain_control_record(record_of(data[start:stop]), keys, report, retention, f"{name}:{number}", writer, seq)
-        parsed.append((seq, writer, claimed, prev, intact, number, data.startswith(_DECISION_STARTS, start + _RECORD_START)))
+    external = 0
+    for event in scan.events:
+        if event[0] == "external":
+            external += _external_checkpoint(event[2], keys, report, f"{name}:{event[1]}")
+        elif event[0] == "problem":
+            report.add(Problem(event[1], event[2], file=name, line=event[3]))
+        elif not checkpoints_only:
+            _, raw, where, writer, seq = event
+            _chain_control_record(raw, keys, report, retention, where, writer, seq)
     if checkpoints_only:
         report.external += external
     elif external:
         report.warnings.append(f"{name} holds {external} checkpoint line(s) among the chain files: whoever can rewrite the chains can drop "
                                "lines from it too, so it is no safer than the checkpoints inside the chains")
-    torn = data[data.rfind(b"\n") + 1:]  # text after the last newline: a line cut mid-write
-    if torn.strip():
-        report.add(Problem("truncated", f"{name} ends in a partial line ({len(torn)} bytes without a newline): cut mid-record", file=name, line=lines + 1))
-    if not parsed:
+    if scan.torn:
+        torn = scan.torn
+        report.add(Problem("truncated", f"{name} ends in a partial line ({torn} bytes without a newline): cut mid-record", file=name, line=scan.lines + 1))
+    if checkpoints_only or not scan.entries:
         return
+    if scan.clean:
+        first = scan.entries[0]
+        chain = report.chains.setdefault(scan.writer or first[1], Chain(scan.writer or first[1]))
+        chain.files.append(name)
+        chain.segments.append(((first[0], first[2], first[3], first[4], name, first[5]), scan))
+        chain.decisions += scan.decisions
+        return
+    _add_entries(report, name, scan.entries)
+
+
+def _add_entries(report: VerifyReport, name: str, parsed: list) -> None:
     owner = Counter(p[1] for p in parsed).most_common(1)[0][0]
     chain = report.chains.setdefault(owner, Chain(owner))
     chain.files.append(name)
@@ -298,7 +340,76 @@ def _note_checkpoint(checkpoint: Checkpoint, keys: list[PublicKey], report: Veri
     return True
 
 
+class _SummarisedHashes(dict):
+    """seq -> hash hex of a chain walked from file summaries: the seqs are first..last without
+    a gap; hashes the summaries did not keep are read from their file when asked for."""
+
+    def __init__(self, segments: list[tuple[tuple, FileScan]]) -> None:
+        super().__init__()
+        self._ranges = [(scan.entries[0][0], scan.last_seq, scan.name) for _, scan in segments]
+        for _, scan in segments:
+            self.update(scan.hashes)
+
+    def _load(self, seq: object) -> bytes | None:
+        if not isinstance(seq, int):
+            return None
+        for first, last, name in self._ranges:
+            if first <= seq <= last:
+                found = hashes_of(name, {seq})
+                self.update(found)
+                return found.get(seq)
+        return None
+
+    def __contains__(self, seq: object) -> bool:
+        return dict.__contains__(self, seq) or any(first <= seq <= last for first, last, _ in self._ranges) if isinstance(seq, int) else False
+
+    def __getitem__(self, seq: int) -> bytes:
+        if dict.__contains__(self, seq):
+            return dict.__getitem__(self, seq)
+        found = self._load(seq)
+        if found is None:
+            raise KeyError(seq)
+        return found
+
+    def get(self, seq: object, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[seq]  # type: ignore[index]
+        except KeyError:
+            return default
+
+
+def _walk_summarised(chain: Chain, report: VerifyReport) -> bool:
+    """Walk a chain all of whose files the fast path summarised, if they follow each other
+    (each file starts at the seq after the previous one's last, linked to its hash): then
+    walking every entry would find nothing. False (nothing changed) otherwise."""
+    segments = sorted(chain.segments, key=lambda item: item[0][0])
+    for (_, before), (first, _) in zip(segments, segments[1:]):
+        if first[0] != before.last_seq + 1 or first[2] != before.last_hash:
+            return False
+    first_seq_of = {scan.name: first[0] for first, scan in segments}
+    chain.files.sort(key=lambda f: first_seq_of.get(f, 0))
+    first, last = segments[0][0], segments[-1][1]
+    chain.entries = [first]
+    chain.summarised = True
+    chain.hashes = _SummarisedHashes(segments)
+    chain.records = sum(scan.count for _, scan in segments)
+    report.records += chain.records
+    chain.first_seq, chain.first_prev = first[0], first[2]
+    if first[0] == 1 and first[2] != GENESIS.removeprefix("sha256:").encode():
+        report.add(Problem("edited", f"seq 1 of {chain.writer} does not start from the genesis hash", writer=chain.writer, file=first[4], line=first[5], seq=1))
+    chain.last_seq = last.last_seq
+    chain.head = "sha256:" + last.last_hash.decode()
+    return True
+
+
 def _walk(chain: Chain, report: VerifyReport) -> None:
+    if chain.segments:
+        if not chain.entries and _walk_summarised(chain, report):
+            return
+        for _, scan in chain.segments:  # mixed with other files, or not in order: every entry, as before
+            chain.entries += [(seq, claimed, prev, intact, scan.name, number)
+                              for seq, _, claimed, prev, intact, number, _ in entries_of_summarised(scan)]
+        chain.segments = []
     entries = chain.entries
     first_seq_of: dict[str, int] = {}
     for entry in entries:
@@ -494,29 +605,41 @@ def _tail_records(report: VerifyReport) -> dict[str, list[Tail]]:
     """The records after each chain's last in-chain checkpoint, with their times: the lines
     are read again (only the files that hold them), as the first pass keeps no record text."""
     wanted: dict[str, dict[int, str]] = {}  # file -> line number -> writer
+    after: dict[str, tuple[str, int]] = {}  # file of a summarised chain -> (writer, its last checkpoint's seq)
     for chain in report.chains.values():
         checkpoints = report.in_chain.get(chain.writer)
         if not checkpoints:
             continue
         last = max(seq for seq, _ in checkpoints)
+        if chain.summarised:  # one writer per file, every entry intact: the records are those past `last`
+            after.update((scan.name, (chain.writer, last)) for _, scan in chain.segments if last < scan.last_seq)
+            continue
         for seq, _, _, intact, name, number in chain.entries:
             if seq > last and intact:
                 wanted.setdefault(name, {})[number] = chain.writer
     tails: dict[str, list[Tail]] = {}
-    for name, numbers in wanted.items():
+    for name in sorted(set(wanted) | set(after)):
+        numbers = wanted.get(name, {})
+        writer_after, last = after.get(name, ("", 0))
         try:
             data = Path(name).read_bytes()
         except OSError:
             continue
         for entry in scan_lines(data):
-            if len(entry) == 4 or entry[0] not in numbers:
+            if len(entry) == 4:
+                continue
+            if entry[0] in numbers:
+                writer = numbers[entry[0]]
+            elif writer_after and entry[3] > last and entry[4] == writer_after:  # type: ignore[misc]
+                writer = writer_after
+            else:
                 continue
             try:
                 record = json.loads(record_of(data[entry[1]:entry[2]]))
             except ValueError:
                 continue
             if isinstance(record, dict):
-                tails.setdefault(numbers[entry[0]], []).append(Tail(seq=entry[3], time=record.get("time"), superseded=record.get("type") == "superseded"))
+                tails.setdefault(writer, []).append(Tail(seq=entry[3], time=record.get("time"), superseded=record.get("type") == "superseded"))
     for found in tails.values():
         found.sort(key=lambda t: t.seq)
     return tails

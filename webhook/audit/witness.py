@@ -196,7 +196,7 @@ def read_witness(settings: WitnessSettings, *, parallel: int = 8) -> tuple[list[
         except ModelsignError as exc:
             raise ModelsignError(f"cannot list the audit witness {settings.reference}: {exc.message}",
                                  hint=exc.hint or "check the address and pass --witness-docker-config with a credential that may pull from it") from None
-        ours = sorted(t for t in tags if TAG.match(t))
+        ours = sorted(t for t in tags if TAG.fullmatch(t))
         with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
             found = list(pool.map(lambda tag: _read_tag(repository, tag), ours))
-    return found, sorted(t for t in tags if not TAG.match(t))
+    return found, sorted(t for t in tags if not TAG.fullmatch(t))

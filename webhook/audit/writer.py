@@ -179,7 +179,7 @@ class AuditWriter:
     def __init__(self, settings: AuditSettings, *, writer_id: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.writer_id = writer_id or new_writer_id()
-        if not WRITER_ID.match(self.writer_id):
+        if not WRITER_ID.fullmatch(self.writer_id):
             raise ModelsignError(f"audit writer id {self.writer_id!r} may only use letters, digits, '.', '_' and '-'")
         self._clock = clock
         self._cond = threading.Condition()

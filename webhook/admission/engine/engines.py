@@ -14,6 +14,7 @@ import json
 import queue
 import threading
 import time
+import weakref
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -24,6 +25,12 @@ DECISION_QUERY = "data.modelsign.decision"
 MAX_MEMO_INPUT_BYTES = 64 * 1024
 MAX_OPA_ANSWER_BYTES = 16 * 1024 * 1024
 INTERPRETERS = 4  # per worker process
+# rego-cpp recurses on the evaluating thread's stack (regex.match: per character, more per
+# nested group). On the usual 8 MiB stack `((a|b)|(c|d))*` over 8192 characters (the longest
+# string values.py lets in) killed the process; on 64 MiB it held at 100k. Only touched pages
+# are committed, so the size costs address space, not memory.
+EVALUATION_STACK_BYTES = 64 * 1024 * 1024
+_STACK_SIZE_LOCK = threading.Lock()
 
 __all__ = ["DECISION_QUERY", "EngineDecision", "MemoizedEngine", "OpaEngine", "PolicyEngine", "PolicyEngineError", "RegoEngine", "build_engine"]
 
@@ -48,29 +55,67 @@ class RegoEngine:
         # Encoded strings hold no quote, backslash or control character, so this JSON text
         # is the data itself: rego-cpp keeps no escaped forms that input strings could not equal.
         document = json.dumps(to_engine({"modelsign": {"config": data}}, where="data"), ensure_ascii=False)
-        self._free: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-        for _ in range(interpreters):
-            self._free.put(_compile(sources, document))
+        self._free: queue.SimpleQueue[_Evaluator] = queue.SimpleQueue()
+        evaluators = [_Evaluator(*_compile(sources, document)) for _ in range(interpreters)]
+        for evaluator in evaluators:
+            self._free.put(evaluator)
+        weakref.finalize(self, _Evaluator.stop_all, evaluators)  # the threads end with the engine
 
     def decide(self, policy_input: dict[str, Any], *, deadline: float | None = None) -> EngineDecision:
-        from webhook.admission.engine import regocpp
-
         encoded = to_engine(policy_input)
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            interpreter, bundle = self._free.get(timeout=wait)
+            evaluator = self._free.get(timeout=wait)
         except queue.Empty:
             raise PolicyEngineError("every policy interpreter was busy with other reviews until the deadline",
                                     hint="retry; if it persists, the webhook is overloaded: add replicas or workers") from None
         try:
-            try:
-                interpreter.set_input(encoded)
-            except Exception as exc:  # regopy raises RegoError, ctypes errors...
-                raise PolicyEngineError(f"the policy input could not be given to Rego: {type(exc).__name__}: {exc}") from None
-            value = regocpp.query(interpreter, bundle)
+            value = evaluator.evaluate(encoded)
         finally:
-            self._free.put((interpreter, bundle))
+            self._free.put(evaluator)
         return read_decision(from_engine(value), "Rego")
+
+
+class _Evaluator:
+    """One compiled interpreter and the thread, with an EVALUATION_STACK_BYTES stack, that
+    evaluates on it (whichever thread asked for the decision)."""
+
+    def __init__(self, interpreter: Any, bundle: Any) -> None:
+        self._interpreter, self._bundle = interpreter, bundle
+        self._inbox: queue.SimpleQueue[tuple[Any, concurrent.futures.Future[Any]] | None] = queue.SimpleQueue()
+        with _STACK_SIZE_LOCK:  # the size applies to threads started while it is set
+            previous = threading.stack_size(EVALUATION_STACK_BYTES)
+            try:
+                threading.Thread(target=self._serve, name="modelsign-rego", daemon=True).start()
+            finally:
+                threading.stack_size(previous)
+
+    def evaluate(self, encoded: Any) -> Any:
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._inbox.put((encoded, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while (job := self._inbox.get()) is not None:
+            encoded, done = job
+            try:
+                done.set_result(self._query(encoded))
+            except BaseException as exc:  # handed to the review that asked, which fails closed
+                done.set_exception(exc)
+
+    def _query(self, encoded: Any) -> Any:
+        from webhook.admission.engine import regocpp
+
+        try:
+            self._interpreter.set_input(encoded)
+        except Exception as exc:  # regopy raises RegoError, ctypes errors...
+            raise PolicyEngineError(f"the policy input could not be given to Rego: {type(exc).__name__}: {exc}") from None
+        return regocpp.query(self._interpreter, self._bundle)
+
+    @staticmethod
+    def stop_all(evaluators: list[_Evaluator]) -> None:
+        for evaluator in evaluators:
+            evaluator._inbox.put(None)
 
 
 def _compile(sources: dict[str, str], document: str) -> tuple[Any, Any]:

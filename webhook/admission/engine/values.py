@@ -10,6 +10,15 @@ answer decides admission, so nothing a string holds may change the shape of that
   whole process on some of them (a backslash in `glob.match`). The encoding is injective and
   applied alike to input and data, for every engine, so equality and globs compare like with
   like and both engines see the same documents.
+- **Length**: no string (key or value) reaches the engine longer than MAX_ENGINE_STRING
+  characters once encoded. rego-cpp's `regex.match` recurses per character and dies with
+  SIGSEGV (the whole webhook process, every in-flight review) on a long enough string:
+  about 20k characters for `(a|b)*`, 40k for `a*`. A longer string is cut, on a whole
+  escape, and ends in a visible marker naming its length and a digest of the whole, so two
+  long strings are still equal in Rego only if they were equal (keys stay distinct); nested
+  groups recurse deeper per character, which the evaluation threads' stack (engines.py) covers. Named
+  attestations never reach this cut: `attestation_facts` refuses a predicate holding such a
+  string, so a rule never judges a silently shortened statement.
 - **Out**: results are read as structure (rego-cpp's node tree, or OPA's JSON parsed with
   duplicate keys refused), never by parsing text a string could have shaped; strings are
   decoded on the way out.
@@ -19,6 +28,7 @@ answer decides admission, so nothing a string holds may change the shape of that
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -30,6 +40,7 @@ from signer import ModelsignError
 INT64 = (-(2**63), 2**63 - 1)  # rego-cpp's integer range
 MAX_DEPTH = 64
 MAX_VIOLATIONS = 10_000
+MAX_ENGINE_STRING = 8192  # characters once encoded; regex.match crashed rego-cpp from ~20k
 _NEEDS_ESCAPE = re.compile(r'[%"\\\x00-\x1f\x7f-\x9f\ud800-\udfff]')
 _ESCAPED = re.compile(r"%(?:u([0-9A-F]{4})|([0-9A-F]{2}))")
 _VIOLATION_TYPES: dict[str, tuple[type, ...]] = {"code": (str,), "enforce": (bool,), "source": (str,), "value": (str,)}
@@ -52,19 +63,51 @@ def encode_string(value: str) -> str:
     return _NEEDS_ESCAPE.sub(_escape_char, value)
 
 
+def fits_engine(value: str) -> bool:
+    """Whether `value` reaches the engine whole (not cut by `bounded`)."""
+    return len(value) <= MAX_ENGINE_STRING // 6 or len(encode_string(value)) <= MAX_ENGINE_STRING
+
+
+def truncation_marker(value: str) -> str:
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"...[cut: {len(value)} characters, sha256 {digest}]"
+
+
+def bounded(value: str) -> str:
+    """`value` encoded, cut to MAX_ENGINE_STRING characters with a marker if longer.
+    The cut falls before an escape, never inside one, so the kept part decodes exactly."""
+    encoded = encode_string(value)
+    if len(encoded) <= MAX_ENGINE_STRING:
+        return encoded
+    marker = truncation_marker(value)
+    kept = encoded[:MAX_ENGINE_STRING - len(marker)]
+    start = kept.rfind("%", len(kept) - 5)  # every % in `encoded` opens an escape: %XX or %uXXXX
+    if start != -1 and start + (6 if encoded[start + 1] == "u" else 3) > len(kept):
+        kept = kept[:start]
+    return kept + marker
+
+
 def decode_string(value: str) -> str:
     """Inverse of `encode_string`; a `%` that starts no escape (a Rego literal) stays as is."""
     return _ESCAPED.sub(_unescape_char, value) if "%" in value else value
 
 
+def _engine_string(value: str, where: str) -> str:
+    """Input strings are cut (`bounded`); the policy's own data is never silently changed."""
+    if where == "data" and not fits_engine(value):
+        raise PolicyEngineError(f"a string in the policy data is {len(value)} characters long ({value[:60]!r}...); the engine takes at most "
+                                f"{MAX_ENGINE_STRING} (percent-encoded)", hint="shorten that value in the policy file")
+    return bounded(value)
+
+
 def to_engine(value: Any, *, where: str = "input", depth: int = 0) -> Any:
-    """A JSON-like document as the engine gets it: strings encoded, numbers in range."""
+    """A JSON-like document as the engine gets it: strings encoded and bounded, numbers in range."""
     if depth > MAX_DEPTH:
         raise PolicyEngineError(f"the policy {where} is nested more than {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return encode_string(value)
+        return _engine_string(value, where)
     if isinstance(value, int):
         if not INT64[0] <= value <= INT64[1]:
             raise PolicyEngineError(f"a number in the policy {where} is out of the 64-bit range the engine accepts ({value})",
@@ -79,7 +122,7 @@ def to_engine(value: Any, *, where: str = "input", depth: int = 0) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise PolicyEngineError(f"the policy {where} has a non-string key {key!r}")
-            encoded[encode_string(key)] = to_engine(item, where=where, depth=depth + 1)
+            encoded[_engine_string(key, where)] = to_engine(item, where=where, depth=depth + 1)
         return encoded
     if isinstance(value, (list, tuple)):
         return [to_engine(item, where=where, depth=depth + 1) for item in value]

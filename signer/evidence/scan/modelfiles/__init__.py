@@ -10,7 +10,8 @@ and compressed pickles (joblib) are opened and every member judged.
 
 Modules: `source` (bounded reading), `pickles` (the opcode walker), `picklefile` (whole files
 of pickles: torch legacy, joblib), `formats`/`gguf`/`onnx` (data formats), `archives`
-(containers), `dispatch` (which judge a file gets), and this scan over a directory.
+(containers), `torchtar` (torch's legacy tar layout), `dispatch` (which judge a file gets),
+`bounds` (numbers kept to sizes a loader could use), and this scan over a directory.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signer.evidence.scan.modelfiles.archives import Context
+from signer.evidence.scan.modelfiles.archives import Context, is_model_name
+from signer.evidence.scan.modelfiles.bounds import exception_text
 from signer.evidence.scan.modelfiles.dispatch import KERAS_EXTENSIONS, PICKLE_EXTENSIONS, judge
 from signer.evidence.scan.modelfiles.source import Budget, BudgetExceeded, FileBlob
-from signer.evidence.scan.modelfiles.verdict import Verdict
+from signer.evidence.scan.modelfiles.verdict import Verdict, cannot_judge
 
 SCANNER = "modelsign-modelfiles 2"  # the predicate records which check made the verdicts
 MAX_EXPANDED_BYTES = 16 * 1024**3  # what decompressing and spooling one file may produce
@@ -42,17 +44,23 @@ class ModelFileReport:
         return {"scanner": self.scanner, "unsafeFiles": self.unsafe, "suspiciousFiles": self.suspicious, "files": self.files, "truncated": self.truncated}
 
 
-def classify_file(path: Path) -> dict[str, Any] | None:
+def classify_file(path: Path, loaded_as: str | None = None) -> dict[str, Any] | None:
     """One report entry, or None for files that are not model serialisations. Content decides,
-    not the name alone: a pickle called `model.onnx` or `weights.model` is still found."""
+    not the name alone: a pickle called `model.onnx` or `weights.model` is still found. A file
+    that cannot be judged to the end, for whatever reason, is unsafe with that reason: never
+    left out of the report, never a failed scan. `loaded_as`: the name loaders open it by,
+    when that is another file's (a symlink's) name."""
     budget = Budget(MAX_EXPANDED_BYTES)
     try:
-        verdict = judge(FileBlob(path, path.name), path.name, Context(budget))
+        verdict = judge(FileBlob(path, path.name), loaded_as or path.name, Context(budget))
     except BudgetExceeded as exc:
         verdict = Verdict.unsafe("archive", f"{exc}: too large to judge")
     except RecursionError:
         verdict = Verdict.unsafe("unknown", "nested too deeply to judge")
-    # an OSError reading the file itself propagates: the scan fails rather than passing it
+    except OSError as exc:
+        verdict = Verdict.unsafe("unknown", f"cannot be read ({exception_text(exc)}): make the file readable to the scanner")
+    except Exception as exc:  # noqa: BLE001 -- a judge that fails has not judged the file: fail closed, with the reason
+        verdict = cannot_judge(exc)
     return verdict.entry() if verdict is not None else None
 
 
@@ -61,23 +69,40 @@ def _unreadable(error: OSError) -> None:
 
 
 def scan_model_files(root: Path) -> ModelFileReport:
-    """Every file under `root` (no symlinks followed), relative paths in the report."""
+    """Every file under `root` (no symlinks followed), relative paths in the report. A file
+    that a symlink under `root` gives a model file's name (the Hugging Face cache links
+    snapshots/<rev>/pytorch_model.bin to a name-less blobs/<sha256>) is judged under that name."""
     report = ModelFileReport(scanner=SCANNER)
+    files, aliases = _files_and_model_aliases(root)
+    for path in files:
+        entry = classify_file(path, aliases.get(os.path.realpath(path)))
+        if entry is None:
+            continue
+        if entry.get("safe") is False:
+            report.unsafe += 1
+        if len(report.files) < MAX_REPORTED_FILES:
+            report.files.append({"path": path.relative_to(root).as_posix(), **entry})
+        else:
+            report.truncated = True
+    return report
+
+
+def _files_and_model_aliases(root: Path) -> tuple[list[Path], dict[str, str]]:
+    """The regular files under `root` in walk order, and for each one a symlink under `root`
+    points to with a model file's name, that name (the first in walk order)."""
+    files: list[Path] = []
+    aliases: dict[str, str] = {}
+    inside = os.path.realpath(root) + os.sep
     for directory, _, names in os.walk(root, onerror=_unreadable):  # a directory it cannot list fails the scan
         for name in sorted(names):
             path = Path(directory) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            entry = classify_file(path)
-            if entry is None:
-                continue
-            if entry.get("safe") is False:
-                report.unsafe += 1
-            if len(report.files) < MAX_REPORTED_FILES:
-                report.files.append({"path": path.relative_to(root).as_posix(), **entry})
-            else:
-                report.truncated = True
-    return report
+            if path.is_symlink():
+                target = os.path.realpath(path)
+                if target.startswith(inside) and os.path.isfile(target) and is_model_name(name):
+                    aliases.setdefault(target, name)
+            elif path.is_file():
+                files.append(path)
+    return files, aliases
 
 
 __all__ = ["KERAS_EXTENSIONS", "MAX_REPORTED_FILES", "PICKLE_EXTENSIONS", "SCANNER", "ModelFileReport", "classify_file", "scan_model_files"]

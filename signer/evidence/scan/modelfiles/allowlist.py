@@ -12,7 +12,8 @@ What writes these (researched on torch 2.x `torch.save`, numpy 1.x/2.x pickles a
 of object arrays, joblib 1.x `joblib.dump`):
 - torch.save (protocol 2): `collections.OrderedDict` (state_dict), `torch._utils._rebuild_*`
   (tensors, parameters, quantized tensors), the storage classes named in persistent ids
-  (`torch.FloatStorage`...), dtypes (`torch.float32`...) and `torch.device`/`torch.Size`
+  (`torch.FloatStorage`...), the typed tensor classes torch's legacy tar layout names
+  (`torch.FloatTensor`, constructors like `torch.Tensor`), dtypes (`torch.float32`...) and `torch.device`/`torch.Size`
   when a checkpoint holds them, `_codecs.encode` (bytes under protocol 2) and the builtin
   containers protocol 2 spells `__builtin__.set` & co. This mirrors the allow-list of torch's
   own `weights_only` unpickler, minus sparse/nested/wrapper-subclass rebuilds (rare, and
@@ -35,6 +36,8 @@ _TORCH_STORAGES = ("DoubleStorage", "FloatStorage", "HalfStorage", "BFloat16Stor
                    "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage", "ComplexDoubleStorage",
                    "ComplexFloatStorage", "QUInt8Storage", "QInt8Storage", "QInt32Storage", "QUInt4x2Storage",
                    "QUInt2x4Storage")
+_TORCH_TENSOR_TYPES = ("DoubleTensor", "FloatTensor", "HalfTensor", "BFloat16Tensor", "LongTensor", "IntTensor", "ShortTensor",
+                       "CharTensor", "ByteTensor", "BoolTensor")  # legacy tar checkpoints name each tensor's type
 _TORCH_DTYPES = ("float32", "float64", "float16", "bfloat16", "complex32", "complex64", "complex128", "uint8", "uint16",
                  "uint32", "uint64", "int8", "int16", "int32", "int64", "bool", "qint8", "quint8", "qint32", "quint4x2",
                  "quint2x4", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu")
@@ -49,6 +52,7 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     [("torch._utils", name) for name in _TORCH_REBUILD]
     + [("torch", name) for name in _TORCH_STORAGES + ("UntypedStorage",)]
     + [("torch.cuda", name) for name in _TORCH_STORAGES]  # legacy checkpoints saved from a GPU
+    + [(module, name) for module in ("torch", "torch.cuda") for name in _TORCH_TENSOR_TYPES]  # constructors like torch.Tensor
     + [("torch", name) for name in _TORCH_DTYPES + _TORCH_QSCHEMES]
     + [("torch", "Size"), ("torch", "device"), ("torch", "Tensor"), ("torch.nn.parameter", "Parameter"),
        ("torch._tensor", "_rebuild_from_type_v2"), ("torch.serialization", "_get_layout")]

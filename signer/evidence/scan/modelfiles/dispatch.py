@@ -24,7 +24,7 @@ from signer.evidence.scan.modelfiles.archives import COMPRESSED_SUFFIXES, Contex
 from signer.evidence.scan.modelfiles.formats import NPY_MAGIC, judge_npy, judge_safetensors
 from signer.evidence.scan.modelfiles.gguf import GGUF_MAGIC, judge_gguf
 from signer.evidence.scan.modelfiles.onnx import judge_onnx
-from signer.evidence.scan.modelfiles.picklefile import import_issues, judge_pickle, reachable
+from signer.evidence.scan.modelfiles.picklefile import import_issues, judge_pickle, reachable, reachable_and_error
 from signer.evidence.scan.modelfiles.pickles import Import
 from signer.evidence.scan.modelfiles.source import Blob
 from signer.evidence.scan.modelfiles.verdict import Verdict
@@ -98,8 +98,11 @@ def judge(blob: Blob, name: str, ctx: Context) -> Verdict | None:
         return _with_polyglot_check(data, blob)
     if suffix in PICKLE_EXTENSIONS or (len(head) >= 2 and head[0] == 0x80 and head[1] <= 5):
         return judge_pickle(blob)  # named like a pickle, or starts like one (Hugging Face cache blobs have no names)
-    if any(_looks_like_import(i) for i in reachable(blob)):
+    imports, unreadable = reachable_and_error(blob)
+    if any(_looks_like_import(i) for i in imports):
         return judge_pickle(blob)  # a pickle under another name: weights.model, ckpt.pth.tar
+    if unreadable:  # bytes another reader would load were kept back: "not a model file" is not known
+        return Verdict.unsafe("unknown", f"cannot be read completely ({unreadable}), so whether a loader could run it cannot be judged")
     return None
 
 

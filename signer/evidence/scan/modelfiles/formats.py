@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from signer.evidence.scan.modelfiles.bounds import MAX_SIZE_DIGITS, brief, checked_product, is_size
 from signer.evidence.scan.modelfiles.picklefile import judge_pickle
 from signer.evidence.scan.modelfiles.source import Blob, Source
 from signer.evidence.scan.modelfiles.verdict import Verdict
@@ -22,7 +23,8 @@ SAFETENSORS_BITS = {
 }
 NPY_MAGIC = b"\x93NUMPY"
 NPY_MAX_HEADER = 10_000  # numpy.lib.format refuses longer headers by default
-_NPY_SCALAR = re.compile(r"[<>|=]?([biufcmMOSUV])(\d*)(\[\w+\])?")
+_NPY_SCALAR = re.compile(r"[<>|=]?([biufcmMOSUV])(\d{0,9})(\[\w+\])?")  # numpy item sizes are C ints
+NPY_MAX_SIZE = 2**63 - 1  # npy_intp: numpy refuses a larger dimension or element count
 
 
 class _Refused(ValueError):
@@ -40,13 +42,12 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"{name} is not JSON")
 
 
-def _count(shape: Any) -> int | None:
-    if not isinstance(shape, (list, tuple)) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        return None
-    total = 1
-    for n in shape:
-        total *= n
-    return total
+def _bounded_int(text: str) -> int:
+    """json's int parser, refusing digit strings no size can have before converting them (a
+    4000-digit integer costs quadratic time, and more than 4300 digits raise)."""
+    if len(text.lstrip("-")) > MAX_SIZE_DIGITS:
+        raise _Refused(f"an integer of {len(text)} digits, larger than any size")
+    return int(text)
 
 
 def judge_safetensors(blob: Blob, size: int) -> Verdict:
@@ -63,7 +64,7 @@ def judge_safetensors(blob: Blob, size: int) -> Verdict:
     try:
         if not raw.startswith(b"{"):
             raise _Refused("the header does not start with '{'")
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_int=_bounded_int)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return Verdict.unsafe("safetensors", f"header is not valid JSON: {exc}")
     if not isinstance(header, dict):
@@ -82,24 +83,24 @@ def _safetensors_layout(header: dict[str, Any], data_len: int) -> str | None:
                 return "__metadata__ must map strings to strings"
             continue
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            return f"tensor {name!r} must have exactly dtype, shape and data_offsets"
-        dtype, count, offsets = info["dtype"], _count(info["shape"]), info["data_offsets"]
+            return f"tensor {brief(name)} must have exactly dtype, shape and data_offsets"
+        dtype, count, offsets = info["dtype"], checked_product(info["shape"]), info["data_offsets"]
         if dtype not in SAFETENSORS_BITS:
-            return f"tensor {name!r} has unknown dtype {dtype!r}"
+            return f"tensor {brief(name)} has unknown dtype {brief(dtype)}"
         if count is None:
-            return f"tensor {name!r} has an invalid shape {info['shape']!r}"
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-                and 0 <= offsets[0] <= offsets[1]):
-            return f"tensor {name!r} has invalid data_offsets {offsets!r}"
+            return f"tensor {brief(name)} has an invalid shape {brief(info['shape'])} (dimensions and their product must fit in 64 bits)"
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_size(o) for o in offsets) and offsets[0] <= offsets[1]):
+            return f"tensor {brief(name)} has invalid data_offsets {brief(offsets)}"
         bits = count * SAFETENSORS_BITS[dtype]
         if bits % 8 or offsets[1] - offsets[0] != bits // 8:
-            return (f"tensor {name!r} ({dtype}, shape {info['shape']}) needs {bits / 8:g} bytes "
+            needs = f"{bits // 8} bytes" if bits % 8 == 0 else f"{bits} bits (not a whole number of bytes)"
+            return (f"tensor {brief(name)} ({dtype}, shape {brief(info['shape'])}) needs {needs} "
                     f"but its data_offsets {offsets} span {offsets[1] - offsets[0]}")
         spans.append((offsets[0], offsets[1], name))
     end = 0
     for start, stop, name in sorted(spans):
         if start != end:
-            return f"tensor {name!r} starts at data byte {start}, expected {end} (tensor data must be contiguous, without gaps or overlaps)"
+            return f"tensor {brief(name)} starts at data byte {start}, expected {end} (tensor data must be contiguous, without gaps or overlaps)"
         end = stop
     if end != data_len:
         return f"the header describes {end} bytes of tensor data but the file holds {data_len}"
@@ -152,7 +153,7 @@ def _npy_dtype(descr: Any, depth: int = 0) -> tuple[int, bool] | None:
                 return None
             inner = _npy_dtype(field[1], depth + 1)
             shape = field[2] if len(field) == 3 else ()
-            count = _count(shape if isinstance(shape, tuple) else (shape,))
+            count = checked_product(shape if isinstance(shape, tuple) else (shape,), NPY_MAX_SIZE)
             if inner is None or count is None:
                 return None
             size += inner[0] * count
@@ -181,13 +182,15 @@ def judge_npy(blob: Blob, size: int) -> Verdict:
         return Verdict.unsafe("npy", f"header is not a Python literal: {exc}")
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"} or not isinstance(header["fortran_order"], bool):
         return Verdict.unsafe("npy", "header must have exactly descr, fortran_order and shape")
-    dtype, count = _npy_dtype(header["descr"]), _count(header["shape"]) if isinstance(header["shape"], tuple) else None
-    if dtype is None or count is None:
-        return Verdict.unsafe("npy", f"dtype {header['descr']!r} or shape {header['shape']!r} is not one this check can size")
+    dtype, count = _npy_dtype(header["descr"]), checked_product(header["shape"], NPY_MAX_SIZE) if isinstance(header["shape"], tuple) else None
+    if dtype is None or count is None or count * dtype[0] > NPY_MAX_SIZE:
+        return Verdict.unsafe("npy", f"dtype {brief(header['descr'])} or shape {brief(header['shape'])} is not one this check can size "
+                                     f"(or larger than numpy allows)")
     if dtype[1]:
         inner = judge_pickle(OffsetBlob(blob, start, blob.label))
         inner.format = "npy (object array: pickle)"
         return inner
     if size - start != count * dtype[0]:
-        return Verdict.unsafe("npy", f"header says shape {header['shape']} of {header['descr']} = {count * dtype[0]} bytes of data, the file holds {size - start}")
+        return Verdict.unsafe("npy", f"header says shape {brief(header['shape'])} of {brief(header['descr'])} = {count * dtype[0]} bytes of data, "
+                                     f"the file holds {size - start}")
     return Verdict("npy", True)

@@ -27,7 +27,7 @@ from signer.evidence.scan.modelfiles.verdict import Verdict
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch's legacy (pre-zip) serialisation
 LEGACY_PROTOCOL = 1001
 _LEGACY_PICKLES = 5  # magic, protocol version, sys_info, the object, the storage keys
-_STORAGE_ITEM_SIZE = {
+STORAGE_ITEM_SIZE = {  # bytes per element of each torch storage type
     "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8, "IntStorage": 4,
     "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1, "ComplexDoubleStorage": 16,
     "ComplexFloatStorage": 8, "QUInt8Storage": 1, "QInt8Storage": 1, "QInt32Storage": 4, "QUInt4x2Storage": 1,
@@ -49,6 +49,7 @@ class Walk:
     layout_issue: str | None = None
     legacy: bool = False  # torch's legacy layout was recognised
     source_error: str | None = None
+    withheld: bool = False  # the source error kept back bytes another reader would hand over
 
     def touched_code(self) -> bool:
         return bool(self.imports or self.persistent_ids)
@@ -95,7 +96,7 @@ def walk(src: Source, *, joblib_arrays: bool, reading: str, c_buffering: bool = 
             break
     result.imports, result.problems, result.pickles = walker.imports, walker.problems, len(values)
     result.persistent_ids, result.joblib_wrappers, result.source_error = len(walker.persistent_ids), walker.joblib_wrappers, src.error
-    result.frame_divergences = walker.frame_divergences
+    result.frame_divergences, result.withheld = walker.frame_divergences, src.withheld
     return result
 
 
@@ -106,8 +107,8 @@ def _legacy_storages(src: Source, keys: Value, persistent_ids: list[Value]) -> s
     item_size: dict[str, int] = {}
     for pid in persistent_ids:
         if (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], Global) and isinstance(pid[2], str)
-                and pid[1].name in _STORAGE_ITEM_SIZE):
-            item_size[pid[2]] = _STORAGE_ITEM_SIZE[pid[1].name]
+                and pid[1].name in STORAGE_ITEM_SIZE):
+            item_size[pid[2]] = STORAGE_ITEM_SIZE[pid[1].name]
     for key in keys.items:
         if key not in item_size:
             return f"torch legacy storage {key!r} is listed but no tensor names its type"
@@ -168,13 +169,19 @@ def other_readings(blob: Blob, joblib_walk: Walk) -> list[tuple[str, list[Import
 def reachable(blob: Blob) -> list[Import]:
     """Every global a loader could import when it unpickles this file from its first byte (as
     pickle.load, torch and joblib read it)."""
+    return reachable_and_error(blob)[0]
+
+
+def reachable_and_error(blob: Blob) -> tuple[list[Import], str | None]:
+    """`reachable`, and why the archive reader kept back bytes that a loader reading the same
+    member with another reader would unpickle (a bad CRC, a truncated tar member), if it did."""
     plain = _reading(blob)
     imports = list(plain.imports)
     if plain.frame_divergences:
         imports += _reading(blob, c_buffering=True).imports
     if plain.joblib_wrappers:
         imports += _reading(blob, joblib_arrays=True).imports
-    return imports
+    return imports, plain.source_error if plain.withheld else None
 
 
 def _declares_pickle(head: bytes) -> bool:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from signer.evidence.scan.modelfiles.allowlist import JOBLIB_ARRAY_WRAPPER
+from signer.evidence.scan.modelfiles.bounds import checked_product
 from signer.evidence.scan.modelfiles.source import Source
 from signer.evidence.scan.modelfiles.values import Global, Obj, Opaque, PDict, Persistent, PList, PSet, Unknown, Value
 
@@ -43,6 +44,8 @@ MAX_ITEMS = 2_000_000  # container items kept in memory per walk
 _FRAME_LINE_SCAN = 1 << 20
 _COMPUTED = (Unknown, Obj, Persistent, Opaque, Global)  # values that are no constant the walker knows
 HIGHEST_PROTOCOL = 5
+NUMPY_MAX_SIZE = 2**63 - 1  # npy_intp
+MAX_INT_TEXT = 1000  # longest INT/LONG/GET/PUT line converted to a value
 _C_LONG = re.compile(rb"[ \t\n\v\f\r]*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 
 
@@ -80,8 +83,13 @@ class Stop(Exception):
 
 
 def _c_int(text: bytes, base: int) -> int | None:
-    """The value `_pickle.c` reads from an INT/GET/PUT line (C strings end at NUL)."""
+    """The value `_pickle.c` reads from an INT/GET/PUT line (C strings end at NUL), or None
+    when it cannot be known. A line longer than MAX_INT_TEXT is not converted: Python refuses
+    more than 4300 decimal digits by default (a loader's limit can differ) and converting
+    thousands of digits costs quadratic time, while no value the walker compares is that long."""
     text = text.split(b"\0", 1)[0]
+    if len(text) > MAX_INT_TEXT:
+        return None
     if base == 0:
         match = _C_LONG.fullmatch(text)
         if match is not None:  # strtol(s, &end, 0): C octal for a leading 0
@@ -702,9 +710,11 @@ def numpy_dtype(value: Value) -> tuple[int, bool] | None:
     flags = state[7] if len(state) > 7 and isinstance(state[7], int) else 0
     has_objects = spec.startswith("O") or bool(flags & 1)
     elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
+    if elsize > 2**31:
+        return None  # numpy's item size is a C int
     if elsize > 0:
         return elsize, has_objects
-    match = re.fullmatch(r"[biufcmMO](\d+)", spec)
+    match = re.fullmatch(r"[biufcmMO](\d{1,9})", spec)  # an item size is a C int
     if match is None:
         return (8, True) if spec == "O" else None
     return int(match.group(1)), has_objects
@@ -715,10 +725,8 @@ def joblib_layout(state: Value) -> tuple[int, bool, bool] | None:
     if not isinstance(state, PDict):
         return None
     dtype, shape = numpy_dtype(state.get("dtype")), state.get("shape")
-    if dtype is None or not isinstance(shape, tuple) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        return None
-    count = 1
-    for n in shape:
-        count *= n
+    count = checked_product(shape, NUMPY_MAX_SIZE) if isinstance(shape, tuple) else None
+    if dtype is None or count is None:
+        return None  # numpy refuses a shape whose element count overflows npy_intp
     aligned = state.has("numpy_array_alignment_bytes") and state.get("numpy_array_alignment_bytes") is not None
     return count * dtype[0], dtype[1], aligned

@@ -2,7 +2,8 @@
 messages and a budget on what decompression may produce (a zip bomb stops at the budget).
 
 Corrupt input (a bad CRC, a truncated gzip stream, an lzma error) does not raise: it ends the
-stream and is kept in `Source.error`, so every judge sees "the data ends here" and can say why.
+stream and is kept in `Source.error`, so every judge sees "the data ends here" and can say why;
+`Source.withheld` says whether the archive reader kept back bytes another reader would load.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import tarfile
 import tempfile
 import zipfile
 import zlib
@@ -20,7 +22,11 @@ from typing import IO, Any, Callable, ContextManager, Iterator, Protocol
 
 CHUNK = 1 << 20
 FIRST_CHUNK = 1 << 12  # most files are judged from their first bytes: read little until more is wanted
-_STREAM_ERRORS = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, RuntimeError, NotImplementedError)
+_STREAM_ERRORS = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError, RuntimeError,
+                  NotImplementedError)
+# zipfile raises a bad CRC at a member's last read and drops those bytes (torch's miniz, built without CRC checks,
+# hands them over); tarfile drops a truncated member's last block (other tar readers extract it)
+_WITHHOLDING_ERRORS = (zipfile.BadZipFile, tarfile.TarError)
 
 
 class Readable(Protocol):
@@ -69,6 +75,7 @@ class Source:
         self.size = size
         self.pos = 0
         self.error: str | None = None
+        self.withheld = False  # the error is an archive reader's that keeps back bytes another reader would hand over
 
     def _fill(self, need: int) -> int:
         """Buffer at least `need` bytes unless the stream ends; returns what is buffered."""
@@ -80,6 +87,7 @@ class Source:
                 raise
             except _STREAM_ERRORS as exc:
                 self.error = f"corrupt data at byte {self._raw_pos}: {exc}"
+                self.withheld = isinstance(exc, _WITHHOLDING_ERRORS)
                 self._eof = True
                 break
             if not chunk:

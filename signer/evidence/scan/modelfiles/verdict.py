@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from signer.evidence.scan.modelfiles.bounds import exception_text
+
 FIX = "convert the weights to safetensors (or another data-only format) and repackage"
 FIX_DATA = "re-export it with the library that writes this format (a correct file parses completely), or convert the weights to safetensors"
 DATA_FORMATS = {"safetensors", "gguf", "onnx", "npy"}
@@ -39,6 +41,11 @@ class Verdict:
             out["issue"] = "; ".join(shown[:_SHOWN_ISSUES]) + more + f"; {fix}"
         out.update(self.extra)
         return out
+
+
+def cannot_judge(exc: BaseException, format: str = "unknown") -> Verdict:
+    """A file or member whose judging failed: unsafe, with the reason."""
+    return Verdict.unsafe(format, f"cannot be judged completely ({exception_text(exc)})")
 
 
 def merge_members(format: str, judged: list[tuple[str, Verdict]], issues: list[str], **extra: Any) -> Verdict:

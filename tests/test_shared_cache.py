@@ -1,0 +1,268 @@
+"""The shared verification cache against a real redis-server: entries authenticated (planted,
+altered, copied, stale: a miss, never an allow), single-flight across processes, an outage
+and a Redis that never answers (the webhook verifies on its own), and two real webhook
+processes sharing one cache in front of a real registry."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from signer import AttestationReport, Rejection, SignatureReport, VerifiedSignature
+from signer.oci.samples import push_image
+from signer.oci.stores import Stores
+from signer.references import parse_reference
+from signer.signatures.signing import sign_artifact
+from signer.trust.keys import load_signing_key_file
+from conftest import PASSWORD
+from support.admission import pod, policy_for, review
+from support.faults import BlackHole, FaultProxy
+from support.redis_server import start_redis
+from support.webhook_server import start_webhook
+from test_webhook_server import _counter, _scrape_all_workers, post
+from webhook.admission.cache import SingleFlightCache
+from webhook.admission.report_codec import decode_reports, encode_reports
+from webhook.admission.shared_cache import SharedVerificationCache, connect
+from webhook.certs import generate
+
+SECRET = b"k" * 32
+KEY = ("127.0.0.1:5000/models/llm", "sha256:" + "a" * 64, "sha256:" + "b" * 64)
+
+
+def verified() -> tuple[SignatureReport, AttestationReport]:
+    signature = VerifiedSignature(form="legacy", signer="ml-team", key_id="kid", keyless=None, docker_reference=KEY[0],
+                                  annotations={"team": "ml"}, location="tag sha256-aaa.sig", signed_names=(KEY[0],))
+    return SignatureReport(reference=KEY[0], digest=KEY[1], verified=(signature,), rejected=()), AttestationReport(digest=KEY[1], verified=(), rejected=())
+
+
+def unsigned() -> tuple[SignatureReport, AttestationReport]:
+    return (SignatureReport(reference=KEY[0], digest=KEY[1], verified=(), rejected=(Rejection("tag sha256-aaa.sig", "no signature"),)),
+            AttestationReport(digest=KEY[1], verified=(), rejected=()))
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    running = start_redis(tmp_path_factory.mktemp("redis"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(redis_server):
+    client = connect(redis_server.url, timeout_seconds=1.0)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+class Counting:
+    """A verification that counts its calls (and can be slow)."""
+
+    def __init__(self, result, delay: float = 0.0) -> None:
+        self.result, self.delay, self.calls = result, delay, 0
+        self.lock = threading.Lock()
+
+    def __call__(self):
+        with self.lock:
+            self.calls += 1
+        time.sleep(self.delay)
+        return self.result
+
+
+def shared(client, secret: bytes = SECRET, **kwargs) -> SharedVerificationCache:
+    return SharedVerificationCache(client, secret, SingleFlightCache(), **kwargs)
+
+
+def test_reports_survive_the_codec_exactly():
+    from signer.trust.keyless import KeylessSigner
+
+    keyless = KeylessSigner(subjects=("ci@example.com",), issuer="https://issuer", integrated_time=datetime(2026, 1, 2, tzinfo=timezone.utc), log_index=7)
+    reports = (SignatureReport(reference="r", digest=KEY[1], verified=(VerifiedSignature("bundle", "ci", None, keyless, None, {}, "loc"),),
+                               rejected=(Rejection("l", "why"),), ignored=("x",), over_limits=("y",)), unsigned()[1])
+    assert decode_reports(encode_reports(reports)) == reports
+
+
+def test_a_second_process_uses_the_first_ones_verification(client):
+    first, second = shared(client), shared(client)
+    compute = Counting(verified())
+    value, cached = first.get_or_compute(KEY, compute, ttl=lambda _: 60)
+    assert (value, cached) == (verified(), False)
+    value, cached = second.get_or_compute(KEY, compute, ttl=lambda _: 60)
+    assert (value, cached) == (verified(), True)
+    assert compute.calls == 1
+    assert (first.shared_stats.misses, second.shared_stats.hits) == (1, 1)
+
+
+def test_single_flight_across_processes(client, redis_server):
+    """Six 'processes' (separate local caches and Redis connections) look up one digest at
+    once while it verifies slowly: one verification for all of them."""
+    caches = [shared(connect(redis_server.url, timeout_seconds=1.0)) for _ in range(6)]
+    compute = Counting(verified(), delay=0.5)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(lambda i: caches[i % 6].get_or_compute(KEY, compute, ttl=lambda _: 60, wait_seconds=10)[0], range(12)))
+    assert results == [verified()] * 12
+    assert compute.calls == 1
+    assert sum(c.shared_stats.waits for c in caches) >= 1
+
+
+def test_a_failed_verification_lets_a_waiter_verify_instead(client):
+    first, second = shared(client), shared(client)
+
+    def failing():
+        time.sleep(0.3)
+        raise RuntimeError("registry went away")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        failed = pool.submit(first.get_or_compute, KEY, failing, lambda _: 60, wait_seconds=5)
+        time.sleep(0.1)
+        compute = Counting(verified())
+        waited = pool.submit(second.get_or_compute, KEY, compute, lambda _: 60, wait_seconds=5)
+        with pytest.raises(RuntimeError):
+            failed.result()
+        assert waited.result()[0] == verified()
+    assert compute.calls == 1
+
+
+@pytest.mark.parametrize("forgery", ["other-key", "altered", "copied", "garbage", "stale", "wrong-shape"])
+def test_planted_entries_are_misses_never_allows(client, forgery):
+    """Whoever can write to Redis plants a 'verified' entry for an unsigned digest: the
+    webhook verifies for itself and gets 'unsigned'."""
+    cache = shared(client)
+    redis_key = cache.redis_key(KEY)
+    if forgery == "other-key":
+        planted = shared(client, secret=b"x" * 32).seal(redis_key, KEY, verified(), 60)
+    elif forgery == "altered":
+        good = cache.seal(redis_key, KEY, unsigned(), 60)
+        planted = good.replace(b'"verified":[]', b'"verified":[{}]', 1)
+        assert planted != good
+    elif forgery == "copied":  # a genuine entry of another (signed) digest, copied under this key
+        other = (KEY[0], "sha256:" + "c" * 64, KEY[2])
+        planted = cache.seal(cache.redis_key(other), other, verified(), 60)
+    elif forgery == "garbage":
+        planted = b"\x00" * 40 + b"{not json"
+    elif forgery == "stale":  # genuine, but expired: replayed after its time
+        planted = shared(client, wall_clock=lambda: time.time() - 3600).seal(redis_key, KEY, verified(), 60)
+    else:  # authenticated, but not the shape of a report (a writer with the key and a bug)
+        body = b'{"expires":9999999999,"key":' + str(list(KEY)).replace("'", '"').encode() + b',"value":[{"ok":true},{}]}'
+        planted = cache._mac(redis_key, body) + body
+    client.set(redis_key, planted)
+    compute = Counting(unsigned())
+    value, cached = cache.get_or_compute(KEY, compute, ttl=lambda _: 60)
+    assert value == unsigned() and not value[0].ok and cached is False
+    assert compute.calls == 1 and cache.shared_stats.hits == 0
+    if forgery in ("other-key", "altered", "copied", "garbage", "wrong-shape"):
+        assert cache.shared_stats.rejected == 1
+
+
+def test_redis_outage_falls_back_to_the_process_cache(tmp_path):
+    running = start_redis(tmp_path)
+    client = connect(running.url, timeout_seconds=0.5)
+    cache = shared(client, retry_seconds=60)
+    compute = Counting(verified())
+    assert cache.get_or_compute(KEY, compute, ttl=lambda _: 60)[0] == verified()
+    running.stop()
+    cache.local.clear()
+    other = (KEY[0], "sha256:" + "d" * 64, KEY[2])
+    assert cache.get_or_compute(other, compute, ttl=lambda _: 60)[0] == verified()
+    assert cache.get_or_compute(other, compute, ttl=lambda _: 60) == (verified(), True)  # the process's own cache still works
+    assert compute.calls == 2 and cache.shared_stats.errors == 1  # and Redis is left alone after the first failure
+
+
+def test_a_redis_that_never_answers_costs_one_timeout_then_is_skipped():
+    hole = BlackHole()
+    try:
+        cache = shared(connect(f"redis://{hole.host}/0", timeout_seconds=0.2), retry_seconds=60)
+        compute = Counting(unsigned())
+        for digest in ("e", "f", "0"):
+            key = (KEY[0], "sha256:" + digest * 64, KEY[2])
+            assert cache.get_or_compute(key, compute, ttl=lambda _: 60, wait_seconds=5)[0] == unsigned()
+        assert compute.calls == 3 and cache.shared_stats.errors == 1
+    finally:
+        hole.stop()
+
+
+def test_a_short_key_is_refused(client):
+    from signer import UsageError
+
+    with pytest.raises(UsageError, match="at least 32"):
+        shared(client, secret=b"short")
+
+
+def test_registry_backoff_notes_are_shared_and_authenticated(client):
+    first, second = shared(client), shared(client)
+    until = time.time() + 30
+    first.note_throttled("registry.example.com", until)
+    assert second.throttled_until("registry.example.com") == pytest.approx(until)
+    assert shared(client, secret=b"y" * 32).throttled_until("registry.example.com") is None  # another key: not believed
+    assert second.throttled_until("other.example.com") is None
+
+
+# -- two real webhook processes sharing one cache ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def images(registry, key_dir):
+    key = load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode())
+    with Stores() as stores:
+        signed = push_image(stores.repository(parse_reference(f"{registry.host}/shared/signed")), {"f": b"shared-s"}, tag="1")
+        sign_artifact(stores, parse_reference(f"{registry.host}/shared/signed:1"), key)
+        unsigned_image = push_image(stores.repository(parse_reference(f"{registry.host}/shared/unsigned")), {"f": b"shared-u"}, tag="1")
+    return {"signed": signed, "unsigned": unsigned_image}
+
+
+def test_two_webhook_processes_verify_each_digest_once_and_refuse_planted_entries(tmp_path, registry, key_dir, images, redis_server, client):
+    certs = tmp_path / "certs"
+    generate("modelsign-webhook", "modelsign-system", certs, extra_sans=["127.0.0.1"])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_for(key_dir, name="shared-cache-test"))
+    secret = tmp_path / "shared-cache.key"
+    secret.write_bytes(SECRET)
+    flags = ["--shared-cache", redis_server.url, "--shared-cache-key-file", str(secret)]
+    proxy = FaultProxy(registry.host)
+    proxy.delay_seconds = 0.2  # a slow registry: lookups overlap, as in a burst
+    servers = [start_webhook(policy, certs, tmp_path, workers=2, extra=flags) for _ in range(2)]
+    try:
+        body = review("Pod", pod(f"{proxy.host}/shared/signed@{images['signed'].digest}"))
+
+        def one(i: int) -> bool:
+            with servers[i % 2].client() as http:
+                return post(http, body).json()["response"]["allowed"]
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            assert list(pool.map(one, range(48))) == [True] * 48
+        signature_fetches = [r for r in proxy.seen if r.endswith(".sig")]
+        metrics = {f"{n}-{w}": t for n, s in enumerate(servers) for w, t in _scrape_all_workers(s).items()}
+        errors = sum(_counter(t, "modelsign_shared_cache_lookups_total", result="error") for t in metrics.values())
+        # One verification for 2 processes x 2 workers; a worker whose Redis call timed out on a
+        # loaded machine verifies alone, and says so in its error count.
+        assert len(signature_fetches) == 1 + errors and errors < len(metrics) - 1, (proxy.seen, errors)
+        assert sum(_counter(t, "modelsign_shared_cache_lookups_total", result="miss") for t in metrics.values()) >= 1
+        assert sum(_counter(t, "modelsign_shared_cache_lookups_total", result="hit") for t in metrics.values()) >= 1
+
+        # Planted: the signed digest's genuine entry copied over the unsigned digest's entry,
+        # and a forged one under another key; a fresh process must still deny.
+        unsigned_body = review("Pod", pod(f"{proxy.host}/shared/unsigned@{images['unsigned'].digest}"))
+        with servers[0].client() as http:
+            assert post(http, unsigned_body).json()["response"]["allowed"] is False
+        keys = [k for k in client.keys("modelsign:v1:verify:*") if not k.endswith(b":lock")]
+        genuine = {k: client.get(k) for k in keys}
+        signed_entry = next(v for v in genuine.values() if b'"verified":[{' in v)
+        for key in keys:
+            client.set(key, signed_entry)
+    finally:
+        for server in servers:
+            server.stop()
+    fresh = start_webhook(policy, certs, tmp_path, workers=1, extra=flags)
+    try:
+        with fresh.client() as http:
+            answer = post(http, unsigned_body).json()["response"]
+            assert answer["allowed"] is False and "signed" in answer["status"]["message"]
+            text = http.get("/metrics").text
+        assert _counter(text, "modelsign_shared_cache_lookups_total", result="rejected") >= 1
+    finally:
+        fresh.stop()
+        proxy.stop()

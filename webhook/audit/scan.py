@@ -1,0 +1,187 @@
+"""The per-file work of `audit verify`: one chain file read, every line hashed, and what the
+rest of verify needs from it, as plain picklable data (so it runs in worker processes, or on
+a Dask cluster, and comes back the same).
+
+Fast path: a file of chain lines only, which all belong to one writer, all hash to their
+`hash`, and follow each other (seq + 1, prev_hash = the previous hash) is returned as a summary: its
+first and last entries, its record and decision counts, and the hashes of the few seqs
+verify looks up (the records right before and at control records, and the ends). Anything
+else in a file, or `full=True`, returns every entry, and verify walks them one by one as
+before. A file is summarised only when walking its entries would find nothing, so both paths
+give the same verdicts (tests/test_audit_scale.py checks this on the tamper suite).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webhook.audit.chain import _RECORD_START, record_of, scan_lines
+
+_DECISION_STARTS = (b'{"artifacts":', b'{"decision":')  # decision records' first keys, in canonical order
+
+# An entry: (seq, writer, hash hex, prev_hash hex, intact, line number, is a decision record)
+Entry = tuple[int, str, bytes, bytes, bool, int, bool]
+
+
+@dataclass
+class FileScan:
+    name: str
+    error: str | None = None  # the file could not be read (strerror)
+    lines: int = 0
+    size: int = 0
+    # In line order: ("problem", kind, message, line) | ("external", line number, line bytes)
+    # | ("control", record bytes, where, writer, seq): what verify handles as it reads
+    events: list[tuple] = field(default_factory=list)
+    torn: int = 0  # bytes after the last newline
+    clean: bool = False  # summarised (see the module docstring)
+    entries: list[Entry] = field(default_factory=list)  # every entry (not clean), or the first one (clean)
+    writer: str | None = None
+    count: int = 0
+    decisions: int = 0
+    last_seq: int = 0
+    last_hash: bytes = b""
+    hashes: dict[int, bytes] = field(default_factory=dict)  # clean: the hashes of the seqs verify looks up
+
+
+def scan_file(path: str, full: bool = False, checkpoints_only: bool = False) -> FileScan:
+    """Read and hash one chain file (see the module docstring): summarised if it can be
+    (and `full` is not asked), else every entry."""
+    result = FileScan(name=path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        result.error = exc.strerror or str(exc)
+        return result
+    result.size = len(data)
+    if not (full or checkpoints_only):
+        summary = _summarise(path, data)
+        if summary is not None:
+            return summary
+    events, entries = result.events, result.entries
+    startswith = data.startswith
+    for entry in scan_lines(data):
+        number, start, stop = entry[0], entry[1], entry[2]
+        result.lines = number
+        if len(entry) == 4:
+            line = data[start:stop]
+            if line.startswith(b'{"checkpoint":'):
+                events.append(("external", number, line))
+            elif line.strip():
+                events.append(("problem", "edited", f"{path}:{number} is not a chain record (damaged or inserted)", number))
+            continue
+        if checkpoints_only:
+            continue
+        _, _, _, seq, writer, claimed, prev, intact, control = entry  # type: ignore[misc]
+        if intact and control:
+            events.append(("control", record_of(data[start:stop]), f"{path}:{number}", writer, seq))
+        entries.append((seq, writer, claimed, prev, intact, number, startswith(_DECISION_STARTS, start + _RECORD_START)))
+    tail = data[data.rfind(b"\n") + 1:]  # text after the last newline: a line cut mid-write
+    result.torn = len(tail) if tail.strip() else 0
+    result.count = len(entries)
+    return result
+
+
+def entries_of_summarised(scan: FileScan) -> list[Entry]:
+    """Every entry of a file the fast path summarised, without hashing again: each line was
+    found intact and in sequence, so its fields are read at their offsets. Hashed again (a
+    full scan) if the file is no longer the size it was."""
+    try:
+        data = Path(scan.name).read_bytes()
+    except OSError:
+        data = b""
+    if len(data) != scan.size or not scan.clean:
+        return scan_file(scan.name, full=True).entries
+    entries: list[Entry] = []
+    find, startswith = data.find, data.startswith
+    writer = scan.writer or ""
+    position, number, seq = 0, 0, scan.entries[0][0]
+    while position < len(data):
+        end = find(b"\n", position)
+        number += 1
+        entries.append((seq, writer, data[position + 16:position + 80], data[position + _PREV_AT:position + _PREV_AT + 64], True, number,
+                        startswith(_DECISION_STARTS, position + _RECORD_START)))
+        seq += 1
+        position = end + 1
+    return entries
+
+
+def hashes_of(path: str, seqs: set[int]) -> dict[int, bytes]:
+    """The hashes at `seqs` in a (clean) file: for the look-ups a summary did not foresee."""
+    found: dict[int, bytes] = {}
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return found
+    for entry in scan_lines(data):
+        if len(entry) != 4 and entry[3] in seqs:
+            found[entry[3]] = entry[5]  # type: ignore[misc]
+    return found
+
+
+_HASH_MEMBER = len('{"hash":"sha256:') + 64 + len('",')  # 82: where the hashed bytes start (after a "{")
+_PREV_AT = _HASH_MEMBER + len('"prev_hash":"sha256:')  # 102
+_CONTROL_STARTS = (b'{"checkpoint":', b'{"removed":', b'{"response":')
+_LEAD = b'{"hash":"sha256:'
+_PREV_LEAD = b'","prev_hash":"sha256:'
+_RECORD_LEAD = b'","record":{'
+
+
+def _summarise(path: str, data: bytes) -> FileScan | None:
+    """The fast path's inner loop: a file of one writer's intact, consecutive, linked chain
+    lines and nothing else, checked with byte comparisons at fixed offsets (no JSON, no
+    parsed fields but the first line's); None as soon as a line is anything else (then the
+    general loop decides, and reports)."""
+    first_end = data.find(b"\n")
+    if first_end < 0 or not data.endswith(b"\n"):
+        return None
+    seq_at = data.rfind(b',"seq":', 0, first_end)
+    writer_at = data.find(b',"writer":"', seq_at, first_end) if seq_at > 0 else -1
+    digits = data[seq_at + 7:writer_at] if writer_at > 0 else b""
+    if not digits.isdigit() or digits.startswith(b"0") or data[first_end - 2:first_end] != b'"}':
+        return None
+    writer_bytes = data[writer_at + 11:first_end - 2]
+    try:
+        writer = writer_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    suffix_end = b',"writer":"' + writer_bytes + b'"}'
+    first_seq = seq = int(digits)
+    first_prev = data[_PREV_AT:_PREV_AT + 64]
+    previous = first_prev
+    find, startswith, view, sha256 = data.find, data.startswith, memoryview(data), hashlib.sha256
+    hashes: dict[int, bytes] = {}
+    events: list[tuple] = []
+    decisions = 0
+    position, size, number, before = 0, len(data), 0, b""
+    while position < size:
+        end = find(b"\n", position)
+        number += 1
+        if not (startswith(_LEAD, position) and startswith(_PREV_LEAD, position + 80) and startswith(_RECORD_LEAD, position + _PREV_AT + 64)
+                and startswith(previous, position + _PREV_AT) and data.endswith(b',"seq":' + str(seq).encode() + suffix_end, position, end)):
+            return None
+        digest = sha256(b"{")
+        digest.update(view[position + _HASH_MEMBER:end])
+        claimed = digest.hexdigest().encode()
+        if not startswith(claimed, position + 16):
+            return None
+        record_at = position + _RECORD_START
+        if startswith(_CONTROL_STARTS, record_at):
+            events.append(("control", data[record_at:end - len(suffix_end) - 7 - len(str(seq))], f"{path}:{number}", writer, seq))
+            if before:
+                hashes[seq - 1] = before
+            hashes[seq] = claimed
+        elif startswith(_DECISION_STARTS, record_at):
+            decisions += 1
+        before, previous = claimed, claimed
+        seq += 1
+        position = end + 1
+    result = FileScan(name=path, lines=number, size=size, events=events, clean=True, writer=writer, count=seq - first_seq, decisions=decisions,
+                      last_seq=seq - 1, last_hash=previous)
+    first_hash = data[16:80]
+    result.entries.append((first_seq, writer, first_hash, first_prev, True, 1, data.startswith(_DECISION_STARTS, _RECORD_START)))
+    hashes[first_seq] = first_hash
+    hashes[seq - 1] = previous
+    result.hashes = hashes
+    return result
