@@ -81,34 +81,29 @@ class Metrics:
 
     def render(self, cache_stats: object, cache_size: int, shared_stats: object = None) -> str:
         worker = {"worker": self._worker}
-        lines = [
-            "# HELP modelsign_admission_decisions_total Admission decisions by outcome and reason.",
-            "# TYPE modelsign_admission_decisions_total counter",
-        ]
+        lines: list[str] = []
+
+        def family(name: str, kind: str, help_text: str, label_names: tuple[str, ...], values: dict) -> None:
+            """One metric family: HELP, TYPE, then a sample per label tuple (sorted)."""
+            lines.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"))
+            for key, count in sorted(values.items()):
+                key = key if isinstance(key, tuple) else (key,)
+                lines.append(f"{name}{_labels({**worker, **dict(zip(label_names, key))})} {count}")
+
         with self._lock:
-            for (outcome, reason), count in sorted(self._decisions.items()):
-                lines.append(f"modelsign_admission_decisions_total{_labels({**worker, 'outcome': outcome, 'reason': reason})} {count}")
-            lines += ["# HELP modelsign_policy_violations_total Policy violations by code.", "# TYPE modelsign_policy_violations_total counter"]
-            for code, count in sorted(self._violations.items()):
-                lines.append(f"modelsign_policy_violations_total{_labels({**worker, 'code': code})} {count}")
-            lines += ["# HELP modelsign_compliance_findings_total Findings of compliance scans of what runs, by result and code (each is an audit record).",
-                      "# TYPE modelsign_compliance_findings_total counter"]
-            for (result, code), count in sorted(self._compliance_findings.items()):
-                lines.append(f"modelsign_compliance_findings_total{_labels({**worker, 'result': result, 'code': code})} {count}")
-            lines += ["# HELP modelsign_compliance_scans_total Compliance scans by outcome.", "# TYPE modelsign_compliance_scans_total counter"]
-            for outcome, count in sorted(self._compliance_scans.items()):
-                lines.append(f"modelsign_compliance_scans_total{_labels({**worker, 'outcome': outcome})} {count}")
-            lines += ["# HELP modelsign_compliance_current_findings Findings of the last compliance scan, by result (alert on fail > 0).",
-                      "# TYPE modelsign_compliance_current_findings gauge"]
-            for result, count in sorted(self._compliance_current.items()):
-                lines.append(f"modelsign_compliance_current_findings{_labels({**worker, 'result': result})} {count}")
+            family("modelsign_admission_decisions_total", "counter", "Admission decisions by outcome and reason.",
+                   ("outcome", "reason"), self._decisions)
+            family("modelsign_policy_violations_total", "counter", "Policy violations by code.", ("code",), self._violations)
+            family("modelsign_compliance_findings_total", "counter",
+                   "Findings of compliance scans of what runs, by result and code (each is an audit record).",
+                   ("result", "code"), self._compliance_findings)
+            family("modelsign_compliance_scans_total", "counter", "Compliance scans by outcome.", ("outcome",), self._compliance_scans)
+            family("modelsign_compliance_current_findings", "gauge", "Findings of the last compliance scan, by result (alert on fail > 0).",
+                   ("result",), self._compliance_current)
             lines += ["# HELP modelsign_compliance_last_scan_timestamp_seconds When the last compliance scan finished (0: none yet).",
                       "# TYPE modelsign_compliance_last_scan_timestamp_seconds gauge",
                       f"modelsign_compliance_last_scan_timestamp_seconds{_labels(worker)} {self._compliance_last_scan:.3f}"]
-            lines += ["# HELP modelsign_pinning_requests_total Mutating reviews (digest pinning) by result.",
-                      "# TYPE modelsign_pinning_requests_total counter"]
-            for reason, count in sorted(self._pinnings.items()):
-                lines.append(f"modelsign_pinning_requests_total{_labels({**worker, 'result': reason})} {count}")
+            family("modelsign_pinning_requests_total", "counter", "Mutating reviews (digest pinning) by result.", ("result",), self._pinnings)
             lines += [
                 "# HELP modelsign_pinned_references_total References rewritten to their verified digest.",
                 "# TYPE modelsign_pinned_references_total counter",
