@@ -397,6 +397,9 @@ def _governance_demo(base: Path, run: Run, run_json: RunJson) -> None:
         "performance": {"accuracy": 0.93, "latency_p95_ms": 121, "memory_mb": 2048},
         "fairness": {"demographic_parity": 0.86, "equalized_odds": 0.9, "fairness_score": 0.88},
         "dataset": "fraud-holdout-2026-10-balanced", "evaluator": "eval-ci", "notes": "decision threshold recalibrated per group"}))
+    # Stamped after the first evaluation (which came before the rejection): the newest by time counts,
+    # and evaluations by one key in one second are ordered by statement digest, not as intended.
+    _after(rejection["predicate"]["approvedAt"])
     run(["evaluate", target, "--key", "eval-ci.key", "--metrics", "metrics-v2.json"], 0)
     run(["check", *manifests], 1)  # the evaluation passes now; the rejection still stands
 
