@@ -307,6 +307,7 @@ def test_a_request_from_pending_through_rejection_to_approval_and_admission(caps
     [request] = _listing(capsys, image, people)["requests"]
     assert request["state"] == "REJECTED" and [e["action"] for e in request["history"]] == ["requested", "rejected"]
 
+    _after(rejected_at)  # stamped to the second: the new evaluation (and the approval) must come after the first one
     run_cli(capsys, "evaluate", image, "--key", people / "eval-ci.key", "--metrics", _metrics_file(tmp_path, "m2.json", GOOD))
     rejected = _decide(policy, image)
     assert [v["code"] for v in rejected.violations] == ["approval-rejected"]
@@ -314,7 +315,6 @@ def test_a_request_from_pending_through_rejection_to_approval_and_admission(caps
     assert "demographic parity 0.72 is below 0.8" in rejected.message
     assert _decide(policy, image, namespace="staging").allowed  # a rejection is for its environment
 
-    _after(rejected_at)  # statements are stamped to the second: the approval must come after the rejection
     code, _, err = run_cli(capsys, "approval", "approve", image, "--key", people / "approver-b.key", "--approver", "risk-officer",
                            "--request", request_id[:19], "--requester-key", people / "requester.pub", "--reason", "re-evaluated")
     assert code == 0, err
