@@ -48,6 +48,7 @@ from signer.oci.registry import RegistryOptions, RegistryRepository, ThrottleBoa
 from signer.oci.repository import Repository
 from signer.oci.samples import push_image, push_index
 from signer.oci.stores import Stores
+from signer.files import read_limited
 from signer.references import (REMOTE_SCHEMES, ArtifactReference, ImageReference, LayoutReference, is_loopback_host, parse_image_reference,
                                parse_reference, printable, printable_lines, unsafe_character)
 from signer.signatures.artifacts import ArtifactVerification, ResolvedArtifact, resolve_artifact, verify_artifact
@@ -92,7 +93,7 @@ __all__ = [
     "with_status", "EvaluationFacts", "evaluation_facts", "evaluation_predicate", "metric_groups", "RequestFacts", "RequestState",
     "request_facts", "request_predicate", "request_state",
     # JSON from untrusted input
-    "load_json", "parse_json_object", "mapping", "text", "strings",
+    "load_json", "parse_json_object", "read_limited", "mapping", "text", "strings",
     # the signer's command line (extended by the `modelsign` program)
     "command_parser", "run_command", "output_option", "emit_output", "Progress",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, UsageError, emit_output, output_option
+from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, UsageError, emit_output, output_option, read_limited
 # The policy model (pydantic) and the converters load in the handlers, not here: every
 # `modelsign` command builds this parser, and `modelsign verify` should not pay for them.
 
@@ -28,12 +28,7 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 def _read(path: Path) -> bytes:
     from webhook.admission.config import MAX_POLICY_BYTES
 
-    try:
-        if path.stat().st_size > MAX_POLICY_BYTES:
-            raise UsageError(f"{path} is larger than {MAX_POLICY_BYTES} bytes")
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return read_limited(path, what="policy file", max_bytes=MAX_POLICY_BYTES)
 
 
 def cmd_policy_convert(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyB
 from cryptography.x509.verification import VerificationError as X509VerificationError
 
 from signer.errors import FormatError, UsageError, VerificationError
+from signer.files import read_limited
 from signer.trust.keys import SigningKey
 
 MAX_CERTIFICATES = 10  # a bundle or a trust file with more is not a signing chain
@@ -68,14 +69,7 @@ def _is_ca(certificate: x509.Certificate) -> bool:
 
 def load_certificate_file(path: Path, what: str) -> list[x509.Certificate]:
     """Every certificate in a PEM file (or one DER certificate)."""
-    try:
-        if path.stat().st_size > _MAX_FILE_BYTES:
-            raise UsageError(f"{what} {path} is too large to be a certificate file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path} does not exist", hint="check the path") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    data = read_limited(path, what=what, max_bytes=_MAX_FILE_BYTES)
     pem_type = re.search(rb"-----BEGIN ([A-Z0-9 ]+)-----", data)
     if pem_type and b"-----BEGIN CERTIFICATE-----" not in data:
         raise FormatError(f"{what} {path} holds a {pem_type.group(1).decode()} PEM block, not a certificate",

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from signer.errors import FormatError, KeyFormatError, PasswordError, UsageError
+from signer.files import read_limited
 from signer.formats.jsonenc import go_json
 from signer.jsonread import parse_json_object
 
@@ -171,14 +172,8 @@ def encode_pem(pem_type: str, body: bytes) -> bytes:
 
 
 def _read_key_file(path: Path, what: str) -> bytes:
-    try:
-        if path.stat().st_size > _MAX_KEY_FILE_BYTES:
-            raise KeyFormatError(f"{what} {path} is too large to be a key file")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise KeyFormatError(f"{what} {path} does not exist", hint="check the path, or create a key pair with `modelsign keygen`") from None
-    except OSError as exc:
-        raise KeyFormatError(f"cannot read {what} {path}: {exc.strerror}") from None
+    return read_limited(path, what=what, max_bytes=_MAX_KEY_FILE_BYTES, error=KeyFormatError,
+                        missing_hint="check the path, or create a key pair with `modelsign keygen`")
 
 
 # -- loading -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from signer import (KeylessIdentity, ModelsignError, PublicKey, RegistryOptions, TrustAnchor, UsageError, load_public_key_file,
+from signer import (KeylessIdentity, ModelsignError, PublicKey, RegistryOptions, TrustAnchor, UsageError, load_public_key_file, read_limited,
                     load_public_key_pem, mediatypes as mt, parse_duration, unsafe_character)
 from webhook.admission.limits import VerificationLimits
 from webhook.admission.policy_hints import describe_errors, hint
@@ -446,14 +446,8 @@ def parse_policy(text: str | bytes, *, source: str = "policy", base_dir: Path | 
 
 
 def load_policy(path: Path, *, rego_dir: Path | None = None, key_dir: Path | None = None) -> LoadedPolicy:
-    try:
-        if path.stat().st_size > MAX_POLICY_BYTES:
-            raise PolicyError(f"{path} is larger than {MAX_POLICY_BYTES} bytes")
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise PolicyError(f"policy file {path} does not exist", hint="pass --config with an AdmissionPolicy YAML file") from None
-    except OSError as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
+    text = read_limited(path, what="policy file", max_bytes=MAX_POLICY_BYTES, error=PolicyError,
+                        missing_hint="pass --config with an AdmissionPolicy YAML file")
     rego = load_rego_dir(rego_dir) if rego_dir else None
     return parse_policy(text, source=str(path), base_dir=path.parent, rego_sources=rego, key_dir=key_dir)
 

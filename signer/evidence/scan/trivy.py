@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signer.errors import FormatError, ModelsignError, UsageError
+from signer.errors import FormatError, ModelsignError
+from signer.files import read_limited
 from signer.jsonread import parse_json_object
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
@@ -139,14 +140,7 @@ def _append(summary: ScanSummary, findings: list[dict[str, Any]], finding: dict[
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
-            raise FormatError(f"{path} is larger than {MAX_REPORT_BYTES} bytes")
-        return parse_json_object(path.read_bytes(), what=f"trivy report {path}")
-    except FileNotFoundError:
-        raise UsageError(f"report {path} does not exist") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read report {path}: {exc.strerror}") from None
+    return parse_json_object(read_limited(path, what="trivy report", max_bytes=MAX_REPORT_BYTES), what=f"trivy report {path}")
 
 
 def _wheel_trivy() -> str | None:
