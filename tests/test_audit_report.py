@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,9 @@ def test_scope_names_the_cluster_webhook_writers_period_and_gap(pack):
     started = [w for w in scope["writers"] if w["identity"]]
     assert len(started) == 4 and all(w["shutdownRecorded"] for w in started)  # 2 workers per run, each stopped cleanly
     [gap] = scope["gaps"]
-    run1_end = max(w["stopped"] for w in started if w["started"] < gap["from"].replace("Z", "+00:00"))
+    # run 1's writers are the ones that started before the gap ended (its start and end may share a second)
+    gap_end = datetime.fromisoformat(gap["to"].replace("Z", "+00:00"))
+    run1_end = max(w["stopped"] for w in started if datetime.fromisoformat(w["started"]) < gap_end)
     assert gap["from"] == run1_end[:19] + "Z" and "no writer was running" in gap["why"] and "stopped cleanly" in gap["why"]
     for text in (pack["html"], " ".join(pack["pdf_text"].split())):
         assert "prod-eu-1" in text and "rejected every request the webhook configuration matches" in text
