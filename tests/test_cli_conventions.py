@@ -21,6 +21,7 @@ import yaml
 from conftest import run_cli
 from signer.oci.layout import LayoutRepository
 from signer.oci.samples import push_image
+from support.terminal import run_on_a_terminal
 from webhook.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,17 +88,77 @@ def test_bash_completion_is_valid_bash_and_completes_commands(bash_completion):
     assert "--recursive" in _complete(bash_completion, "check", "--rec")
 
 
-def test_zsh_and_fish_completion_cover_every_command(capsys):
-    # zsh and fish are not installed on the CI machines: their scripts are checked by content
-    commands = {name for path, _ in _parsers(build_parser()) for name in path}
-    assert main(["completion", "zsh"]) == 0
-    zsh = capsys.readouterr().out
-    assert zsh.startswith("# modelsign completion for zsh") and "bashcompinit" in zsh and "complete -o filenames -F _modelsign modelsign" in zsh
-    assert main(["completion", "fish"]) == 0
-    fish = capsys.readouterr().out
-    offered = set(re.findall(r" -a (\S+) -d ", fish))
-    assert commands <= offered, commands - offered
-    assert "complete -c modelsign -n '__fish_seen_subcommand_from sign' -l format -x -a 'legacy bundle both'" in fish
+_ZSH_DRIVER = r"""
+zmodload zsh/zpty
+zpty z 'TERM=dumb zsh -f -i'
+drain() { local chunk all=""; sleep $1; while zpty -r -t z chunk; do all+=$chunk; done; print -rn -- "$all"; }
+zpty -w z "PS1='%% '; autoload -U compinit; compinit -u -D; source ${(q)1}; unsetopt beep"
+drain 1 >/dev/null
+for line in "${@[2,-1]}"; do
+  zpty -w -n z "$line"$'\t'
+  print -rn -- "$(drain 1)"$'\0'
+  zpty -w -n z $'\C-u'
+  drain 0.3 >/dev/null
+done
+zpty -d z
+"""
+
+
+def _zsh_completes(script: Path, cwd: Path, *lines: str) -> dict[str, str]:
+    """What an interactive zsh (compinit, TAB pressed, driven through zsh's own pseudo-terminal
+    module) shows after each line: the completed line, or the line and the candidates listed."""
+    done = subprocess.run(["zsh", "-f", "-c", _ZSH_DRIVER, "zsh", str(script), *lines], capture_output=True, text=True, cwd=cwd, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout.replace("\r", "").split("\0")[:-1]
+    assert len(shown) == len(lines), done.stdout
+    return dict(zip(lines, shown))
+
+
+@pytest.fixture
+def files_to_complete(tmp_path) -> Path:
+    (tmp_path / "my-model.bin").write_bytes(b"weights")
+    (tmp_path / "mydir").mkdir()
+    return tmp_path
+
+
+def test_zsh_completion_in_a_real_interactive_zsh(tmp_path, files_to_complete):
+    script = tmp_path / "modelsign.zsh"
+    script.write_text(_modelsign("completion", "zsh").stdout)
+    shown = _zsh_completes(script, files_to_complete, "modelsign ", "modelsign approval req", "modelsign approval re",
+                           "modelsign sign x --format ", "modelsign check --rec", "modelsign sign ./my", "modelsign verify my-mo")
+    top = {name for path, _ in _parsers(build_parser()) if len(path) == 1 for name in path}
+    assert top <= set(shown["modelsign "].split()), top - set(shown["modelsign "].split())
+    assert shown["modelsign approval req"] == "modelsign approval request"  # one match: the line is completed
+    assert {"reject", "request"} <= set(shown["modelsign approval re"].split()) and "revoke" not in shown["modelsign approval re"]
+    assert {"legacy", "bundle", "both"} <= set(shown["modelsign sign x --format "].split())
+    assert shown["modelsign check --rec"] == "modelsign check --recursive"
+    assert {"my-model.bin", "mydir/"} <= set(shown["modelsign sign ./my"].split())  # paths are the shell's own file completion
+    assert shown["modelsign verify my-mo"].rstrip() == "modelsign verify my-model.bin"
+
+
+def _fish_completes(script: Path, cwd: Path, line: str) -> list[str]:
+    """fish's own answer for `line` (`complete --do-complete`), candidates without descriptions."""
+    done = subprocess.run(["fish", "--no-config", "-c", f"source {shlex.quote(str(script))}; complete --do-complete {shlex.quote(line)}"],
+                          capture_output=True, text=True, cwd=cwd, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [row.split("\t")[0] for row in done.stdout.splitlines()]
+
+
+def test_fish_completion_in_a_real_fish(tmp_path, files_to_complete):
+    script = tmp_path / "modelsign.fish"
+    script.write_text(_modelsign("completion", "fish").stdout)
+    checked = subprocess.run(["fish", "--no-execute", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    top = {name for path, _ in _parsers(build_parser()) if len(path) == 1 for name in path}
+    root = _fish_completes(script, files_to_complete, "modelsign ")
+    assert top <= set(root) and "my-model.bin" not in root  # a command is due here, not a file
+    assert sorted(_fish_completes(script, files_to_complete, "modelsign completion ")) == ["bash", "fish", "zsh"]
+    assert sorted(_fish_completes(script, files_to_complete, "modelsign ver")) == ["verify", "verify-attestation", "verify-blob", "verify-blob-attestation"]
+    assert sorted(_fish_completes(script, files_to_complete, "modelsign approval re")) == ["reject", "request"]
+    assert sorted(_fish_completes(script, files_to_complete, "modelsign sign x --format ")) == ["both", "bundle", "legacy"]
+    assert _fish_completes(script, files_to_complete, "modelsign check --rec") == ["--recursive"]
+    assert {"export", "verify", "verify-export"} <= set(_fish_completes(script, files_to_complete, "modelsign audit "))
+    assert "./my-model.bin" in _fish_completes(script, files_to_complete, "modelsign sign ./my")
 
 
 # -- arguments -------------------------------------------------------------------------------
@@ -184,41 +245,22 @@ def model_dir(tmp_path) -> Path:
     return model
 
 
-def _on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, str, str]:
-    """Run with stderr on a pseudo-terminal: (exit code, stdout, what the terminal showed)."""
-    master, slave = os.openpty()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, cwd=cwd)
-    os.close(slave)
-    shown = bytearray()
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: every holder of the terminal has closed it
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(master)
-    out = process.stdout.read().decode() if process.stdout else ""
-    return process.wait(timeout=120), out, shown.decode(errors="replace")
-
-
 def test_progress_with_an_eta_on_a_terminal_and_none_when_piped(model_dir, key_dir):
     env_argv = [*MODELSIGN, "sign", str(model_dir), "--key", str(key_dir / "ml-team.key")]
-    code, out, terminal = _on_a_terminal(env_argv, ROOT)
+    code, out, terminal = run_on_a_terminal(env_argv, ROOT)
     assert code == 0 and "Signed model directory" in out, terminal
     assert f"hashing {model_dir}" in terminal and "100%" in terminal and "\r" in terminal
 
-    code, out, terminal = _on_a_terminal([*env_argv, "--quiet"], ROOT)
+    code, out, terminal = run_on_a_terminal([*env_argv, "--quiet"], ROOT)
     assert code == 0 and "Signed model directory" in out and "hashing" not in terminal
 
     piped = _modelsign("verify", model_dir, "--key", key_dir / "ml-team.pub")
     assert piped.returncode == 0 and "Verified model directory" in piped.stdout
     assert "hashing" not in piped.stderr and "\r" not in piped.stderr
 
-    code, out, terminal = _on_a_terminal([*MODELSIGN, "-q", "verify", str(model_dir), "--key", str(key_dir / "ml-team.pub")], ROOT)
+    code, out, terminal = run_on_a_terminal([*MODELSIGN, "-q", "verify", str(model_dir), "--key", str(key_dir / "ml-team.pub")], ROOT)
     assert code == 0 and "Verified model directory" in out and "hashing" not in terminal
-    code, out, terminal = _on_a_terminal([*MODELSIGN, "verify", str(model_dir), "--key", str(key_dir / "ml-team.pub")], ROOT)
+    code, out, terminal = run_on_a_terminal([*MODELSIGN, "verify", str(model_dir), "--key", str(key_dir / "ml-team.pub")], ROOT)
     assert code == 0 and "hashing" in terminal and "100%" in terminal
 
 

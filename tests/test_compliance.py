@@ -26,7 +26,7 @@ from webhook.compliance.inventory import Inventory, ListingProblem, runs_nothing
 from webhook.compliance.kinds import BUILT_IN_KINDS, KSERVE_GROUP, ListedKind
 from webhook.compliance.policyreport import MAX_MESSAGE_CHARACTERS, policy_reports
 from webhook.compliance.records import finding_record, record_findings
-from webhook.compliance.render import render_table, report_json
+from webhook.compliance.render import render_table, report_data
 from webhook.compliance.scan import scan, scan_pipeline
 from webhook.server.metrics import Metrics
 
@@ -222,7 +222,7 @@ def test_table_and_json(report):
     assert rows[0].split()[:3] == ["ERROR", "StatefulSet", "team/*"]  # a list that could not be read comes first
     assert "8 object(s)" not in table and "7 object(s) in all namespaces" in table and "2 pass, 3 fail, 1 warn, 1 error, 1 skip" in table
     assert "note: serving.kserve.io LLMInferenceService is not served" in table and "2 finished" in table
-    document = json.loads(report_json(report))
+    document = report_data(report)
     assert document["summary"] == report.counts() and document["compliant"] is False and len(document["findings"]) == len(report.findings)
     assert {"resource", "result", "rule", "code", "message", "field", "digest", "digestSource", "decisionId", "notes"} <= set(document["findings"][0])
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import FIXTURES, PASSWORD, run_cli
 from signer.evidence.approvals import approval_predicate, format_time
@@ -136,7 +137,7 @@ def refs(webhook, tls_registry, key_dir, keys) -> dict[str, str]:
 
 def report(capsys, cluster: Cluster, policy: Path, *args: str, kubeconfig: Path | None = None) -> tuple[int, dict | str, str]:
     code, out, err = run_cli(capsys, "report", "cluster", "--config", policy, "--kubeconfig", kubeconfig or cluster.kubeconfig, *args)
-    return code, (json.loads(out) if "json" in args else out), err
+    return code, (json.loads(out) if "json" in args else yaml.safe_load(out) if "yaml" in args else out), err
 
 
 def findings_of(document: dict, name: str) -> list[dict]:
@@ -164,6 +165,10 @@ def test_admitted_workloads_are_flagged_once_their_evidence_goes_stale(cluster, 
     assert code == 0 and before["compliant"], before
     assert {(f["resource"]["kind"], f["resource"]["name"], f["result"]) for f in before["findings"]} == {
         ("Pod", "signed", "pass"), ("Deployment", "approved", "pass"), ("Pod", "revoked", "pass"), ("CronJob", "scanned", "pass")}
+    code, as_yaml, _ = report(capsys, cluster, policy, "-n", "ml", "-o", "yaml")  # the same data as json, as every command's -o yaml
+    assert code == 0 and as_yaml["summary"] == before["summary"] and as_yaml["scope"] == before["scope"]
+    assert sorted((f["resource"]["name"], f["code"], f["digest"]) for f in as_yaml["findings"]) == sorted(
+        (f["resource"]["name"], f["code"], f["digest"]) for f in before["findings"])
 
     approver = _key(keys / "approver.key")
     with Stores(RegistryOptions(ca_file=tls_registry.ca_file)) as stores:  # the approval is revoked after admission

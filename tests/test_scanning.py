@@ -8,7 +8,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import re
 import struct
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -29,8 +32,11 @@ from signer.oci.registry import RegistryOptions
 from signer.oci.samples import push_image
 from signer.oci.stores import Stores
 from signer.references import parse_reference
+from support.terminal import run_on_a_terminal
 
 TRIVY_REPORTS = FIXTURES / "trivy"
+ROOT = Path(__file__).resolve().parent.parent
+MODELSIGN = [sys.executable, "-m", "webhook.cli"]
 # A pickle whose REDUCE calls os.system: written by hand, only ever read as bytes.
 EVIL_PICKLE = b"cos\nsystem\n(S'echo pwned'\ntR."
 UNSAFE_IMPORT = ("imports os.system: not on the allow-list of tensor-rebuild and container globals, so loading it can run code; "
@@ -369,6 +375,51 @@ def test_cli_scan_with_real_trivy_flags_the_pickle(capsys, registry, tmp_path, k
                              "--scanners", "secret", "--offline", "--format", "bundle")
     assert code == 0, err
     assert "1 unsafe model file(s)" in out and "UNSAFE model/model.pkl: os.system" in out
+
+
+class _Steps:
+    """A PhasedProgress that records every step and byte count it is told."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, int | None]] = []
+        self.bytes: list[tuple[int, int]] = []
+
+    def phase(self, label: str, total: int | None = None) -> None:
+        self.steps.append((label, total))
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bytes.append((done, total))
+
+
+def test_a_scan_reports_its_steps_and_the_bytes_it_pulls(registry, stores, tmp_path, trivy):
+    weights = os.urandom(3 * 1024 * 1024)  # incompressible: the layer is as big as the file
+    context = make_context(tmp_path / "kit", {"weights.bin": weights}, code={"app.py": b"print('hi')\n"})
+    reference = parse_reference(f"kit://{registry.host}/scan/progress:1")
+    pushed = pack_modelkit(stores.repository(reference), context, KITFILE, tag="1")
+    layers = stores.repository(reference).fetch_manifest(pushed.digest).layers
+    steps = _Steps()
+    scan_artifact(stores, reference, trivy=trivy, scanners="secret", offline=True, progress=steps)
+    total = sum(layer.size for layer in layers)
+    assert [label.split(" ")[0] for label, _ in steps.steps] == ["pulling", "checking", "trivy"]
+    assert steps.steps[0] == (f"pulling and unpacking {len(layers)} layer(s) of {registry.host}/scan/progress@{pushed.digest}", total)
+    assert steps.steps[2] == ("trivy (secret)", None)
+    assert all(seen == total for _, seen in steps.bytes) and steps.bytes[-1] == (total, total)
+    assert [done for done, _ in steps.bytes] == sorted(done for done, _ in steps.bytes) and len(steps.bytes) >= len(layers)
+
+
+def test_cli_scan_shows_pull_and_trivy_progress_on_a_terminal_only(registry, tmp_path, key_dir):
+    context = make_context(tmp_path / "kit", {"weights.bin": os.urandom(2 * 1024 * 1024)})
+    reference = f"kit://{registry.host}/scan/cli-progress:1"
+    with Stores() as stores:
+        pack_modelkit(stores.repository(parse_reference(reference)), context, KITFILE, tag="1")
+    argv = [*MODELSIGN, "scan", reference, "--key", str(key_dir / "second-signer.key"), "--trivy", str(trivy_binary()), "--scanners", "secret", "--offline"]
+    code, out, terminal = run_on_a_terminal(argv, ROOT)
+    assert code == 0 and "Scanned" in out, terminal
+    assert "pulling and unpacking" in terminal and re.search(r"100% 2\.\d MiB/2\.\d MiB", terminal), terminal
+    assert "trivy (secret)  0:0" in terminal and "elapsed" in terminal and "\r" in terminal
+    piped = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert piped.returncode == 0 and "Scanned" in piped.stdout
+    assert "pulling" not in piped.stderr and "\r" not in piped.stderr
 
 
 def test_report_for_a_modelkit_still_gets_the_model_file_check(registry, stores, tmp_path):

@@ -346,11 +346,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     key = load_signing_key_file(args.key)
     reference = parse_reference(args.target)
     trivy = None if args.from_report else Trivy.find(args.trivy, timeout_seconds=args.timeout)
-    progress = Progress(f"scanning {args.target} (pull, unpack, trivy)", quiet=_quiet(args))
+    progress = Progress(f"resolving {args.target}", quiet=_quiet(args))
     with _stores(args) as stores, _or_local_path(args.target):
         with progress.ticking():
             outcome = scan_artifact(stores, reference, trivy=trivy, from_report=args.from_report, scanners=args.scanners or DEFAULT_SCANNERS,
-                                    offline=args.offline, limits=UnpackLimits(max_bytes=args.max_bytes), image_model_files=args.model_files)
+                                    offline=args.offline, limits=UnpackLimits(max_bytes=args.max_bytes), image_model_files=args.model_files,
+                                    progress=progress)
         result = outcome.predicate["scanner"]["result"]
         counts = ", ".join(f"{n} {s}" for s, n in result["severityCounts"].items() if n)
         model = result.get("modelFiles")

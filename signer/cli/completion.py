@@ -66,46 +66,53 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
     commands = command_tree(parser)
     lines = ["# modelsign completion for bash: source <(modelsign completion bash)",
              "declare -gA _modelsign_commands=() _modelsign_words=() _modelsign_values=()"]
+
+    def entry(table: str, key: str, value: list[str]) -> None:
+        # The key goes through a variable: zsh keeps quotes inside `table['a b']=` as part of the key.
+        lines.append(f"_modelsign_key={shlex.quote(key)}; _modelsign_{table}[$_modelsign_key]={_words(value)}")
+
     for command in commands:
-        key = shlex.quote(" ".join(("modelsign", *command.path)))
-        lines.append(f"_modelsign_commands[{key}]={_words(list(command.subcommands))}")
-        words = list(command.subcommands) + command.values + [flag for option in command.options for flag in option.flags]
-        lines.append(f"_modelsign_words[{key}]={_words(words)}")
+        key = " ".join(("modelsign", *command.path))
+        entry("commands", key, list(command.subcommands))
+        entry("words", key, list(command.subcommands) + command.values + [flag for option in command.options for flag in option.flags])
         for option in command.options:
             if option.takes_value:
                 value = option.choices or (["__file__"] if option.is_path else ["__any__"])
                 for flag in option.flags:
-                    lines.append(f"_modelsign_values[{shlex.quote(' '.join(('modelsign', *command.path, flag)))}]={_words(value)}")
-    lines.append(_BASH_FUNCTION)
+                    entry("values", f"{key} {flag}", value)
+    lines += ["unset _modelsign_key", _BASH_FUNCTION]
     return "\n".join(lines) + "\n"
 
 
+# Filters the words itself (zsh's compgen emulation does not); a path, or no match at all, is
+# left to the shell's own file completion (`-o default`). Runs under bash and under zsh's
+# bashcompinit (sh emulation), so it avoids names zsh ties to other things (`path`).
 _BASH_FUNCTION = r"""_modelsign() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" path=modelsign word i
+    local cur="${COMP_WORDS[COMP_CWORD]}" command_path=modelsign word i offered
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
-        if [[ " ${_modelsign_commands[$path]} " == *" $word "* ]]; then
-            path="$path $word"
+        if [[ " ${_modelsign_commands[$command_path]} " == *" $word "* ]]; then
+            command_path="$command_path $word"
         fi
     done
     local prev="${COMP_WORDS[COMP_CWORD-1]}"
-    if [[ "$prev" == -* && -n "${_modelsign_values[$path $prev]+set}" ]]; then
-        local values="${_modelsign_values[$path $prev]}"
-        case "$values" in
-            __file__) COMPREPLY=($(compgen -f -- "$cur")) ;;
-            __any__) ;;
-            *) COMPREPLY=($(compgen -W "$values" -- "$cur")) ;;
-        esac
-        return 0
+    if [[ "$prev" == -* && -n "${_modelsign_values[$command_path $prev]+set}" ]]; then
+        offered="${_modelsign_values[$command_path $prev]}"
+        if [[ "$offered" == __file__ || "$offered" == __any__ ]]; then
+            return 0
+        fi
+    else
+        offered="${_modelsign_words[$command_path]}"
     fi
-    COMPREPLY=($(compgen -W "${_modelsign_words[$path]}" -- "$cur"))
-    if [[ ${#COMPREPLY[@]} -eq 0 && "$cur" != -* ]]; then
-        COMPREPLY=($(compgen -f -- "$cur"))
-    fi
+    for word in $offered; do
+        if [[ "$word" == "$cur"* ]]; then
+            COMPREPLY+=("$word")
+        fi
+    done
     return 0
 }
-complete -o filenames -F _modelsign modelsign"""
+complete -o filenames -o default -F _modelsign modelsign"""
 
 
 def zsh_script(parser: argparse.ArgumentParser) -> str:
@@ -120,7 +127,7 @@ def _fish_text(text: str) -> str:
 def fish_script(parser: argparse.ArgumentParser) -> str:
     commands = command_tree(parser)
     every = sorted({name for command in commands for name in command.subcommands})
-    lines = ["# modelsign completion for fish: modelsign completion fish > ~/.config/fish/completions/modelsign.fish", "complete -c modelsign -f"]
+    lines = ["# modelsign completion for fish: modelsign completion fish > ~/.config/fish/completions/modelsign.fish"]
     for command in commands:
         # this command is the last one given: its path is seen, and none of its subcommands yet
         if command.path:
@@ -129,6 +136,8 @@ def fish_script(parser: argparse.ArgumentParser) -> str:
             condition = f"not __fish_seen_subcommand_from {' '.join(every)}"
         if command.subcommands:
             condition += f" && not __fish_seen_subcommand_from {' '.join(command.subcommands)}"
+        if command.subcommands or command.values:  # a word from the list is due, not a file (a leaf's target may be a path)
+            lines.append(f"complete -c modelsign -n {_fish_text(condition)} -f")
         for name, helptext in command.subcommands.items():
             lines.append(f"complete -c modelsign -n {_fish_text(condition)} -a {name} -d {_fish_text(helptext[:80])}")
         for value in command.values:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from signer.errors import FormatError
 
@@ -69,8 +69,10 @@ def referrers_fallback_tag(digest: str) -> str:
     return tag_prefix(digest)
 
 
-def write_checked(chunks: Iterable[bytes], path: Path, digest: str, max_bytes: int, what: str) -> None:
-    """Write `chunks` to `path`; refuse more than `max_bytes` or content of another digest."""
+def write_checked(chunks: Iterable[bytes], path: Path, digest: str, max_bytes: int, what: str,
+                  advance: Callable[[int], None] | None = None) -> None:
+    """Write `chunks` to `path`; refuse more than `max_bytes` or content of another digest.
+    `advance` is told the size of each chunk written (for progress)."""
     algorithm = digest.split(":", 1)[0]
     hasher = hashlib.new(algorithm)
     total = 0
@@ -83,6 +85,8 @@ def write_checked(chunks: Iterable[bytes], path: Path, digest: str, max_bytes: i
                                   hint="the store sent more than the manifest says: the artifact or the store is broken or hostile")
             hasher.update(chunk)
             handle.write(chunk)
+            if advance is not None:
+                advance(len(chunk))
     if f"{algorithm}:{hasher.hexdigest()}" != digest:
         path.unlink(missing_ok=True)
         raise FormatError(f"{what}: content does not match its digest", hint="the store returned different bytes than it advertised")

@@ -26,27 +26,13 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from signer.errors import UsageError
+from signer.progress import ByteCounter, ProgressCallback
 
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 SINGLE_FILE = "."  # model_signing's resource name for a model that is one file
 _BUFFER_BYTES = 8 * 1024 * 1024
 _MMAP_MIN_BYTES = 4 * 1024 * 1024
 
-# (bytes hashed so far, bytes to hash in all), called from the hashing threads one at a time;
-# what to show is the caller's business (the CLI's signer/cli/progress.py), never this module's.
-ProgressCallback = Callable[[int, int], None]
-
-
-class _Counter:
-    """Sums the bytes the threads hash and hands the running total to the callback."""
-
-    def __init__(self, total: int, report: ProgressCallback) -> None:
-        self.done, self.total, self.report, self.lock = 0, total, report, threading.Lock()
-
-    def add(self, count: int) -> None:
-        with self.lock:
-            self.done += count
-            self.report(self.done, self.total)
 _local = threading.local()
 
 
@@ -187,7 +173,7 @@ def default_workers() -> int:
 
 def hash_tasks(tasks: list[Task], *, workers: int | None = None, progress: ProgressCallback | None = None) -> dict[Task, bytes]:
     order = sorted(tasks, key=lambda t: t.end - t.start, reverse=True)  # big first: better balance
-    advance = _Counter(sum(t.end - t.start for t in order), progress).add if progress else None
+    advance = ByteCounter(sum(t.end - t.start for t in order), progress).add if progress else None
     with ThreadPoolExecutor(max_workers=max(1, min(workers or default_workers(), len(order)))) as pool:
         digests = list(pool.map(lambda task: _hash_range(task, advance), order))
     return dict(zip(order, digests))

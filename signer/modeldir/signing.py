@@ -35,7 +35,8 @@ from signer.formats import mediatypes as mt
 from signer.formats.bundles import parse_bundle
 from signer.formats.dsse import sign_envelope
 from signer.jsonread import parse_json_object
-from signer.modeldir.hashing import SINGLE_FILE, ProgressCallback, model_manifest, preload_model_signing, scan
+from signer.modeldir.hashing import SINGLE_FILE, model_manifest, preload_model_signing, scan
+from signer.progress import ProgressCallback
 from signer.trust.anchors import TrustAnchor
 from signer.trust.certificates import CertificateTrust, SigningCertificate
 from signer.trust.envelopes import verify_envelope

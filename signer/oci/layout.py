@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from signer.errors import FormatError, NotFoundError, RegistryError, TooLargeError
 from signer.formats import mediatypes as mt
@@ -150,13 +150,13 @@ class LayoutRepository:
         check_content(data, digest, what=what)
         return data
 
-    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int) -> None:
+    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int, advance: Callable[[int], None] | None = None) -> None:
         source = self._blob_path(digest)
         what = f"blob {digest} in {self.display_name}"
         if not source.is_file():
             raise NotFoundError(f"{what} not found")
         with source.open("rb") as handle:
-            write_checked(iter(lambda: handle.read(8 * 1024 * 1024), b""), path, digest, max_bytes, what)
+            write_checked(iter(lambda: handle.read(8 * 1024 * 1024), b""), path, digest, max_bytes, what, advance)
 
     def has_blob(self, digest: str) -> bool:
         return self._blob_path(digest).is_file()

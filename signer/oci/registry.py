@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import urlencode, urljoin
 
 import httpx
@@ -692,13 +692,13 @@ class RegistryRepository:
         check_content(data, digest, what=what)
         return data
 
-    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int) -> None:
+    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int, advance: Callable[[int], None] | None = None) -> None:
         what = f"blob {digest} in {self.display_name}"
         response = self.client.request("GET", f"/v2/{self.name}/blobs/{digest}", scope=self._scope(), stream=True, follow_redirects=True)
         try:
             if response.status_code != 200:
                 raise self.client.error_for(response, what)
-            write_checked(self.client.iter_body(response, what, UPLOAD_CHUNK_BYTES), path, digest, max_bytes, what)
+            write_checked(self.client.iter_body(response, what, UPLOAD_CHUNK_BYTES), path, digest, max_bytes, what, advance)
         finally:
             response.close()
 

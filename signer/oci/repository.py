@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from signer.oci.manifest import Descriptor, Manifest
 
@@ -46,8 +46,9 @@ class Repository(Protocol):
     def fetch_blob(self, digest: str, *, max_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> bytes:
         ...
 
-    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int) -> None:
-        """Stream a possibly large blob to `path`, checking its digest on the way."""
+    def fetch_blob_to_file(self, digest: str, path: Path, *, max_bytes: int, advance: Callable[[int], None] | None = None) -> None:
+        """Stream a possibly large blob to `path`, checking its digest on the way; `advance` is
+        told the size of each chunk written."""
         ...
 
     def has_blob(self, digest: str) -> bool:

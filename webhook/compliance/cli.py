@@ -11,7 +11,7 @@ import yaml
 
 from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, UsageError, load_signing_key_file
 
-OUTPUTS = ("table", "text", "json", "policyreport")  # text: the table, the word every other command uses
+OUTPUTS = ("table", "text", "json", "yaml", "policyreport")  # text: the table, the word every other command uses
 
 
 def add_commands(commands: Any) -> None:
@@ -29,7 +29,7 @@ def add_commands(commands: Any) -> None:
     scope.add_argument("-n", "--namespace", action="append", default=[], help="namespace to scan (repeatable; default: the context's namespace)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace, and cluster-scoped objects")
     cluster.add_argument("-o", "--output", choices=OUTPUTS, default="table",
-                         help="table (default; also text), json, or policyreport (wgpolicyk8s.io/v1alpha2 PolicyReport/ClusterPolicyReport YAML)")
+                         help="table (default; also text), json, yaml, or policyreport (wgpolicyk8s.io/v1alpha2 PolicyReport/ClusterPolicyReport YAML)")
     cluster.add_argument("--apply", action="store_true", help="also create or replace the PolicyReports in the cluster (needs the wg-policy CRDs)")
     audit = cluster.add_argument_group("audit trail (one \"compliance\" record per finding)")
     audit.add_argument("--audit-log", type=Path, metavar="DIR/NAME.jsonl", help="write the findings to this hash-chained trail (`modelsign audit verify` reads it)")
@@ -62,7 +62,8 @@ def cmd_report_cluster(args: argparse.Namespace) -> int:
     from webhook.compliance.inventory import list_running
     from webhook.compliance.policyreport import policy_reports
     from webhook.compliance.publish import apply_reports
-    from webhook.compliance.render import render_table, report_json
+    from signer import emit_output
+    from webhook.compliance.render import render_table, report_data
     from webhook.compliance.scan import scan, scan_pipeline
 
     if args.audit_log is None and (args.audit_key or args.audit_checkpoints):
@@ -79,12 +80,10 @@ def cmd_report_cluster(args: argparse.Namespace) -> int:
     if args.audit_log is not None:
         _write_audit(args, report)
     reports = policy_reports(report, namespaces=namespaces)
-    if args.output == "json":
-        print(report_json(report))
-    elif args.output == "policyreport":
+    if args.output == "policyreport":
         print(yaml.safe_dump_all(reports, sort_keys=False), end="")
     else:
-        print(render_table(report))
+        emit_output("text" if args.output == "table" else args.output, render_table(report), report_data(report))
     if args.apply:
         for line in apply_reports(api, reports, prune=namespaces is None):
             print(line, file=sys.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from signer import printable_lines
@@ -45,10 +44,11 @@ def finding_json(finding: Finding) -> dict[str, Any]:
     }
 
 
-def report_json(report: ComplianceReport) -> str:
-    return json.dumps({
+def report_data(report: ComplianceReport) -> dict[str, Any]:
+    """The report for programs (`-o json|yaml`)."""
+    return {
         "scanId": report.scan_id, "time": report.started.strftime("%Y-%m-%dT%H:%M:%SZ"), "scope": report.scope,
         "policy": {"name": report.policy_name, "hash": report.policy_hash}, "objects": report.objects, "leftOut": report.left_out,
         "summary": report.counts(), "compliant": report.compliant, "notes": report.unserved,
         "findings": [finding_json(f) for f in report.findings],
-    }, indent=2)
+    }

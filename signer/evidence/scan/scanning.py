@@ -25,6 +25,7 @@ from signer.evidence.scan.modelfiles import scan_model_files
 from signer.evidence.scan.safe_extract import shown
 from signer.evidence.scan.trivy import SEVERITIES, ScanSummary, Trivy, load_report, summarize_report
 from signer.evidence.scan.unpack import UnpackLimits, Unpacked, unpack_image, unpack_modelkit
+from signer.progress import PhasedProgress
 from signer.jsonread import mapping, text
 from signer.modelkit.kitfile import is_modelkit
 from signer.oci.auth import load_credentials
@@ -106,11 +107,13 @@ def scan_artifact(
     offline: bool = False,
     limits: UnpackLimits = UnpackLimits(),
     image_model_files: bool = False,
+    progress: PhasedProgress | None = None,
 ) -> ScanOutcome:
     """Scan the digest `reference` resolves to, once. ModelKits are unpacked: trivy scans the
     code/docs/datasets and our model-file check reads every file. With `from_report` the
     findings come from that trivy report, but the model-file check still runs.
-    `image_model_files`: unpack an image's layers for the model-file check too (a modelcar)."""
+    `image_model_files`: unpack an image's layers for the model-file check too (a modelcar).
+    `progress` is told each step: pulling and unpacking (bytes), the model-file check, trivy."""
     resolved, _ = resolve_target(stores, reference)
     repository = stores.repository(reference)
     manifest = resolved.manifest or repository.fetch_manifest(resolved.digest)
@@ -123,12 +126,18 @@ def scan_artifact(
     with tempfile.TemporaryDirectory(prefix="modelsign-scan-") as workdir:
         unpacked = None
         if kit is not None:
-            unpacked = unpack_modelkit(repository, kit, Path(workdir), limits)
+            _phase(progress, f"pulling and unpacking {len(kit.layers)} layer(s) of {pinned}", sum(layer.size for layer in kit.layers))
+            unpacked = unpack_modelkit(repository, kit, Path(workdir), limits, progress)
         elif image_model_files:
             if manifest is None or manifest.is_index:
                 raise UsageError(f"{pinned} is an image index; the model-file check needs one image", hint="scan the platform image's digest")
-            unpacked = unpack_image(repository, manifest, Path(workdir), limits)
+            _phase(progress, f"pulling and unpacking {len(manifest.layers)} layer(s) of {pinned}", sum(layer.size for layer in manifest.layers))
+            unpacked = unpack_image(repository, manifest, Path(workdir), limits, progress)
+        if unpacked is not None:
+            _phase(progress, f"checking {unpacked.files} unpacked entries for unsafe model files")
         model_files = _model_files(unpacked) if unpacked is not None else None
+        if from_report is None:
+            _phase(progress, f"trivy ({scanners})")
         if from_report is not None:
             findings = _report_findings(from_report, resolved.digest, pinned)
         elif kit is not None and unpacked is not None:
@@ -145,6 +154,11 @@ def scan_artifact(
     predicate = vuln_predicate(findings.summary, model_files, scanner_version=findings.scanner_version, db_version=findings.db_version,
                                started=findings.started, finished=findings.finished, parameters=findings.parameters)
     return ScanOutcome(reference=pinned, digest=resolved.digest, predicate=predicate)
+
+
+def _phase(progress: PhasedProgress | None, label: str, total: int | None = None) -> None:
+    if progress is not None:
+        progress.phase(label, total)
 
 
 def _report_findings(path: Path, digest: str, pinned: str) -> _Findings:

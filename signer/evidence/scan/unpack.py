@@ -18,6 +18,7 @@ from signer.formats import mediatypes as mt
 from signer.modelkit.kitfile import MAX_CONFIG_BYTES
 from signer.oci.manifest import Descriptor, Manifest
 from signer.oci.repository import Repository
+from signer.progress import ByteCounter, ProgressCallback
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_FILES", "UnpackLimits", "Unpacked", "unpack_image", "unpack_modelkit"]
 
@@ -41,7 +42,8 @@ def _layer_kind(media_type: str) -> str:
     return ""
 
 
-def _unpack_layer(repository: Repository, layer: Descriptor, index: int, destination: Path, workdir: Path, budget: Budget, *, rootfs: bool) -> None:
+def _unpack_layer(repository: Repository, layer: Descriptor, index: int, destination: Path, workdir: Path, budget: Budget, *, rootfs: bool,
+                  pulled: ByteCounter | None) -> None:
     what = f"layer {index} ({layer.media_type})"
     limit = budget.limits.max_bytes
     if layer.size > limit:
@@ -51,7 +53,7 @@ def _unpack_layer(repository: Repository, layer: Descriptor, index: int, destina
     blob = workdir / "layer.blob"  # beside the trees, out of reach of their entries
     # The descriptor's size is part of what the digest names: a longer stream is refused as it
     # arrives, not after it filled the disk.
-    repository.fetch_blob_to_file(layer.digest, blob, max_bytes=layer.size)
+    repository.fetch_blob_to_file(layer.digest, blob, max_bytes=layer.size, advance=pulled.add if pulled else None)
     try:
         with SafeTree(destination, what=what, budget=budget, rootfs=rootfs) as tree:
             if layer.media_type.endswith(".raw"):  # one file, its path in an annotation
@@ -64,29 +66,36 @@ def _unpack_layer(repository: Repository, layer: Descriptor, index: int, destina
         blob.unlink(missing_ok=True)
 
 
-def unpack_modelkit(repository: Repository, manifest: Manifest, workdir: Path, limits: UnpackLimits = UnpackLimits()) -> Unpacked:
+def _pull_counter(manifest: Manifest, progress: ProgressCallback | None) -> ByteCounter | None:
+    """Bytes pulled of all the layers' declared sizes (each blob is unpacked as it arrives)."""
+    return ByteCounter(sum(layer.size for layer in manifest.layers), progress) if progress else None
+
+
+def unpack_modelkit(repository: Repository, manifest: Manifest, workdir: Path, limits: UnpackLimits = UnpackLimits(),
+                    progress: ProgressCallback | None = None) -> Unpacked:
     unpacked = Unpacked(context=workdir / "context", models=workdir / "models")
     unpacked.context.mkdir(parents=True, exist_ok=True)
     unpacked.models.mkdir(parents=True, exist_ok=True)
-    budget = Budget(limits)
+    budget, pulled = Budget(limits), _pull_counter(manifest, progress)
     if manifest.config is not None:
         kitfile = repository.fetch_blob(manifest.config.digest, max_bytes=MAX_CONFIG_BYTES)
         (unpacked.context / "Kitfile.json").write_bytes(kitfile)
     for index, layer in enumerate(manifest.layers):
         destination = unpacked.models if _layer_kind(layer.media_type) in _MODEL_KINDS else unpacked.context
-        _unpack_layer(repository, layer, index, destination, workdir, budget, rootfs=False)  # a ModelKit has no root of its own: absolute links are refused
+        _unpack_layer(repository, layer, index, destination, workdir, budget, rootfs=False, pulled=pulled)  # a ModelKit has no root of its own: absolute links are refused
     unpacked.files, unpacked.bytes = budget.files, budget.bytes
     return unpacked
 
 
-def unpack_image(repository: Repository, manifest: Manifest, workdir: Path, limits: UnpackLimits = UnpackLimits()) -> Unpacked:
+def unpack_image(repository: Repository, manifest: Manifest, workdir: Path, limits: UnpackLimits = UnpackLimits(),
+                 progress: ProgressCallback | None = None) -> Unpacked:
     """All layers of an image (a KServe modelcar, say) into one tree, for the model-file scan.
     Whiteouts are not applied: a pickle that a later layer deletes is still reported (conservative)."""
     unpacked = Unpacked(context=workdir / "context", models=workdir / "rootfs")
     unpacked.context.mkdir(parents=True, exist_ok=True)
     unpacked.models.mkdir(parents=True, exist_ok=True)
-    budget = Budget(limits)
+    budget, pulled = Budget(limits), _pull_counter(manifest, progress)
     for index, layer in enumerate(manifest.layers):
-        _unpack_layer(repository, layer, index, unpacked.models, workdir, budget, rootfs=True)  # absolute links mean the image's root
+        _unpack_layer(repository, layer, index, unpacked.models, workdir, budget, rootfs=True, pulled=pulled)  # absolute links mean the image's root
     unpacked.files, unpacked.bytes = budget.files, budget.bytes
     return unpacked
