@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +114,45 @@ def test_the_public_api_names_exist():
     assert len(signer.__all__) == len(set(signer.__all__)), "a name is listed twice in signer.__all__"
     missing = [name for name in signer.__all__ if not hasattr(signer, name)]
     assert missing == [], f"signer.__all__ lists names signer/__init__.py does not define: {missing}"
+
+
+def test_the_lazy_public_api_is_what_its_type_checking_imports_say():
+    """`signer` imports a name when first used (`_EXPORTS`); the `TYPE_CHECKING` block names the
+    same things for type checkers. The two lists must agree, and each name must be the object
+    its module defines."""
+    tree = ast.parse((ROOT / "signer" / "__init__.py").read_text(encoding="utf-8"))
+    guarded = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
+    declared = {}
+    for statement in guarded.body:
+        assert isinstance(statement, ast.ImportFrom), ast.dump(statement)
+        for alias in statement.names:
+            module, attribute = (f"{statement.module}.{alias.name}", None) if statement.module == "signer.formats" else (statement.module, alias.name)
+            declared[alias.asname or alias.name] = (module, attribute)
+    assert declared == signer._EXPORTS
+    assert set(declared) == set(signer.__all__)
+    for name, (module, attribute) in declared.items():
+        defined = importlib.import_module(module)
+        assert getattr(signer, name) is (defined if attribute is None else getattr(defined, attribute)), name
+
+
+HEAVY = ("httpx", "cryptography", "sigstore", "model_signing", "fastapi", "kubernetes", "regopy", "structlog", "fpdf", "dask")
+
+
+def _loaded_after(program: str) -> list[str]:
+    shown = subprocess.run([sys.executable, "-c", program + "\nimport sys\nprint('\\nLOADED', *sorted({m.split('.')[0] for m in sys.modules}))"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    loaded = shown.stdout.rpartition("\nLOADED ")[2].split()  # after what the program printed (--help names sigstore)
+    return [name for name in loaded if name in HEAVY]
+
+
+def test_starting_the_command_line_loads_no_heavy_library():
+    """Cold start: `import signer`, building the whole parser, `--version` and `--help` load none
+    of the big libraries; each command imports what it needs when it runs (lazy handlers)."""
+    assert _loaded_after("import signer") == []
+    assert _loaded_after("from webhook.cli import build_parser\nbuild_parser()") == []
+    for flag in ("--version", "--help"):
+        assert _loaded_after(f"from webhook.cli import main\ntry:\n    main([{flag!r}])\nexcept SystemExit:\n    pass") == [], flag
 
 
 def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:

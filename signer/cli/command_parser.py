@@ -10,12 +10,14 @@ registered elsewhere (webhook/cli.py, webhook/audit/cli.py...) get the same beha
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
+import importlib
 import platform
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 def modelsign_version() -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("modelsign")
     except importlib.metadata.PackageNotFoundError:  # a source checkout that was never installed
@@ -49,8 +51,32 @@ class SubcommandParser(CommandParser):
         return parsed, extras
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, read from the installed package's metadata only when asked (importlib.metadata
+    costs every other command's start-up otherwise)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print modelsign's version and exit", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"modelsign {modelsign_version()} (Python {platform.python_version()})")  # on stdout, as argparse's own version action
+        parser.exit()
+
+
 def root_parser(description: str) -> CommandParser:
     """The `modelsign` parser with `--version`."""
     parser = CommandParser(prog="modelsign", description=description)
-    parser.add_argument("--version", action="version", version=f"modelsign {modelsign_version()} (Python {platform.python_version()})")
+    parser.add_argument("--version", action=_VersionAction)
     return parser
+
+
+def lazy_handler(module: str, name: str) -> Callable[..., int]:
+    """A command's handler, imported when that command runs: building the parser (and so
+    `--version`, `--help`, completion) then costs no registry, crypto or policy-engine imports."""
+
+    def handler(*args: Any) -> int:
+        function: Callable[..., int] = getattr(importlib.import_module(module), name)
+        return function(*args)
+
+    handler.__qualname__ = handler.__name__ = name
+    return handler

@@ -19,9 +19,6 @@ from signer.cli.completion import completion_script
 from signer.cli.progress import Progress
 from signer.errors import EXIT_OK, EXIT_VERIFICATION_FAILED, ModelsignError, NotFoundError, UsageError
 from signer.evidence.approvals import approval_predicate, parse_duration, parse_time
-from signer.evidence.scan.scanning import scan_artifact
-from signer.evidence.scan.trivy import Trivy
-from signer.evidence.scan.unpack import UnpackLimits
 from signer.formats import mediatypes as mt
 from signer.jsonread import load_json
 from signer.modeldir.signing import HashingChoice, sign_model_dir, verify_model_dir
@@ -339,6 +336,11 @@ def cmd_verify_attestation(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    # The scanner (trivy, unpacking, the model-file readers) is imported only by the command that scans.
+    from signer.evidence.scan.scanning import scan_artifact
+    from signer.evidence.scan.trivy import Trivy
+    from signer.evidence.scan.unpack import UnpackLimits
+
     if args.offline and args.scanners is None and not args.from_report:  # before pulling gigabytes, not after
         raise UsageError("--offline needs --scanners: offline, trivy has no vulnerability database to scan with",
                          hint="pass --scanners secret,misconfig (they need no database), or --scanners vuln with a database already "

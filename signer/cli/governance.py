@@ -1,4 +1,5 @@
-"""The governance commands: `evaluate`, `approval request|approve|reject` and `approvals list`.
+"""The governance commands: `evaluate`, `approval request|approve|reject` and `approvals list`
+(their options: signer/cli/parser.py).
 
 Each state change is a signed attestation on the digest (request, approval, rejection; the
 revocation is `modelsign revoke`), so the history can be verified offline by anyone with the
@@ -10,12 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from signer.cli import render
 from signer.cli.commands import _anchors, _attest_and_report, _stores
-from signer.cli.options import attestation_options, output_option, registry_options, trust_options
 from signer.errors import EXIT_OK, UsageError
 from signer.evidence.approvals import ApprovalFacts, approval_facts, approval_predicate, format_time, parse_duration, with_status
 from signer.evidence.evaluations import evaluation_facts, evaluation_predicate, metric_groups
@@ -226,72 +225,3 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
     for problem in unreadable:
         print(f"  not counted: {problem}")
     return EXIT_OK
-
-
-# -- the parsers ----------------------------------------------------------------------------
-
-
-def add_commands(commands: Any) -> None:
-    """Register `evaluate` and `approval request|approve|reject`."""
-    evaluate = commands.add_parser("evaluate", help="attach a signed evaluation (performance and fairness metrics) to an artifact digest")
-    evaluate.add_argument("target")
-    evaluate.add_argument("--key", required=True, type=Path, help="the evaluator's private key (e.g. eval-ci.key)")
-    evaluate.add_argument("--metrics", required=True, type=Path,
-                          help='JSON: {"performance": {"accuracy": 0.93, ...}, "fairness": {"demographic_parity": 0.86, ...}} or a flat object of numbers')
-    evaluate.add_argument("--dataset", help="the dataset's name (or \"dataset\" in the metrics file)")
-    evaluate.add_argument("--dataset-digest", help="sha256:<hex> of the dataset, if it is content-addressed")
-    evaluate.add_argument("--dataset-uri", default="", help="where the dataset lives")
-    evaluate.add_argument("--evaluator", help="who or what evaluated (default: \"evaluator\" in the file, else $USER)")
-    evaluate.add_argument("--notes", default="")
-    attestation_options(evaluate)
-    evaluate.set_defaults(handler=cmd_evaluate)
-
-    approval = commands.add_parser("approval", help="approval requests: request, approve, reject (each a signed attestation)")
-    actions = approval.add_subparsers(dest="approval_command", required=True, metavar="COMMAND")
-    request = actions.add_parser("request", help="ask for approval of a digest for an environment (signed, PENDING until approved)")
-    request.add_argument("target")
-    request.add_argument("--key", required=True, type=Path, help="the requester's private key")
-    request.add_argument("--environment", required=True)
-    request.add_argument("--namespace", action="append", default=[], help="namespace glob the approval would cover (repeatable; default *)")
-    request.add_argument("--approver", action="append", default=[], help="an approver who must approve (repeatable; all of them unless --approvals)")
-    request.add_argument("--approvals", type=int, help="how many distinct approvers must approve (default: every --approver)")
-    request.add_argument("--ticket", required=True, help="change ticket, e.g. CHG-2001")
-    request.add_argument("--requester", help="who asks (default: $USER); never counts as an approver")
-    request.add_argument("--reason", default="")
-    request.add_argument("--url", default="")
-    request.add_argument("--expires", default="30d", help="lifetime the approvals are asked for (default 30d)")
-    request.add_argument("--scan", action="append", default=[], metavar="ID", help="scan attestation id the request rests on (repeatable)")
-    request.add_argument("--evaluation", action="append", default=[], metavar="ID", help="evaluation attestation id the request rests on (repeatable)")
-    request.add_argument("--evidence-key", action="append", default=[], type=Path, metavar="PUB",
-                         help="cite the newest scan and evaluation that verify with this key (repeatable)")
-    attestation_options(request)
-    request.set_defaults(handler=cmd_approval_request)
-    for name, handler, helptext in (("approve", cmd_approval_approve, "approve a request (or a digest for an environment)"),
-                                    ("reject", cmd_approval_reject, "reject a request, with the reason: denies the environment until a later approval")):
-        answer = actions.add_parser(name, help=helptext)
-        answer.add_argument("target")
-        answer.add_argument("--key", required=True, type=Path, help="the approver's private key")
-        answer.add_argument("--request", help="the request id (sha256:..., at least 12 hex digits) from `modelsign approvals list`")
-        answer.add_argument("--requester-key", action="append", default=[], type=Path, metavar="PUB", help="verifies the request (repeatable)")
-        answer.add_argument("--approver", help="who answers (default: $USER)")
-        answer.add_argument("--reason", default="", help="why (a rejection must say)")
-        answer.add_argument("--url", default="")
-        answer.add_argument("--environment", help="without --request: the environment")
-        answer.add_argument("--namespace", action="append", default=[], help="without --request: namespace glob (repeatable; default *)")
-        answer.add_argument("--ticket", help="without --request: the change ticket")
-        answer.add_argument("--requester", default="", help="without --request: who asked")
-        if name == "approve":
-            answer.add_argument("--expires", help="lifetime (default: what the request asks for; required without --request)")
-        attestation_options(answer)
-        answer.set_defaults(handler=handler)
-
-
-def add_listing(approvals_commands: Any) -> None:
-    listing = approvals_commands.add_parser("list", help="requests and their states (PENDING, APPROVED, REJECTED, EXPIRED, REVOKED), "
-                                                           "and every approval, rejection and revocation (verified)")
-    listing.add_argument("target")
-    trust_options(listing)
-    registry_options(listing)
-    output_option(listing)
-    listing.set_defaults(handler=cmd_approvals_list)
-

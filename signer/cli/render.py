@@ -7,14 +7,16 @@ import json
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from signer.modeldir.signing import ModelDirReport, ModelDirSignResult
 from signer.references import printable_lines
-from signer.signatures.artifacts import ArtifactVerification
-from signer.signatures.signing import SignResult
+
+if TYPE_CHECKING:  # only named in annotations: printing a result needs none of these imported
+    from signer.modeldir.signing import ModelDirReport, ModelDirSignResult
+    from signer.signatures.artifacts import ArtifactVerification
+    from signer.signatures.signing import SignResult
 
 
 def to_jsonable(value: Any) -> Any:

@@ -30,6 +30,7 @@ from signer.progress import ByteCounter, ProgressCallback
 
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 SINGLE_FILE = "."  # model_signing's resource name for a model that is one file
+DEFAULT_SHARD_SIZE = 64 * 1024 * 1024  # shard serialization's default (model_signing's too)
 _BUFFER_BYTES = 8 * 1024 * 1024
 _MMAP_MIN_BYTES = 4 * 1024 * 1024
 

@@ -35,7 +35,7 @@ from signer.formats import mediatypes as mt
 from signer.formats.bundles import parse_bundle
 from signer.formats.dsse import sign_envelope
 from signer.jsonread import parse_json_object
-from signer.modeldir.hashing import SINGLE_FILE, model_manifest, preload_model_signing, scan
+from signer.modeldir.hashing import DEFAULT_SHARD_SIZE, SINGLE_FILE, model_manifest, preload_model_signing, scan
 from signer.progress import ProgressCallback
 from signer.trust.anchors import TrustAnchor
 from signer.trust.certificates import CertificateTrust, SigningCertificate
@@ -43,7 +43,6 @@ from signer.trust.envelopes import verify_envelope
 from signer.trust.keys import SigningKey, curve_hash
 
 MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
-DEFAULT_SHARD_SIZE = 64 * 1024 * 1024
 EXTENSION_KEY = "modelsign"
 MAX_SIGNATURE_FILE_BYTES = 256 * 1024 * 1024
 

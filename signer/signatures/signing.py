@@ -9,7 +9,6 @@ Signing is idempotent: an identical signature by the same key is not added twice
 from __future__ import annotations
 
 import base64
-import enum
 from dataclasses import dataclass
 
 from signer.errors import FormatError
@@ -25,15 +24,10 @@ from signer.oci.manifest import Descriptor
 from signer.oci.repository import Repository
 from signer.oci.stores import Stores
 from signer.references import ArtifactReference
+from signer.signatures.forms import SignatureFormat
 from signer.signatures.artifacts import resolve_target
 from signer.signatures.verification import verify_signatures
 from signer.trust.keys import SigningKey
-
-
-class SignatureFormat(str, enum.Enum):
-    LEGACY = "legacy"
-    BUNDLE = "bundle"
-    BOTH = "both"
 
 
 @dataclass(frozen=True)

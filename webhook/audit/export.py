@@ -27,7 +27,7 @@ from webhook.audit.chain import record_of, scan_lines
 from webhook.audit.schedule import parse_time
 from webhook.audit.verify import expand
 
-OUTCOMES = ("allow", "deny", "warn", "error")
+
 CSV_COLUMNS = (
     "time", "writer", "seq", "decision_id", "review_uid", "dry_run", "operation", "kind", "namespace", "name", "username",
     "outcome", "allowed", "mode", "reason", "codes", "artifacts", "digests", "signers", "scan_ids", "approval_ids",

@@ -13,7 +13,8 @@ from typing import Any
 
 from webhook.audit.canonical import canonical_json
 from webhook.audit.controls import check_controls
-from webhook.audit.export import OUTCOMES, Selection, Trail, decision_of, record_time
+from webhook.audit.export import Selection, Trail, decision_of, record_time
+from webhook.audit.terms import OUTCOMES
 from webhook.audit.scope import FAILURE_POLICY_MEANING, Run, gaps, identities, policies_in_force, writer_runs
 from webhook.audit.verify import NOT_VERIFIED, VerifyReport
 

@@ -16,7 +16,7 @@ from typing import Any
 from webhook.audit.export import Trail, record_time
 
 MIN_GAP = timedelta(seconds=1)  # shorter uncovered stretches are the time between two records, not an outage
-FAILURE_POLICIES = ("Fail", "Ignore")
+
 
 FAILURE_POLICY_MEANING = {
     "Fail": "failurePolicy Fail: while no webhook answered, the API server rejected every request the webhook configuration matches, so "

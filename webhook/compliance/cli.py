@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, UsageError, load_signing_key_file
+from signer import EXIT_OK, EXIT_VERIFICATION_FAILED, UsageError
 
 OUTPUTS = ("table", "text", "json", "yaml", "policyreport")  # text: the table, the word every other command uses
 
@@ -39,6 +39,7 @@ def add_commands(commands: Any) -> None:
 
 
 def _write_audit(args: argparse.Namespace, report: Any) -> None:
+    from signer import load_signing_key_file
     from webhook.audit.settings import audit_password, default_checkpoint_path, prepare_checkpoint_file
     from webhook.audit.trail import AuditTrail
     from webhook.audit.writer import AuditSettings, AuditWriter
