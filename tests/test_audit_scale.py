@@ -367,3 +367,26 @@ def test_the_quick_secret_test_agrees_on_generated_text():
         assert may_hold_secrets_encoded(text.encode()) == may_hold_secrets(text)
 
     check()
+
+
+def test_a_look_up_in_a_summarised_file_answers_only_for_the_bytes_that_were_summarised(trail, tmp_path):
+    """`audit verify` reads a summarised file again for hashes its summary did not keep; if the
+    file was swapped since (same size: a flipped byte, or another chain re-hashed), it answers
+    nothing, so the swap cannot vouch for the checkpoint (verify then reports the seq)."""
+    from webhook.audit.scan import hashes_of, scan_file
+
+    path = tmp_path / "chain.jsonl"
+    shutil.copy(_middle(trail / "logs"), path)
+    scan = scan_file(str(path))
+    assert scan.clean
+    inner = scan.entries[0][0] + 3
+    assert inner not in scan.hashes
+    expected = parse_line(_lines(path)[3])[0]
+    assert hashes_of(scan, {inner}) == {inner: expected}
+    lines = _lines(path)
+    _write(path, reseal(lines, 3, edit=lambda r: {**r, "decision": {**r["decision"], "reason": "verifiex"}} if "decision" in r else r))
+    assert path.stat().st_size == scan.size and hashes_of(scan, {inner}) == {}
+    damaged = bytearray(b"".join(line + b"\n" for line in lines))
+    damaged[len(damaged) // 2] ^= 1
+    path.write_bytes(bytes(damaged))
+    assert hashes_of(scan, {inner}) == {}

@@ -394,3 +394,31 @@ def test_a_signed_checkpoint_copied_into_a_forged_tail_does_not_count(damaged):
     _write(target, append_forged(lines, forged))
     report = _verify_as("in-chain checkpoints only", log_dir, checkpoints, pub)
     assert any(p.kind == "bad-checkpoint" and "it was copied there" in p.message for p in report.problems), report.problems
+
+
+def _append_sealed_with_seq(target: Path, seq_text: bytes) -> None:
+    """A correctly hashed line linked to the file's last one, claiming `seq_text` as its seq:
+    what anyone who can write the trail can add (the hash has no key)."""
+    import hashlib
+
+    lines = _lines(target)
+    claimed, _, _, writer, _, _ = parse_line(lines[-1])
+    body = (b'{"prev_hash":"sha256:' + claimed + b'","record":' + record_of(lines[_decision_index(lines)]) + b',"seq":' + seq_text
+            + b',"writer":"' + writer.encode() + b'"}')
+    _write(target, lines + [b'{"hash":"sha256:' + hashlib.sha256(body).hexdigest().encode() + b'",' + body[1:]])
+
+
+@pytest.mark.parametrize("seq_text, kind", [(b"1" + b"0" * 15, "deleted"), (b"9" * 17, "edited"), (b"9" * 5000, "edited")])
+def test_a_seq_far_ahead_is_reported_without_listing_the_gap(damaged, seq_text, kind):
+    """10**15 is a gap counted, not listed (listing it took every byte of memory); past 2**53, or
+    too many digits for int(), the line is not a chain line at all. Both paths, the same verdict."""
+    log_dir, checkpoints, pub = damaged
+    target = _files(log_dir)[0]
+    _append_sealed_with_seq(target, seq_text)
+    fast = verify([log_dir], [load_public_key_file(pub)], checkpoint_files=[checkpoints])
+    full = verify([log_dir], [load_public_key_file(pub)], checkpoint_files=[checkpoints], fast=False)
+    assert fast.to_json() == full.to_json()
+    assert fast.status != "INTACT" and kind in [p.kind for p in fast.problems], fast.problems
+    if kind == "deleted":
+        [gap] = [p for p in fast.problems if p.kind == "deleted"]
+        assert "-999999999999999 of" in gap.message and "record(s))" in gap.message

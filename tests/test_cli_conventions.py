@@ -136,6 +136,19 @@ def test_zsh_completion_in_a_real_interactive_zsh(tmp_path, files_to_complete):
     assert shown["modelsign verify my-mo"].rstrip() == "modelsign verify my-model.bin"
 
 
+def test_a_word_a_shell_would_read_specially_is_never_written_into_a_completion_script():
+    """Names, flags and choices go into the scripts as bare words (fish even evaluates its `-a`
+    strings): a parser that offered `x;touch f`, `(cmd)` or `*.py` is refused when the script is made."""
+    from signer.cli.completion import completion_script
+
+    for bad in ("x;touch flag", "(touch flag)", "*.py", "$HOME", "a b"):
+        parser = argparse.ArgumentParser(prog="modelsign")
+        parser.add_argument("--mode", choices=["fine", bad])
+        for shell in ("bash", "zsh", "fish"):
+            with pytest.raises(ValueError, match="cannot be offered for completion"):
+                completion_script(parser, shell)
+
+
 def _fish_completes(script: Path, cwd: Path, line: str) -> list[str]:
     """fish's own answer for `line` (`complete --do-complete`), candidates without descriptions."""
     done = subprocess.run(["fish", "--no-config", "-c", f"source {shlex.quote(str(script))}; complete --do-complete {shlex.quote(line)}"],

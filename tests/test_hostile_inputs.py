@@ -39,6 +39,18 @@ def test_deeply_nested_json_is_a_format_error():
         parse_kitfile(b"[" * 100_000)
 
 
+@pytest.mark.parametrize("size", [2**63, 10**400, -1])
+def test_a_layer_size_beyond_int64_is_a_format_error(size):
+    """OCI sizes are int64: a larger one (a hostile registry's) is refused where the manifest is
+    read, not carried into arithmetic (a scan's progress line, budgets)."""
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + "a" * 64, "size": 0}
+    raw = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {**layer, "mediaType": "application/vnd.oci.image.config.v1+json"}, "layers": [layer]}).encode()
+    raw = raw.replace(b'"size": 0}]', b'"size": ' + str(size).encode() + b'}]')
+    with pytest.raises(FormatError, match="invalid size"):
+        parse_manifest(raw, digest=sha256_digest(raw))
+
+
 def test_deeply_nested_signature_payload_is_a_rejection(tmp_path, stores, ml_key):
     repository = LayoutRepository(tmp_path / "store", create=True)
     image = push_image(repository, {"f": b"x"}, tag="v1")

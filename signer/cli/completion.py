@@ -8,6 +8,7 @@ zsh runs the bash function through `bashcompinit`; fish gets one `complete` line
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,20 @@ class Command:
     values: list[str] = field(default_factory=list)  # choices of positional arguments (completion's shells)
 
 
+# The scripts write command names, flags and choices as words, unquoted where the shells need
+# them bare (fish evaluates `-a` strings): only words no shell reads specially may reach them.
+_SAFE_WORD = re.compile(r"-{0,2}[A-Za-z0-9][A-Za-z0-9._/:@+=,-]*")
+
+
+def _word(text: str, what: str) -> str:
+    if not _SAFE_WORD.fullmatch(text):
+        raise ValueError(f"{what} {text!r} cannot be offered for completion: use letters, digits and ._/:@+=,- only")
+    return text
+
+
 def command_tree(parser: argparse.ArgumentParser) -> list[Command]:
-    """Every command of `parser`, depth first, the root (path ()) first."""
+    """Every command of `parser`, depth first, the root (path ()) first. Every name, flag and
+    choice is a plain word (`_SAFE_WORD`), else ValueError."""
     found: list[Command] = []
     stack: list[tuple[tuple[str, ...], argparse.ArgumentParser]] = [((), parser)]
     while stack:
@@ -44,15 +57,15 @@ def command_tree(parser: argparse.ArgumentParser) -> list[Command]:
             if isinstance(action, argparse._SubParsersAction):
                 helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
                 for name, sub in action.choices.items():
-                    command.subcommands[name] = helps.get(name, "")
+                    command.subcommands[_word(name, "command")] = helps.get(name, "")
                     children.append(((*path, name), sub))
             elif action.option_strings:
                 if action.help == argparse.SUPPRESS:
                     continue
-                command.options.append(Option(list(action.option_strings), action.nargs != 0, [str(c) for c in action.choices or []],
-                                              action.type is Path, action.help or ""))
+                command.options.append(Option([_word(flag, "option") for flag in action.option_strings], action.nargs != 0,
+                                              [_word(str(c), "choice") for c in action.choices or []], action.type is Path, action.help or ""))
             elif action.choices:
-                command.values += [str(c) for c in action.choices]
+                command.values += [_word(str(c), "choice") for c in action.choices]
         found.append(command)
         stack += reversed(children)
     return found

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import IO, Callable, Iterator
 
 _REDRAW_SECONDS = 0.2
+_MAX_SHOWN = 2**63 - 1
 
 
 def _size(count: float) -> str:
@@ -63,10 +64,18 @@ class Progress:
         now = self.clock()
         if now - self._drawn < _REDRAW_SECONDS and done < total:
             return
-        self._draw(now, self._bytes_line(now))
+        self._draw(now, self._line(now))
+
+    def _line(self, now: float) -> str:
+        try:
+            return self._elapsed_line(now) if self.total is None else self._bytes_line(now)
+        except (ArithmeticError, ValueError):  # a display problem never fails the work: stop showing
+            self.enabled = False
+            return ""
 
     def _bytes_line(self, now: float) -> str:
-        done, total = self.done, self.total or 0
+        # Sizes come from manifests: bounded (int64), but never let arithmetic on them fail the work.
+        done, total = min(self.done, _MAX_SHOWN), min(self.total or 0, _MAX_SHOWN)
         elapsed = max(now - self.started, 1e-6)
         rate = done / elapsed
         eta = f"ETA {_duration((total - done) / rate)}" if rate > 0 and done < total else f"in {_duration(elapsed)}"
@@ -77,6 +86,8 @@ class Progress:
         return f"{self.label}  {_duration(now - self.started)} elapsed"
 
     def _draw(self, now: float, line: str) -> None:
+        if not self.enabled:
+            return
         with self._lock:
             self._drawn = now
             self.stream.write("\r" + line.ljust(self._width))
@@ -95,7 +106,7 @@ class Progress:
         def tick() -> None:
             while not stop.wait(0 if self._width == 0 else 1.0):
                 now = self.clock()
-                self._draw(now, self._elapsed_line(now) if self.total is None else self._bytes_line(now))
+                self._draw(now, self._line(now))
 
         thread = threading.Thread(target=tick, name="progress", daemon=True)
         thread.start()

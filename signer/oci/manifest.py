@@ -12,6 +12,8 @@ from signer.formats.digests import is_digest, sha256_digest
 from signer.formats.jsonenc import go_json
 from signer.jsonread import parse_json_object
 
+MAX_SIZE = 2**63 - 1  # the OCI image spec's int64: a larger size cannot name real content
+
 
 @dataclass(frozen=True)
 class Descriptor:
@@ -69,8 +71,9 @@ def parse_descriptor(value: Any, *, what: str) -> Descriptor:
         raise FormatError(f"{what} has no mediaType")
     if not isinstance(digest, str) or not is_digest(digest):
         raise FormatError(f"{what} has an invalid digest {digest!r}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise FormatError(f"{what} has an invalid size {size!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+        shown = size if not isinstance(size, int) or size.bit_length() <= 64 else f"of {size.bit_length()} bits"
+        raise FormatError(f"{what} has an invalid size {shown!r}", hint="a descriptor's size is a non-negative int64 (OCI image spec)")
     annotations = value.get("annotations") or {}
     if not isinstance(annotations, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):
         raise FormatError(f"{what} has annotations that are not a string map")

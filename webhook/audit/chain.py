@@ -20,6 +20,10 @@ from typing import Iterator
 SCHEMA = "modelsign.audit/v1"
 GENESIS = "sha256:" + "0" * 64
 WRITER_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# A writer counts from 1 and never reaches this; a line claiming more is not a chain line
+# (its number would otherwise make verify count or list 10**15 missing records).
+MAX_SEQ_DIGITS = 16
+MAX_SEQ = 2**53 - 1
 
 _HASH_MEMBER = len('{"hash":"sha256:') + 64 + len('",')  # 82: bytes before `"prev_hash"`
 _PREV_START = _HASH_MEMBER + len('"prev_hash":"sha256:')  # 102
@@ -58,7 +62,8 @@ def scan_lines(data: bytes) -> Iterator[tuple[int, int, int, int, str, bytes, by
             seq_at = rfind(b',"seq":', position, end)
             writer_at = find(b',"writer":"', seq_at, end) if seq_at > 0 else -1
             seq = data[seq_at + 7:writer_at] if writer_at > 0 else b""
-            if seq.isdigit() and not seq.startswith(b"0") and data[end - 2:end] == b'"}':
+            if (seq.isdigit() and not seq.startswith(b"0") and len(seq) <= MAX_SEQ_DIGITS and int(seq) <= MAX_SEQ
+                    and data[end - 2:end] == b'"}'):
                 digest = sha256(b"{")
                 digest.update(view[position + _HASH_MEMBER:end])
                 claimed = data[position + 16:position + 80]

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webhook.audit.chain import _RECORD_START, record_of, scan_lines
+from webhook.audit.chain import _RECORD_START, MAX_SEQ, MAX_SEQ_DIGITS, record_of, scan_lines
 
 _DECISION_STARTS = (b'{"artifacts":', b'{"decision":')  # decision records' first keys, in canonical order
 
@@ -84,40 +84,25 @@ def scan_file(path: str, full: bool = False, checkpoints_only: bool = False) -> 
 
 
 def entries_of_summarised(scan: FileScan) -> list[Entry]:
-    """Every entry of a file the fast path summarised, without hashing again: each line was
-    found intact and in sequence, so its fields are read at their offsets. Hashed again (a
-    full scan) if the file is no longer the size it was."""
+    """Every entry of a file the fast path summarised, for a walk entry by entry (a chain
+    with a damaged file): read and hashed again, so the walk judges the bytes as they are
+    now, not offsets remembered from a read the file may have been replaced since."""
+    return scan_file(scan.name, full=True).entries
+
+
+def hashes_of(scan: FileScan, seqs: set[int]) -> dict[int, bytes]:
+    """The hashes at `seqs` in a file the fast path summarised, for the look-ups its summary
+    did not foresee: only if the file still summarises to the same chain (same first entry,
+    same last hash: every line hashed and linked again), else none (the look-up then fails,
+    and verify reports it), so a file swapped after the scan cannot answer for it."""
     try:
         data = Path(scan.name).read_bytes()
     except OSError:
-        data = b""
-    if len(data) != scan.size or not scan.clean:
-        return scan_file(scan.name, full=True).entries
-    entries: list[Entry] = []
-    find, startswith = data.find, data.startswith
-    writer = scan.writer or ""
-    position, number, seq = 0, 0, scan.entries[0][0]
-    while position < len(data):
-        end = find(b"\n", position)
-        number += 1
-        entries.append((seq, writer, data[position + 16:position + 80], data[position + _PREV_AT:position + _PREV_AT + 64], True, number,
-                        startswith(_DECISION_STARTS, position + _RECORD_START)))
-        seq += 1
-        position = end + 1
-    return entries
-
-
-def hashes_of(path: str, seqs: set[int]) -> dict[int, bytes]:
-    """The hashes at `seqs` in a (clean) file: for the look-ups a summary did not foresee."""
-    found: dict[int, bytes] = {}
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return found
-    for entry in scan_lines(data):
-        if len(entry) != 4 and entry[3] in seqs:
-            found[entry[3]] = entry[5]  # type: ignore[misc]
-    return found
+        return {}
+    again = _summarise(scan.name, data, wanted=frozenset(seqs))
+    if again is None or again.last_hash != scan.last_hash or again.entries[:1] != scan.entries[:1]:
+        return {}
+    return {seq: again.hashes[seq] for seq in seqs if seq in again.hashes}
 
 
 _HASH_MEMBER = len('{"hash":"sha256:') + 64 + len('",')  # 82: where the hashed bytes start (after a "{")
@@ -128,18 +113,19 @@ _PREV_LEAD = b'","prev_hash":"sha256:'
 _RECORD_LEAD = b'","record":{'
 
 
-def _summarise(path: str, data: bytes) -> FileScan | None:
+def _summarise(path: str, data: bytes, wanted: frozenset[int] = frozenset()) -> FileScan | None:
     """The fast path's inner loop: a file of one writer's intact, consecutive, linked chain
     lines and nothing else, checked with byte comparisons at fixed offsets (no JSON, no
     parsed fields but the first line's); None as soon as a line is anything else (then the
-    general loop decides, and reports)."""
+    general loop decides, and reports). `wanted`: seqs whose hashes to keep as well."""
     first_end = data.find(b"\n")
     if first_end < 0 or not data.endswith(b"\n"):
         return None
     seq_at = data.rfind(b',"seq":', 0, first_end)
     writer_at = data.find(b',"writer":"', seq_at, first_end) if seq_at > 0 else -1
     digits = data[seq_at + 7:writer_at] if writer_at > 0 else b""
-    if not digits.isdigit() or digits.startswith(b"0") or data[first_end - 2:first_end] != b'"}':
+    if (not digits.isdigit() or digits.startswith(b"0") or len(digits) > MAX_SEQ_DIGITS or data[first_end - 2:first_end] != b'"}'
+            or int(digits) + len(data) > MAX_SEQ):  # every later line adds one, and is longer than a byte
         return None
     writer_bytes = data[writer_at + 11:first_end - 2]
     try:
@@ -174,6 +160,8 @@ def _summarise(path: str, data: bytes) -> FileScan | None:
             hashes[seq] = claimed
         elif startswith(_DECISION_STARTS, record_at):
             decisions += 1
+        if wanted and seq in wanted:
+            hashes[seq] = claimed
         before, previous = claimed, claimed
         seq += 1
         position = end + 1
