@@ -25,6 +25,7 @@ requests one admission costs cold and warm.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import multiprocessing
 import os
@@ -254,7 +255,7 @@ def registry_requests(workdir: Path, admissions: int, images: int, ttl_seconds: 
                           f"cache: {{ttlSeconds: {ttl_seconds:g}}}\n"
                           f"trustedKeys: {{ml-team: {{file: {workdir / 'ml-team.pub'}}}}}\nrules: [{{name: r, require: {{signedBy: [ml-team]}}}}]\n")
         secret = workdir / "shared-cache.key"
-        secret.write_bytes(os.urandom(32))
+        secret.write_bytes(base64.b64encode(os.urandom(32)))  # text: the key file is stripped of white space
         print(f"registry requests for {admissions:,} admissions of {images} signed models (digest references), "
               f"2 processes x 2 workers, ttlSeconds {ttl_seconds:g}:")
         for label, flags in (("per-process cache (default)", []),

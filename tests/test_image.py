@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from conftest import PASSWORD
 from support.admission import pod, review
 from support.audit import records
 from support.cluster import Cluster, require_peer, start_cluster
+from support.redis_server import RunningRedis, start_redis
 from support.registry import free_port
 
 pytestmark = pytest.mark.image
@@ -287,11 +289,11 @@ def owned(path: Path, mode: int) -> Path:
     return path
 
 
-def run_container(bundle: Path, workdir: Path, key_dir: Path, registry) -> Container:
+def run_container(bundle: Path, workdir: Path, key_dir: Path, registry, shared_cache: str | None = None) -> Container:
     from signer.trust.keys import generate_key_pair
     from webhook.certs import generate
 
-    config_dirs = {name: workdir / name for name in ("policy", "keys", "tls", "audit-key", "audit", "checkpoints")}
+    config_dirs = {name: workdir / name for name in ("policy", "keys", "tls", "audit-key", "audit", "checkpoints", "cache-key")}
     for directory in config_dirs.values():
         directory.mkdir(parents=True)
     generate("modelsign-webhook", "modelsign-system", config_dirs["tls"], extra_sans=["127.0.0.1"], force=True)
@@ -306,7 +308,8 @@ def run_container(bundle: Path, workdir: Path, key_dir: Path, registry) -> Conta
         "registry": {"caFile": "/etc/modelsign/keys/registry-ca.crt"},
         "rules": [{"name": "signed", "artifacts": ["**"], "namespaces": ["*"], "require": {"signedBy": ["ml-team"]}}],
     }))
-    for directory in ("tls", "audit-key", "audit", "checkpoints"):
+    (config_dirs["cache-key"] / "key").write_bytes(base64.b64encode(os.urandom(32)))  # the Secret's HMAC key for shared entries
+    for directory in ("tls", "audit-key", "audit", "checkpoints", "cache-key"):
         owned(config_dirs[directory], 0o700)
         for file in config_dirs[directory].iterdir():
             owned(file, 0o600)
@@ -319,6 +322,8 @@ def run_container(bundle: Path, workdir: Path, key_dir: Path, registry) -> Conta
     process["args"] += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--reload-interval", "0.5",
                         "--audit-log=/var/log/modelsign/audit.jsonl", "--audit-key=/etc/modelsign/audit/audit.key",
                         "--audit-checkpoints=/var/lib/modelsign/audit-checkpoints/audit.checkpoints.jsonl", "--audit-checkpoint-records=5"]
+    if shared_cache:  # the `shared-cache` extra is in the image: Redis shared between replicas
+        process["args"] += ["--shared-cache", shared_cache, "--shared-cache-key-file", "/etc/modelsign/cache/key"]
     process["env"].append(f"MODELSIGN_AUDIT_PASSWORD={PASSWORD}")
     # no CNI here: the host's network namespace, so the test (and the API server) reach 127.0.0.1:PORT
     runtime["linux"]["namespaces"] = [n for n in runtime["linux"]["namespaces"] if n["type"] != "network"]
@@ -327,7 +332,8 @@ def run_container(bundle: Path, workdir: Path, key_dir: Path, registry) -> Conta
     runtime["mounts"] = [m for m in runtime["mounts"] if m["destination"] not in ("/var/log/modelsign", "/var/lib/modelsign")]
     for source, destination, mode in (("policy", "/etc/modelsign/policy", "ro"), ("keys", "/etc/modelsign/keys", "ro"),
                                       ("tls", "/etc/modelsign/tls", "ro"), ("audit-key", "/etc/modelsign/audit", "ro"),
-                                      ("audit", "/var/log/modelsign", "rw"), ("checkpoints", "/var/lib/modelsign/audit-checkpoints", "rw")):
+                                      ("audit", "/var/log/modelsign", "rw"), ("checkpoints", "/var/lib/modelsign/audit-checkpoints", "rw"),
+                                      ("cache-key", "/etc/modelsign/cache", "ro")):
         runtime["mounts"].append({"destination": destination, "type": "bind", "source": str(config_dirs[source]), "options": ["rbind", mode]})
     config_path = bundle / "config.json"
     config_path.write_text(json.dumps(runtime))
@@ -367,10 +373,25 @@ def unsigned_image(tls_registry) -> str:
 
 
 @pytest.fixture(scope="module")
-def container(bundle, signed, key_dir, tls_registry, tmp_path_factory):
-    running = run_container(bundle, tmp_path_factory.mktemp("container"), key_dir, tls_registry)
+def redis_for_the_image(tmp_path_factory):
+    running = start_redis(tmp_path_factory.mktemp("image-redis"))
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def container(bundle, signed, key_dir, tls_registry, tmp_path_factory, redis_for_the_image):
+    running = run_container(bundle, tmp_path_factory.mktemp("container"), key_dir, tls_registry, shared_cache=redis_for_the_image.url)
+    yield running
+    running.stop()
+
+
+def _redis_keys(redis: RunningRedis) -> int:
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as sock:
+        sock.sendall(b"DBSIZE\r\n")
+        answer = sock.recv(64)
+    assert answer.startswith(b":"), answer
+    return int(answer[1:].strip())
 
 
 def test_webhook_process_runs_as_65532_on_a_read_only_root(container):
@@ -392,9 +413,11 @@ def admit(container: Container, image: str, uid: str, namespace: str = "ml") -> 
     return answer.json()["response"]
 
 
-def test_image_webhook_admits_its_own_signed_image_and_denies_an_unsigned_one(container, signed, unsigned_image):
+def test_image_webhook_admits_its_own_signed_image_and_denies_an_unsigned_one(container, signed, unsigned_image, redis_for_the_image):
     admitted = admit(container, signed["reference"], "own-image")
     assert admitted["allowed"] is True, admitted
+    # the verification went to the shared cache (the image ships the redis client for it)
+    assert _redis_keys(redis_for_the_image) >= 1, container.log_path.read_text(errors="replace")[-3000:]
     denied = admit(container, unsigned_image, "unsigned-image")
     assert denied["allowed"] is False
     assert "signature" in denied["status"]["message"].lower(), denied

@@ -6,6 +6,7 @@ processes sharing one cache in front of a real registry."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import threading
 import time
 from datetime import datetime, timezone
@@ -26,7 +27,8 @@ from support.webhook_server import start_webhook
 from test_webhook_server import _counter, _scrape_all_workers, post
 from webhook.admission.cache import SingleFlightCache
 from webhook.admission.report_codec import decode_reports, encode_reports
-from webhook.admission.shared_cache import SharedVerificationCache, connect
+from webhook.admission.shared_cache import SharedStatements, SharedVerificationCache, connect
+from webhook.admission.statement_memory import StatementMemory
 from webhook.certs import generate
 
 SECRET = b"k" * 32
@@ -266,3 +268,116 @@ def test_two_webhook_processes_verify_each_digest_once_and_refuse_planted_entrie
     finally:
         fresh.stop()
         proxy.stop()
+
+
+# -- statements once verified, remembered by every replica (statement_memory.py) ----------------
+
+REJECTION = {"id": "sha256:r", "decision": "rejected", "environment": "prod", "signer": "approver"}
+APPROVAL = {"id": "sha256:a", "decision": "approved", "environment": "prod", "signer": "approver"}
+EVAL_OLD = {"id": "sha256:e1", "signer": "eval-ci", "evaluatedAt": "2026-11-01T00:00:00Z"}
+EVAL_NEW = {"id": "sha256:e2", "signer": "eval-ci", "evaluatedAt": "2026-11-02T00:00:00Z"}
+
+
+def replica(client, secret: bytes = SECRET) -> StatementMemory:
+    """A webhook process's statement memory, sharing through Redis (a fresh one: another replica,
+    or the same one after a restart)."""
+    return StatementMemory(shared=SharedStatements(shared(client, secret)))
+
+
+def test_a_statement_one_replica_saw_is_missed_by_every_other_and_after_a_restart(client):
+    first = replica(client)
+    assert first.check(KEY[1], [REJECTION, APPROVAL], [EVAL_NEW]) is None
+    # the rejection and the newest evaluation are then removed from the registry (push rights suffice)
+    for other in (replica(client), replica(client)):  # another replica; this one restarted
+        denied = other.check(KEY[1], [APPROVAL], [EVAL_OLD])
+        assert denied is not None and "rejected for environment prod by approver" in denied and "the evaluation by eval-ci of 2026-11-02" in denied
+    assert replica(client).check(KEY[1], [REJECTION, APPROVAL], [EVAL_NEW]) is None  # restored: nothing missing
+    assert replica(client).check("sha256:" + "9" * 64, [], []) is None  # a digest nobody saw statements on costs no place
+    assert client.dbsize() == 1
+
+
+def test_planted_or_altered_shared_statements_never_deny(client):
+    """Whoever can write to Redis can make replicas forget (each keeps its own memory) but
+    cannot make them deny: members without the key's MAC are ignored."""
+    key = SharedStatements.redis_key(KEY[1])
+    body = json.dumps({"digest": KEY[1], "kind": "denial", "id": "sha256:forged", "what": "forged"}, separators=(",", ":"), sort_keys=True).encode()
+    client.sadd(key, b"\0" * 32 + body, b"junk", b"")
+    other_key = StatementMemory(shared=SharedStatements(shared(client, b"x" * 32)))
+    assert other_key.check(KEY[1], [REJECTION], []) is None  # a replica with another key writes members the others refuse
+    memory = replica(client)
+    assert memory.check(KEY[1], [], []) is None
+    assert memory.shared._cache.shared_stats.rejected >= 4
+
+
+def test_shared_statements_when_redis_is_down_are_the_process_memory(tmp_path):
+    running = start_redis(tmp_path)
+    client = connect(running.url, timeout_seconds=0.5)
+    memory = replica(client)
+    running.stop()
+    assert memory.check(KEY[1], [REJECTION], []) is None  # no exception: Redis is skipped
+    denied = memory.check(KEY[1], [], [])
+    assert denied is not None and "rejected" in denied  # the process still remembers on its own
+    assert memory.shared._cache.shared_stats.errors == 1
+
+
+def test_a_rejection_removed_from_the_registry_still_denies_on_another_webhook_process(tmp_path, registry, key_dir, redis_server, client):
+    """End to end: webhook process A sees a rejection; the `.att` tag is re-pushed without it
+    (push rights suffice); a fresh process B (another replica, or A restarted) still denies,
+    naming it. A process without the shared cache admits: what sharing the memory adds."""
+    from datetime import timedelta
+
+    from signer.evidence.approvals import approval_predicate
+    from signer.formats import mediatypes as mt
+    from signer.signatures.attestations import attest
+    from signer.trust.keys import generate_key_pair
+    from test_statement_memory import drop_attestations
+
+    generate_key_pair(tmp_path / "approver", PASSWORD.encode())
+    approver = load_signing_key_file(tmp_path / "approver.key", password=lambda _: PASSWORD.encode())
+    ml = load_signing_key_file(key_dir / "ml-team.key", password=lambda _: PASSWORD.encode())
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with Stores() as stores:
+        reference = parse_reference(f"{registry.host}/shared/approved-model:1")
+        repository = stores.repository(reference)
+        digest = push_image(repository, {"w": b"shared-memory"}, tag="1").digest
+        sign_artifact(stores, reference, ml)
+        pinned = parse_reference(f"{registry.host}/shared/approved-model@{digest}")
+        for decision, at in (("approved", now), ("rejected", now + timedelta(seconds=2))):
+            attest(stores, pinned, approver, mt.APPROVAL_PREDICATE,
+                   approval_predicate(decision=decision, environment="prod", namespaces=["*"], approver="carol", requester="bob", ticket="CHG-9",
+                                      reason="bias found", now=at, not_before=None, expires_in_seconds=3600 if decision == "approved" else None))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"""apiVersion: modelsign.dev/v1alpha1
+kind: AdmissionPolicy
+allowedRegistries: ["127.0.0.1:*"]
+trustedKeys:
+  ml-team: {{file: {key_dir / 'ml-team.pub'}}}
+  approver: {{file: {tmp_path / 'approver.pub'}}}
+rules:
+  - name: approved
+    require: {{signedBy: [ml-team], approval: {{signedBy: [approver], environment: prod}}}}
+""")
+    certs = tmp_path / "certs"
+    generate("modelsign-webhook", "modelsign-system", certs, extra_sans=["127.0.0.1"])
+    secret = tmp_path / "shared-cache.key"
+    secret.write_bytes(SECRET)
+    flags = ["--shared-cache", redis_server.url, "--shared-cache-key-file", str(secret)]
+    body = review("Pod", pod(f"{registry.host}/shared/approved-model@{digest}"))
+
+    def answer(extra: list[str]) -> dict:
+        server = start_webhook(policy, certs, tmp_path, workers=1, extra=extra)
+        try:
+            with server.client() as http:
+                return post(http, body).json()["response"]
+        finally:
+            server.stop()
+
+    first = answer(flags)
+    assert first["allowed"] is False and "rejected" in first["status"]["message"], first
+    with Stores() as stores:
+        assert drop_attestations(stores.repository(reference), digest, lambda p: p.get("decision") == "rejected") == 1
+    client.delete(*client.keys("modelsign:v1:verify:*"))  # the verification cache would hide the push until it expires anyway
+    second = answer(flags)
+    assert second["allowed"] is False, second
+    assert "the rejected for environment prod by approver" in second["status"]["message"] and "no longer in the registry" in second["status"]["message"]
+    assert answer([])["allowed"] is True  # alone, a fresh process knows nothing of the rejection

@@ -35,6 +35,7 @@ ENV_KEY_FILE = "MODELSIGN_SHARED_CACHE_KEY_FILE"
 MIN_KEY_BYTES = 32
 _MAC_BYTES = 32
 _NAMESPACE = "modelsign:v1"
+STATEMENT_DAYS = 400  # how long a remembered statement outlives its last sighting (longer than any approval)
 # Compare-and-delete: only the holder's token releases a lock (another's may have replaced it).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
@@ -258,6 +259,78 @@ def connect(url: str, *, timeout_seconds: float = 0.5) -> Any:
 
 _CLIENTS: dict[tuple[str, str], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+
+
+class SharedStatements:
+    """What StatementMemory remembers, shared by every replica (and kept across restarts)
+    through the same Redis and key: per digest a set of MACed members, one per denying
+    statement or per signer's newest evaluation. Sets merge without a race; a member that does
+    not authenticate is ignored (counted as rejected), so whoever can write to Redis can make
+    the replicas forget (back to each one's own memory) but never make them deny a digest."""
+
+    def __init__(self, cache: SharedVerificationCache, *, keep_seconds: float = STATEMENT_DAYS * 86400) -> None:
+        self._cache = cache
+        self._keep = int(keep_seconds)
+
+    @staticmethod
+    def redis_key(digest: str) -> str:
+        return f"{_NAMESPACE}:statements:" + hashlib.sha256(digest.encode()).hexdigest()
+
+    def recall(self, digest: str) -> list[dict[str, str]] | None:
+        """The authentic statements remembered for `digest`; None when Redis cannot be asked."""
+        cache = self._cache
+        if not cache._available():
+            return None
+        import redis
+
+        redis_key = self.redis_key(digest)
+        try:
+            members = cache._client.smembers(redis_key)
+        except redis.RedisError:
+            cache._failed()
+            return None
+        found: list[dict[str, str]] = []
+        for raw in members:
+            statement = self._open(redis_key, digest, raw)
+            if statement is None:
+                cache._count("rejected")
+            else:
+                found.append(statement)
+        return found
+
+    def remember(self, digest: str, statements: list[dict[str, str]]) -> None:
+        cache = self._cache
+        if not statements or not cache._available():
+            return
+        import redis
+
+        redis_key = self.redis_key(digest)
+        members = [self._seal(redis_key, digest, statement) for statement in statements]
+        try:
+            pipe = cache._client.pipeline(transaction=False)
+            pipe.sadd(redis_key, *members)
+            pipe.expire(redis_key, self._keep)
+            pipe.execute()
+        except redis.RedisError:
+            cache._failed()
+
+    def _seal(self, redis_key: str, digest: str, statement: dict[str, str]) -> bytes:
+        body = json.dumps({"digest": digest, **statement}, separators=(",", ":"), sort_keys=True).encode()
+        return self._cache._mac(redis_key, body) + body
+
+    def _open(self, redis_key: str, digest: str, raw: Any) -> dict[str, str] | None:
+        if not isinstance(raw, bytes) or len(raw) <= _MAC_BYTES:
+            return None
+        mac, body = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._cache._mac(redis_key, body)):
+            return None
+        try:
+            entry = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(entry, dict) or entry.pop("digest", None) != digest or not all(isinstance(v, str) for v in entry.values()):
+            return None
+        return entry
 
 
 def from_environment(local: SingleFlightCache) -> SingleFlightCache | SharedVerificationCache:

@@ -9,7 +9,11 @@ revocations and each signer's newest evaluation it has verified, and denies (nam
 statement) when one of them is gone. The memory is per process and bounded (least recently
 used digests are forgotten first; only digests with something to remember take a place, so
 unsigned junk cannot evict them); a restart forgets, which is how an intended removal takes
-effect. Keeping governance statements where only approvers can push closes the gap for good.
+effect. With the shared cache on (`webhook serve --shared-cache`), what any replica saw is
+also kept in Redis (shared_cache.SharedStatements, authenticated members) and recalled by
+every replica, across restarts: there an intended removal takes effect when the Redis key
+`modelsign:v1:statements:<sha256 of the digest>` is deleted (or after 400 days unseen).
+Keeping governance statements where only approvers can push closes the gap for good.
 """
 
 from __future__ import annotations
@@ -17,9 +21,17 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 DENYING_DECISIONS = ("rejected", "revoked")
+
+
+class SharedStatementStore(Protocol):
+    """Where replicas share what they remember (shared_cache.SharedStatements)."""
+
+    def recall(self, digest: str) -> list[dict[str, str]] | None: ...
+
+    def remember(self, digest: str, statements: list[dict[str, str]]) -> None: ...
 
 
 @dataclass
@@ -29,20 +41,24 @@ class _Seen:
 
 
 class StatementMemory:
-    def __init__(self, max_digests: int = 10000) -> None:
+    def __init__(self, max_digests: int = 10000, shared: SharedStatementStore | None = None) -> None:
         self._max = max_digests
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
         self._lock = threading.Lock()
+        self.shared = shared  # set on each policy load: the shared cache's store, or None
 
     def check(self, digest: str, approvals: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> str | None:
         """Remember what these facts show, and say what was seen before and is missing now."""
         denials = {str(a.get("id")): f"{a.get('decision')} for environment {a.get('environment')} by {a.get('signer')}"
                    for a in approvals if a.get("decision") in DENYING_DECISIONS}
         newest = {str(e.get("signer")): (str(e.get("evaluatedAt")), str(e.get("id"))) for e in evaluations}
+        shared = self.shared
+        recalled = (shared.recall(digest) if shared is not None else None) or []  # another replica's sightings (I/O: outside the lock)
         with self._lock:
-            if digest not in self._seen and not denials and not newest:
+            if digest not in self._seen and not denials and not newest and not recalled:
                 return None  # nothing to remember: unsigned or unevaluated digests never take a place (nor evict one)
             seen = self._seen.pop(digest, None) or _Seen()
+            _merge(seen, recalled)
             missing = [f"the {what} (statement {id_[:19]})" for id_, what in seen.denials.items() if id_ not in denials]
             for signer, (at, id_) in seen.newest_evaluations.items():
                 current = newest.get(signer)
@@ -54,8 +70,30 @@ class StatementMemory:
             self._seen[digest] = seen
             while len(self._seen) > self._max:
                 self._seen.popitem(last=False)
+            known = _statements(seen)
+        if shared is not None:
+            unshared = [statement for statement in known if statement not in recalled]
+            if unshared:
+                shared.remember(digest, unshared)
         if not missing:
             return None
         return (f"{', '.join(missing)} on {digest}, verified earlier by this webhook, is no longer in the registry: someone "
                 "removed it (re-pushing the .att tag needs only push rights); restore it from the signer's copy (or attach it "
                 "again with the same key); an intended removal takes effect when the webhook restarts")
+
+
+def _statements(seen: _Seen) -> list[dict[str, str]]:
+    """What a digest's memory holds, as the shared store keeps it."""
+    return ([{"kind": "denial", "id": id_, "what": what} for id_, what in seen.denials.items()]
+            + [{"kind": "evaluation", "signer": signer, "at": at, "id": id_} for signer, (at, id_) in seen.newest_evaluations.items()])
+
+
+def _merge(seen: _Seen, statements: list[dict[str, str]]) -> None:
+    """Add what the shared store recalled: every denial, and each signer's newest evaluation."""
+    for statement in statements:
+        if statement.get("kind") == "denial" and statement.get("id"):
+            seen.denials.setdefault(statement["id"], statement.get("what", "denying statement"))
+        elif statement.get("kind") == "evaluation" and statement.get("signer") and statement.get("at"):
+            mark = (statement["at"], statement.get("id", ""))
+            if mark > seen.newest_evaluations.get(statement["signer"], ("", "")):
+                seen.newest_evaluations[statement["signer"]] = mark

@@ -116,7 +116,9 @@ class WebhookState:
         try:
             policy = load_policy(self.settings.policy_path, rego_dir=self.settings.rego_dir or default_rego_dir(), key_dir=self.settings.key_dir)
             cache = shared_cache.from_environment(SingleFlightCache(max_entries=policy.spec.cache.max_entries))
-            set_throttle_board(cache if isinstance(cache, shared_cache.SharedVerificationCache) else None)  # 429 notes shared too
+            shared = cache if isinstance(cache, shared_cache.SharedVerificationCache) else None
+            set_throttle_board(shared)  # 429 notes shared too
+            self.statement_memory.shared = shared_cache.SharedStatements(shared) if shared is not None else None  # and removed statements
             pipeline = AdmissionPipeline(policy, cache=cache, memory=self.statement_memory)
         except Exception as exc:  # any failure keeps the last good policy; the reason is shown on /readyz
             self.last_error = str(exc) if isinstance(exc, ModelsignError) else f"{type(exc).__name__}: {exc}"
