@@ -121,12 +121,19 @@ class SharedVerificationCache:
                           separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
         return self._mac(redis_key, body) + body
 
+    def authentic(self, redis_key: str, raw: Any) -> bytes | None:
+        """The body of `raw` if it carries this deployment's MAC over the Redis key and the body."""
+        if not isinstance(raw, bytes) or len(raw) <= _MAC_BYTES:
+            return None
+        body = raw[_MAC_BYTES:]
+        return body if hmac.compare_digest(raw[:_MAC_BYTES], self._mac(redis_key, body)) else None
+
     def open(self, redis_key: str, key: tuple[str, str, str], raw: Any) -> Any | None:
         """The value of an authentic, fresh entry for `key`; None for anything else."""
         if not isinstance(raw, bytes) or len(raw) <= _MAC_BYTES:
             return None
-        mac, body = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
-        if not hmac.compare_digest(mac, self._mac(redis_key, body)):
+        body = self.authentic(redis_key, raw)
+        if body is None:
             self._count("rejected")
             return None
         try:
@@ -215,10 +222,11 @@ class SharedVerificationCache:
         except redis.RedisError:
             self._failed()
             return None
-        if not isinstance(raw, bytes) or len(raw) <= _MAC_BYTES or not hmac.compare_digest(raw[:_MAC_BYTES], self._mac(redis_key, raw[_MAC_BYTES:])):
+        body = self.authentic(redis_key, raw)
+        if body is None:
             return None
         try:
-            until = float(raw[_MAC_BYTES:].decode("ascii"))
+            until = float(body.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             return None
         return until if until > self._wall() else None
@@ -319,10 +327,8 @@ class SharedStatements:
         return self._cache._mac(redis_key, body) + body
 
     def _open(self, redis_key: str, digest: str, raw: Any) -> dict[str, str] | None:
-        if not isinstance(raw, bytes) or len(raw) <= _MAC_BYTES:
-            return None
-        mac, body = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
-        if not hmac.compare_digest(mac, self._cache._mac(redis_key, body)):
+        body = self._cache.authentic(redis_key, raw)
+        if body is None:
             return None
         try:
             entry = json.loads(body)
