@@ -19,7 +19,7 @@ from signer.oci.stores import Stores
 from signer.references import parse_reference
 from signer.signatures.signing import sign_artifact
 from signer.trust.keys import load_signing_key_file
-from conftest import PASSWORD
+from conftest import PASSWORD, run_cli
 from support.admission import pod, policy_for, review
 from support.faults import BlackHole, FaultProxy
 from support.redis_server import start_redis
@@ -298,15 +298,77 @@ def test_a_statement_one_replica_saw_is_missed_by_every_other_and_after_a_restar
 
 def test_planted_or_altered_shared_statements_never_deny(client):
     """Whoever can write to Redis can make replicas forget (each keeps its own memory) but
-    cannot make them deny: members without the key's MAC are ignored."""
+    cannot make them deny: values without the key's MAC, moved to another field or another
+    digest, are ignored."""
     key = SharedStatements.redis_key(KEY[1])
-    body = json.dumps({"digest": KEY[1], "kind": "denial", "id": "sha256:forged", "what": "forged"}, separators=(",", ":"), sort_keys=True).encode()
-    client.sadd(key, b"\0" * 32 + body, b"junk", b"")
+    body = json.dumps({"digest": KEY[1], "field": "denial:sha256:forged", "kind": "denial", "id": "sha256:forged", "what": "forged",
+                       "seenAt": time.time()}, separators=(",", ":"), sort_keys=True).encode()
+    client.hset(key, mapping={"denial:sha256:forged": b"\0" * 32 + body, "junk": b"junk", "empty": b""})
     other_key = StatementMemory(shared=SharedStatements(shared(client, b"x" * 32)))
-    assert other_key.check(KEY[1], [REJECTION], []) is None  # a replica with another key writes members the others refuse
+    assert other_key.check(KEY[1], [REJECTION], []) is None  # a replica with another key writes values the others refuse
+    genuine = replica(client)
+    assert genuine.check("sha256:" + "7" * 64, [REJECTION], []) is None
+    elsewhere = client.hgetall(SharedStatements.redis_key("sha256:" + "7" * 64))
+    client.hset(key, mapping={b"denial:sha256:moved": next(iter(elsewhere.values()))})  # another digest's genuine value
+    client.hset(key, mapping={b"denial:sha256:other": next(iter(elsewhere.values()))})
     memory = replica(client)
     assert memory.check(KEY[1], [], []) is None
-    assert memory.shared._cache.shared_stats.rejected >= 4
+    assert memory.shared._cache.shared_stats.rejected >= 6
+
+
+def test_forget_statements_lifts_a_denial_and_a_replay_does_not_bring_it_back(client, redis_server, tmp_path, capsys):
+    first = replica(client)
+    assert first.check(KEY[1], [REJECTION], []) is None
+    saved = client.hgetall(SharedStatements.redis_key(KEY[1]))  # an attacker who can read Redis keeps a copy
+    denied = replica(client).check(KEY[1], [], [])  # the removal denies on every replica, and says how to lift it
+    assert denied is not None and f"run `modelsign webhook forget-statements {KEY[1]}` against the shared cache" in denied
+    secret = tmp_path / "key"
+    secret.write_bytes(SECRET)
+    code, out, err = run_cli(capsys, "webhook", "forget-statements", KEY[1], "--shared-cache", redis_server.url, "--shared-cache-key-file", secret,
+                             "-o", "json")
+    assert code == 0 and json.loads(out) == {"digest": KEY[1], "forgotten": 1}, err
+    assert replica(client).check(KEY[1], [], []) is None  # lifted for every fresh replica
+    client.hset(SharedStatements.redis_key(KEY[1]), mapping=saved)  # replayed: older than the forget mark, ignored
+    assert replica(client).check(KEY[1], [], []) is None
+    code, _, err = run_cli(capsys, "webhook", "forget-statements", "latest", "--shared-cache", redis_server.url, "--shared-cache-key-file", secret)
+    assert code == 2 and "is not a digest" in err
+
+
+def test_remembered_statements_expire_after_the_keep_period_and_are_refreshed_while_seen(client):
+    clock = [1_000_000.0]
+    cache = shared(client, wall_clock=lambda: clock[0])
+    store = SharedStatements(cache, keep_seconds=100, refresh_seconds=10)
+    assert StatementMemory(shared=store).check(KEY[1], [REJECTION], []) is None
+    clock[0] += 50
+    assert StatementMemory(shared=store).check(KEY[1], [REJECTION], []) is None  # seen again: its seenAt is refreshed (due: 50 > 10)
+    clock[0] += 90  # 140 after the first sighting, 90 after the last
+    assert StatementMemory(shared=store).check(KEY[1], [], []) is not None
+    clock[0] += 200  # nobody saw it for longer than the keep period: forgotten, a replay of it too
+    assert StatementMemory(shared=store).check(KEY[1], [], []) is None
+
+
+def test_reading_remembered_statements_is_bounded_in_redis(client):
+    """A planted hash of many fields, or of giant values, is refused in Redis itself: the
+    webhook neither receives it nor holds it, and keeps its own memory."""
+    key = SharedStatements.redis_key(KEY[1])
+    client.hset(key, mapping={f"f{i}": b"x" for i in range(300)})
+    memory = replica(client)
+    assert memory.shared.recall(KEY[1]) is None and memory.check(KEY[1], [REJECTION], []) is None
+    client.delete(key)
+    client.hset(key, mapping={"denial:big": b"x" * 5_000_000})
+    assert memory.shared.recall(KEY[1]) == []
+
+
+def test_same_second_evaluations_are_ordered_as_the_policy_orders_them(client):
+    """Two evaluations by one signer in the same second: the newest is the one with the greater
+    statement id, for the policy and for the memory, so dropping it is noticed."""
+    low = {"id": "sha256:0000", "signer": "eval-ci", "evaluatedAt": "2026-11-02T00:00:00Z"}
+    high = {"id": "sha256:ffff", "signer": "eval-ci", "evaluatedAt": "2026-11-02T00:00:00Z"}
+    memory = replica(client)
+    assert memory.check(KEY[1], [], [high]) is None
+    denied = replica(client).check(KEY[1], [], [low])
+    assert denied is not None and "the evaluation by eval-ci of 2026-11-02T00:00:00Z (statement sha256:ffff)" in denied
+    assert replica(client).check(KEY[1], [], [high]) is None
 
 
 def test_shared_statements_when_redis_is_down_are_the_process_memory(tmp_path):

@@ -37,6 +37,21 @@ def cmd_webhook_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_forget_statements(args: argparse.Namespace) -> int:
+    import re
+
+    from webhook.admission.cache import SingleFlightCache
+    from webhook.admission.shared_cache import SharedStatements, SharedVerificationCache, connect, read_key_file
+
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", args.digest):
+        raise UsageError(f"{args.digest!r} is not a digest", hint="name it as the deny message does: sha256:<64 hex digits>")
+    cache = SharedVerificationCache(connect(args.shared_cache), read_key_file(args.shared_cache_key_file), SingleFlightCache())
+    count = SharedStatements(cache).forget(args.digest)
+    emit_output(args.output, f"Forgot {count} remembered statement(s) on {args.digest} in the shared cache; restart the webhook replicas "
+                             "so that their own memories forget them too", {"digest": args.digest, "forgotten": count})
+    return EXIT_OK
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from webhook.admission.config import default_rego_dir, load_policy
     from webhook.admission.pipeline import AdmissionPipeline
@@ -124,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     compliance.add_argument("--compliance-kubeconfig", type=Path, help="kubeconfig for the scans (default: the in-cluster service account)")
     compliance.add_argument("--compliance-apply", action="store_true", help="also write each scan's PolicyReports (wgpolicyk8s.io/v1alpha2) to the cluster")
     serve.set_defaults(handler=cmd_webhook_serve)
+
+    forget = webhook_commands.add_parser("forget-statements", help="lift what the replicas remember against a digest (a rejection, "
+                                         "revocation or newest evaluation removed from the registry on purpose)")
+    forget.add_argument("digest", help="sha256:<hex>, as the deny message names it")
+    forget.add_argument("--shared-cache", required=True, metavar="redis://HOST:PORT/DB", help="the webhook's --shared-cache")
+    forget.add_argument("--shared-cache-key-file", required=True, type=Path, metavar="FILE", help="the webhook's --shared-cache-key-file")
+    output_option(forget)
+    forget.set_defaults(handler=cmd_forget_statements)
 
     check = commands.add_parser("check", help="the webhook's decision for manifests, offline from the cluster")
     check.add_argument("-f", "--filename", action="append", default=[], metavar="FILE|DIR",

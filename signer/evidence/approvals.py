@@ -45,7 +45,9 @@ def parse_duration(text: str) -> int:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 UTC to the second; the year always four digits (strftime's %Y is not padded
+    below 1000 on glibc, and these strings are compared as text)."""
+    return moment.astimezone(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_time(text: Any) -> datetime | None:

@@ -21,7 +21,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from signer import CLOCK_SKEW_SECONDS, AttestationReport, evaluation_facts, mediatypes as mt
+from signer import CLOCK_SKEW_SECONDS, AttestationReport, EvaluationFacts, evaluation_facts, format_time, mediatypes as mt
 from webhook.admission.engine.values import MAX_ENGINE_STRING, fits_engine
 
 MAX_PER_TYPE = 10
@@ -45,12 +45,17 @@ def evaluation_inputs(report: AttestationReport, now: datetime, metrics: frozens
                              "reason": f"evaluation attestation is dated in the future ({facts.evaluated_at:%Y-%m-%dT%H:%M:%SZ})"})
             continue
         current = newest.get(facts.signer)
-        # Ties (times have one-second precision) go by statement digest, not by the order the
-        # registry lists them in, which whoever can push controls.
-        if current is None or (facts.evaluated_at, facts.statement_digest) > (current.evaluated_at, current.statement_digest):
+        # Newest by the second, then by statement digest (not by the order the registry lists
+        # them in, which whoever can push controls): the order the policy sees as `evaluatedAt`
+        # and the statement memory remembers (statement_memory.py), so both pick the same one.
+        if current is None or _newest_key(facts) > _newest_key(current):
             newest[facts.signer] = facts
     ordered = sorted(newest.values(), key=lambda f: f.evaluated_at, reverse=True)
     return [f.to_input(now, metrics) for f in ordered], rejected
+
+
+def _newest_key(facts: EvaluationFacts) -> tuple[str, str]:
+    return format_time(facts.evaluated_at), facts.statement_digest
 
 
 def _problem(value: Any) -> str | None:

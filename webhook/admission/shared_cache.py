@@ -36,6 +36,22 @@ MIN_KEY_BYTES = 32
 _MAC_BYTES = 32
 _NAMESPACE = "modelsign:v1"
 STATEMENT_DAYS = 400  # how long a remembered statement outlives its last sighting (longer than any approval)
+MAX_STATEMENT_FIELDS = 256  # a digest's remembered statements: far more than any real one has
+MAX_STATEMENT_BYTES = 4096  # one remembered statement, sealed
+# A digest's remembered statements, read in Redis with bounds: nil when it holds more fields
+# than any real digest does, and values (or field names) too large to be ours left out, so a
+# planted giant hash is neither shipped to the webhook nor held in its memory.
+_BOUNDED_HASH = """
+if redis.call('hlen', KEYS[1]) > tonumber(ARGV[1]) then return false end
+local out = {}
+for _, field in ipairs(redis.call('hkeys', KEYS[1])) do
+  if string.len(field) <= 512 and redis.call('hstrlen', KEYS[1], field) <= tonumber(ARGV[2]) then
+    out[#out + 1] = field
+    out[#out + 1] = redis.call('hget', KEYS[1], field)
+  end
+end
+return out
+"""
 # Compare-and-delete: only the holder's token releases a lock (another's may have replaced it).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
@@ -271,21 +287,34 @@ _CLIENTS_LOCK = threading.Lock()
 
 class SharedStatements:
     """What StatementMemory remembers, shared by every replica (and kept across restarts)
-    through the same Redis and key: per digest a set of MACed members, one per denying
-    statement or per signer's newest evaluation. Sets merge without a race; a member that does
-    not authenticate is ignored (counted as rejected), so whoever can write to Redis can make
-    the replicas forget (back to each one's own memory) but never make them deny a digest."""
+    through the same Redis and key: per digest a hash with one field per denying statement and
+    per signer's newest evaluation, each value MACed over the Redis key, the field and the body,
+    which carries when a replica last saw the statement (`seenAt`, refreshed daily while it is
+    seen). A value that does not authenticate, or was last seen more than the keep period ago, or
+    before the digest's `forgotten` mark (`modelsign webhook forget-statements`), is ignored. So
+    whoever can write to Redis can make the replicas forget (back to each one's own memory), and
+    can replay a value only within its keep period and not across a forget: never make a
+    replica deny what it was told to forget. Reads are bounded (fields and value sizes, in Redis
+    itself), so a planted giant hash costs nothing but a refusal."""
 
-    def __init__(self, cache: SharedVerificationCache, *, keep_seconds: float = STATEMENT_DAYS * 86400) -> None:
+    def __init__(self, cache: SharedVerificationCache, *, keep_seconds: float = STATEMENT_DAYS * 86400,
+                 refresh_seconds: float = 86400.0) -> None:
         self._cache = cache
-        self._keep = int(keep_seconds)
+        self._keep = keep_seconds
+        self._refresh = refresh_seconds
 
     @staticmethod
     def redis_key(digest: str) -> str:
         return f"{_NAMESPACE}:statements:" + hashlib.sha256(digest.encode()).hexdigest()
 
-    def recall(self, digest: str) -> list[dict[str, str]] | None:
-        """The authentic statements remembered for `digest`; None when Redis cannot be asked."""
+    @staticmethod
+    def field(statement: dict[str, Any]) -> str:
+        """One field per denial, and one per signer's newest evaluation (a newer one replaces it)."""
+        return f"denial:{statement.get('id')}" if statement.get("kind") == "denial" else f"evaluation:{statement.get('signer')}"
+
+    def recall(self, digest: str) -> list[dict[str, Any]] | None:
+        """The authentic, current statements remembered for `digest` (each with its `seenAt`);
+        None when Redis cannot be asked, or holds more for it than any real digest needs."""
         cache = self._cache
         if not cache._available():
             return None
@@ -293,40 +322,70 @@ class SharedStatements:
 
         redis_key = self.redis_key(digest)
         try:
-            members = cache._client.smembers(redis_key)
+            values = cache._client.eval(_BOUNDED_HASH, 1, redis_key, MAX_STATEMENT_FIELDS, MAX_STATEMENT_BYTES)
         except redis.RedisError:
             cache._failed()
             return None
-        found: list[dict[str, str]] = []
-        for raw in members:
-            statement = self._open(redis_key, digest, raw)
+        if values is None:  # too many fields: planted; the process keeps its own memory
+            cache._count("rejected")
+            return None
+        opened = []
+        for field, raw in zip(values[::2], values[1::2]):
+            statement = self._open(redis_key, digest, field, raw)
             if statement is None:
                 cache._count("rejected")
             else:
-                found.append(statement)
-        return found
+                opened.append(statement)
+        forgotten = max((st["seenAt"] for st in opened if st.get("kind") == "forgotten"), default=0.0)
+        oldest = cache._wall() - self._keep
+        return [st for st in opened if st.get("kind") != "forgotten" and st["seenAt"] > max(forgotten, oldest)]
 
-    def remember(self, digest: str, statements: list[dict[str, str]]) -> None:
+    def remember(self, digest: str, statements: list[dict[str, str]], recalled: list[dict[str, Any]]) -> None:
+        """Write what Redis lacks, and refresh what it last saw more than a day ago."""
         cache = self._cache
-        if not statements or not cache._available():
+        now = cache._wall()
+        seen = {self.field(st): st for st in recalled}
+        due = [st for st in statements
+               if self.field(st) not in seen or now - seen[self.field(st)]["seenAt"] > self._refresh
+               or {k: v for k, v in seen[self.field(st)].items() if k != "seenAt"} != st]
+        if not due or not cache._available():
             return
+        self._write(digest, {self.field(st): {**st, "seenAt": now} for st in due})
+
+    def forget(self, digest: str) -> int:
+        """Drop what is remembered for `digest` and mark it forgotten now (a replayed older value
+        stays ignored). Returns how many fields there were."""
         import redis
 
         redis_key = self.redis_key(digest)
-        members = [self._seal(redis_key, digest, statement) for statement in statements]
         try:
-            pipe = cache._client.pipeline(transaction=False)
-            pipe.sadd(redis_key, *members)
-            pipe.expire(redis_key, self._keep)
-            pipe.execute()
-        except redis.RedisError:
-            cache._failed()
+            count = int(self._cache._client.hlen(redis_key))
+            self._cache._client.delete(redis_key)
+        except redis.RedisError as exc:
+            raise UsageError(f"the shared cache could not be reached: {exc}", hint="check --shared-cache and that Redis is up") from None
+        self._write(digest, {"forgotten": {"kind": "forgotten", "seenAt": self._cache._wall()}}, strict=True)
+        return count
 
-    def _seal(self, redis_key: str, digest: str, statement: dict[str, str]) -> bytes:
-        body = json.dumps({"digest": digest, **statement}, separators=(",", ":"), sort_keys=True).encode()
+    def _write(self, digest: str, fields: dict[str, dict[str, Any]], *, strict: bool = False) -> None:
+        import redis
+
+        redis_key = self.redis_key(digest)
+        mapping = {field: self._seal(redis_key, digest, field, statement) for field, statement in fields.items()}
+        try:
+            pipe = self._cache._client.pipeline(transaction=False)
+            pipe.hset(redis_key, mapping=mapping)
+            pipe.expire(redis_key, int(self._keep))
+            pipe.execute()
+        except redis.RedisError as exc:
+            if strict:
+                raise UsageError(f"the shared cache could not be written: {exc}", hint="check --shared-cache and that Redis is up") from None
+            self._cache._failed()
+
+    def _seal(self, redis_key: str, digest: str, field: str, statement: dict[str, Any]) -> bytes:
+        body = json.dumps({"digest": digest, "field": field, **statement}, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
         return self._cache._mac(redis_key, body) + body
 
-    def _open(self, redis_key: str, digest: str, raw: Any) -> dict[str, str] | None:
+    def _open(self, redis_key: str, digest: str, field: Any, raw: Any) -> dict[str, Any] | None:
         body = self._cache.authentic(redis_key, raw)
         if body is None:
             return None
@@ -334,9 +393,19 @@ class SharedStatements:
             entry = json.loads(body)
         except (ValueError, RecursionError):
             return None
-        if not isinstance(entry, dict) or entry.pop("digest", None) != digest or not all(isinstance(v, str) for v in entry.values()):
+        if (not isinstance(entry, dict) or entry.pop("digest", None) != digest
+                or not isinstance(entry.get("seenAt"), (int, float)) or isinstance(entry.get("seenAt"), bool)
+                or not all(isinstance(v, str) for k, v in entry.items() if k != "seenAt")):
+            return None
+        # the field it was sealed for, and the one its content names: a value moved to another field is refused
+        named = "forgotten" if entry.get("kind") == "forgotten" else self.field(entry)
+        if entry.pop("field", None) != named or _text(field) != named:
             return None
         return entry
+
+
+def _text(value: Any) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value if isinstance(value, str) else None
 
 
 def from_environment(local: SingleFlightCache) -> SingleFlightCache | SharedVerificationCache:

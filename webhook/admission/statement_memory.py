@@ -11,8 +11,8 @@ used digests are forgotten first; only digests with something to remember take a
 unsigned junk cannot evict them); a restart forgets, which is how an intended removal takes
 effect. With the shared cache on (`webhook serve --shared-cache`), what any replica saw is
 also kept in Redis (shared_cache.SharedStatements, authenticated members) and recalled by
-every replica, across restarts: there an intended removal takes effect when the Redis key
-`modelsign:v1:statements:<sha256 of the digest>` is deleted (or after 400 days unseen).
+every replica, across restarts: there an intended removal takes effect with `modelsign webhook
+forget-statements DIGEST` (and a restart of the replicas), or 400 days after the last sighting.
 Keeping governance statements where only approvers can push closes the gap for good.
 """
 
@@ -29,9 +29,9 @@ DENYING_DECISIONS = ("rejected", "revoked")
 class SharedStatementStore(Protocol):
     """Where replicas share what they remember (shared_cache.SharedStatements)."""
 
-    def recall(self, digest: str) -> list[dict[str, str]] | None: ...
+    def recall(self, digest: str) -> list[dict[str, Any]] | None: ...
 
-    def remember(self, digest: str, statements: list[dict[str, str]]) -> None: ...
+    def remember(self, digest: str, statements: list[dict[str, str]], recalled: list[dict[str, Any]]) -> None: ...
 
 
 @dataclass
@@ -62,7 +62,8 @@ class StatementMemory:
             missing = [f"the {what} (statement {id_[:19]})" for id_, what in seen.denials.items() if id_ not in denials]
             for signer, (at, id_) in seen.newest_evaluations.items():
                 current = newest.get(signer)
-                if current is None or current[0] < at:
+                # (evaluatedAt to the second, statement id): the order the policy picks the newest by
+                if current is None or current < (at, id_):
                     missing.append(f"the evaluation by {signer} of {at} (statement {id_[:19]})")
                     newest[signer] = max(current, (at, id_)) if current else (at, id_)
             seen.denials.update(denials)
@@ -72,14 +73,14 @@ class StatementMemory:
                 self._seen.popitem(last=False)
             known = _statements(seen)
         if shared is not None:
-            unshared = [statement for statement in known if statement not in recalled]
-            if unshared:
-                shared.remember(digest, unshared)
+            shared.remember(digest, known, recalled)
         if not missing:
             return None
+        lifted = (f"run `modelsign webhook forget-statements {digest}` against the shared cache, then restart the webhook"
+                  if shared is not None else "restart the webhook")
         return (f"{', '.join(missing)} on {digest}, verified earlier by this webhook, is no longer in the registry: someone "
                 "removed it (re-pushing the .att tag needs only push rights); restore it from the signer's copy (or attach it "
-                "again with the same key); an intended removal takes effect when the webhook restarts")
+                f"again with the same key); if the removal is intended, {lifted}")
 
 
 def _statements(seen: _Seen) -> list[dict[str, str]]:
