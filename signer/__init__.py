@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_public_api.py
     from signer.oci.samples import push_image, push_index
     from signer.oci.stores import Stores
     from signer.files import read_limited
+    from signer.formats.digests import is_digest
     from signer.references import (REMOTE_SCHEMES, ArtifactReference, ImageReference, LayoutReference, is_loopback_host, parse_image_reference,
                                    parse_reference, printable, printable_lines, unsafe_character)
     from signer.signatures.artifacts import ArtifactVerification, ResolvedArtifact, resolve_artifact, verify_artifact
@@ -123,6 +124,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "summarize_report": ("signer.evidence.scan.trivy", "summarize_report"),
     "UnpackLimits": ("signer.evidence.scan.unpack", "UnpackLimits"),
     "read_limited": ("signer.files", "read_limited"),
+    "is_digest": ("signer.formats.digests", "is_digest"),
     "mediatypes": ("signer.formats.mediatypes", None),
     "load_json": ("signer.jsonread", "load_json"),
     "mapping": ("signer.jsonread", "mapping"),
@@ -233,7 +235,7 @@ __all__ = [
     "with_status", "EvaluationFacts", "evaluation_facts", "evaluation_predicate", "metric_groups", "RequestFacts", "RequestState",
     "request_facts", "request_predicate", "request_state",
     # JSON from untrusted input
-    "load_json", "parse_json_object", "read_limited", "mapping", "text", "strings",
+    "load_json", "parse_json_object", "read_limited", "is_digest", "mapping", "text", "strings",
     # the signer's command line (extended by the `modelsign` program)
     "command_parser", "run_command", "output_option", "emit_output", "Progress", "lazy_handler",
 ]

@@ -316,9 +316,9 @@ def test_planted_or_altered_shared_statements_never_deny(client):
     assert memory.shared._cache.shared_stats.rejected >= 6
 
 
-def test_forget_statements_lifts_a_denial_and_a_replay_does_not_bring_it_back(client, redis_server, tmp_path, capsys):
-    first = replica(client)
-    assert first.check(KEY[1], [REJECTION], []) is None
+def test_forget_statements_lifts_a_denial_everywhere_and_a_replay_does_not_bring_it_back(client, redis_server, tmp_path, capsys):
+    running = replica(client)  # a replica that keeps running through the forget (its own memory too)
+    assert running.check(KEY[1], [REJECTION], []) is None
     saved = client.hgetall(SharedStatements.redis_key(KEY[1]))  # an attacker who can read Redis keeps a copy
     denied = replica(client).check(KEY[1], [], [])  # the removal denies on every replica, and says how to lift it
     assert denied is not None and f"run `modelsign webhook forget-statements {KEY[1]}` against the shared cache" in denied
@@ -327,10 +327,23 @@ def test_forget_statements_lifts_a_denial_and_a_replay_does_not_bring_it_back(cl
     code, out, err = run_cli(capsys, "webhook", "forget-statements", KEY[1], "--shared-cache", redis_server.url, "--shared-cache-key-file", secret,
                              "-o", "json")
     assert code == 0 and json.loads(out) == {"digest": KEY[1], "forgotten": 1}, err
-    assert replica(client).check(KEY[1], [], []) is None  # lifted for every fresh replica
-    client.hset(SharedStatements.redis_key(KEY[1]), mapping=saved)  # replayed: older than the forget mark, ignored
+    assert running.check(KEY[1], [], []) is None  # the running replica read the mark and forgot too: it writes nothing back
+    assert replica(client).check(KEY[1], [], []) is None  # and so does every fresh one
+    client.hset(SharedStatements.redis_key(KEY[1]), mapping=saved)  # replayed: older than the mark, ignored
     assert replica(client).check(KEY[1], [], []) is None
-    code, _, err = run_cli(capsys, "webhook", "forget-statements", "latest", "--shared-cache", redis_server.url, "--shared-cache-key-file", secret)
+    client.hdel(SharedStatements.redis_key(KEY[1]), "forgotten")  # the mark deleted: a replica that read it keeps it
+    assert running.check(KEY[1], [], []) is None
+    assert running.check(KEY[1], [REJECTION], []) is None and replica(client).check(KEY[1], [], []) is not None  # re-attached: remembered again
+
+
+def test_forget_statements_refuses_the_wrong_key_and_anything_but_a_digest(client, redis_server, tmp_path, capsys):
+    assert replica(client).check(KEY[1], [REJECTION], []) is None
+    wrong = tmp_path / "wrong"
+    wrong.write_bytes(b"w" * 32)
+    code, _, err = run_cli(capsys, "webhook", "forget-statements", KEY[1], "--shared-cache", redis_server.url, "--shared-cache-key-file", wrong)
+    assert code == 2 and "authenticates with this key" in err
+    assert replica(client).check(KEY[1], [], []) is not None  # nothing was forgotten
+    code, _, err = run_cli(capsys, "webhook", "forget-statements", "latest", "--shared-cache", redis_server.url, "--shared-cache-key-file", wrong)
     assert code == 2 and "is not a digest" in err
 
 
@@ -348,15 +361,21 @@ def test_remembered_statements_expire_after_the_keep_period_and_are_refreshed_wh
 
 
 def test_reading_remembered_statements_is_bounded_in_redis(client):
-    """A planted hash of many fields, or of giant values, is refused in Redis itself: the
-    webhook neither receives it nor holds it, and keeps its own memory."""
+    """A planted hash of many fields or giant names or values, or a key of another type, is
+    refused in Redis itself: the webhook neither receives it nor holds it, keeps its own
+    memory, and keeps using the shared cache (no pause)."""
     key = SharedStatements.redis_key(KEY[1])
-    client.hset(key, mapping={f"f{i}": b"x" for i in range(300)})
     memory = replica(client)
-    assert memory.shared.recall(KEY[1]) is None and memory.check(KEY[1], [REJECTION], []) is None
+    for plant in ({f"f{i}": b"x" for i in range(300)}, {"denial:big": b"x" * 5_000_000}, {b"n" * 4_000_000: b"x"}):
+        client.delete(key)
+        client.hset(key, mapping=plant)
+        assert memory.shared.recall(KEY[1]) is None and memory.check(KEY[1], [REJECTION], []) is None
     client.delete(key)
-    client.hset(key, mapping={"denial:big": b"x" * 5_000_000})
-    assert memory.shared.recall(KEY[1]) == []
+    client.set(key, b"not a hash")
+    assert memory.shared.recall(KEY[1]) is None
+    assert memory.shared._cache.shared_stats.errors == 0 and memory.shared._cache._available()
+    client.delete(key)
+    assert memory.shared.recall(KEY[1]).statements == []
 
 
 def test_same_second_evaluations_are_ordered_as_the_policy_orders_them(client):

@@ -38,17 +38,16 @@ def cmd_webhook_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_forget_statements(args: argparse.Namespace) -> int:
-    import re
-
+    from signer import is_digest
     from webhook.admission.cache import SingleFlightCache
     from webhook.admission.shared_cache import SharedStatements, SharedVerificationCache, connect, read_key_file
 
-    if not re.fullmatch(r"sha256:[0-9a-f]{64}", args.digest):
+    if not is_digest(args.digest):
         raise UsageError(f"{args.digest!r} is not a digest", hint="name it as the deny message does: sha256:<64 hex digits>")
     cache = SharedVerificationCache(connect(args.shared_cache), read_key_file(args.shared_cache_key_file), SingleFlightCache())
     count = SharedStatements(cache).forget(args.digest)
-    emit_output(args.output, f"Forgot {count} remembered statement(s) on {args.digest} in the shared cache; restart the webhook replicas "
-                             "so that their own memories forget them too", {"digest": args.digest, "forgotten": count})
+    emit_output(args.output, f"Forgot {count} remembered statement(s) on {args.digest} in the shared cache; each replica drops its own "
+                             "memory of them when it next checks the digest", {"digest": args.digest, "forgotten": count})
     return EXIT_OK
 
 

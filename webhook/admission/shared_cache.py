@@ -36,21 +36,20 @@ MIN_KEY_BYTES = 32
 _MAC_BYTES = 32
 _NAMESPACE = "modelsign:v1"
 STATEMENT_DAYS = 400  # how long a remembered statement outlives its last sighting (longer than any approval)
-MAX_STATEMENT_FIELDS = 256  # a digest's remembered statements: far more than any real one has
-MAX_STATEMENT_BYTES = 4096  # one remembered statement, sealed
-# A digest's remembered statements, read in Redis with bounds: nil when it holds more fields
-# than any real digest does, and values (or field names) too large to be ours left out, so a
-# planted giant hash is neither shipped to the webhook nor held in its memory.
+MAX_STATEMENT_FIELDS = 64  # a digest's remembered statements: far more than any real one has
+MAX_STATEMENT_BYTES = 16384  # one remembered statement, sealed, on average (a signer's name may be long)
+# A digest's remembered statements, read in Redis with bounds (checked before anything is
+# copied): nil for a key that is not a hash, holds more fields than any real digest does, or
+# more bytes than they could fill (1 MiB), so a planted giant is neither shipped nor held.
 _BOUNDED_HASH = """
-if redis.call('hlen', KEYS[1]) > tonumber(ARGV[1]) then return false end
-local out = {}
-for _, field in ipairs(redis.call('hkeys', KEYS[1])) do
-  if string.len(field) <= 512 and redis.call('hstrlen', KEYS[1], field) <= tonumber(ARGV[2]) then
-    out[#out + 1] = field
-    out[#out + 1] = redis.call('hget', KEYS[1], field)
-  end
+if redis.call('type', KEYS[1]).ok ~= 'hash' then
+  if redis.call('exists', KEYS[1]) == 1 then return false end
+  return {}
 end
-return out
+if redis.call('hlen', KEYS[1]) > tonumber(ARGV[1]) then return false end
+local used = redis.call('memory', 'usage', KEYS[1], 'samples', 0)
+if used and used > tonumber(ARGV[1]) * tonumber(ARGV[2]) then return false end
+return redis.call('hgetall', KEYS[1])
 """
 # Compare-and-delete: only the holder's token releases a lock (another's may have replaced it).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -285,17 +284,26 @@ _CLIENTS: dict[tuple[str, str], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
+@dataclass
+class Recalled:
+    """What Redis remembers for a digest: the statements, and the newest forget mark."""
+
+    statements: list[dict[str, Any]]  # each with its `seenAt`
+    forgotten_at: float = 0.0
+
+
 class SharedStatements:
     """What StatementMemory remembers, shared by every replica (and kept across restarts)
     through the same Redis and key: per digest a hash with one field per denying statement and
-    per signer's newest evaluation, each value MACed over the Redis key, the field and the body,
-    which carries when a replica last saw the statement (`seenAt`, refreshed daily while it is
-    seen). A value that does not authenticate, or was last seen more than the keep period ago, or
-    before the digest's `forgotten` mark (`modelsign webhook forget-statements`), is ignored. So
-    whoever can write to Redis can make the replicas forget (back to each one's own memory), and
-    can replay a value only within its keep period and not across a forget: never make a
-    replica deny what it was told to forget. Reads are bounded (fields and value sizes, in Redis
-    itself), so a planted giant hash costs nothing but a refusal."""
+    per signer's newest evaluation, each value MACed over the Redis key, its field and its body,
+    which carries when a replica last saw the statement (`seenAt`, refreshed daily while seen).
+    A value that does not authenticate, was last seen more than the keep period ago, or before
+    the digest's forget mark (`modelsign webhook forget-statements`), is ignored; a replica that
+    reads a newer mark drops its own memory of the digest too, and keeps the mark while it runs.
+    So whoever can write to Redis can make replicas forget, never make them deny a digest they
+    were not shown a statement for; a writer who deletes a mark can bring back an older sighting
+    only for replicas started since (rotate the shared-cache key to forget everything). Reads
+    are bounded in Redis itself: not a hash, too many fields or too many bytes is refused."""
 
     def __init__(self, cache: SharedVerificationCache, *, keep_seconds: float = STATEMENT_DAYS * 86400,
                  refresh_seconds: float = 86400.0) -> None:
@@ -309,12 +317,17 @@ class SharedStatements:
 
     @staticmethod
     def field(statement: dict[str, Any]) -> str:
-        """One field per denial, and one per signer's newest evaluation (a newer one replaces it)."""
-        return f"denial:{statement.get('id')}" if statement.get("kind") == "denial" else f"evaluation:{statement.get('signer')}"
+        """One field per denial, one per signer's newest evaluation (a newer one replaces it), and
+        the forget mark; short whatever the names (a signer's name is in the body)."""
+        kind = statement.get("kind")
+        if kind == "forgotten":
+            return "forgotten"
+        named = statement.get("id") if kind == "denial" else statement.get("signer")
+        return f"{kind}:" + hashlib.sha256(str(named).encode()).hexdigest()[:32]
 
-    def recall(self, digest: str) -> list[dict[str, Any]] | None:
-        """The authentic, current statements remembered for `digest` (each with its `seenAt`);
-        None when Redis cannot be asked, or holds more for it than any real digest needs."""
+    def recall(self, digest: str) -> Recalled | None:
+        """The authentic, current statements remembered for `digest`; None when Redis cannot be
+        asked, or holds for it what no real digest does (then this replica uses its own memory)."""
         cache = self._cache
         if not cache._available():
             return None
@@ -326,7 +339,7 @@ class SharedStatements:
         except redis.RedisError:
             cache._failed()
             return None
-        if values is None:  # too many fields: planted; the process keeps its own memory
+        if values is None:  # not a hash, or too large: planted; the process keeps its own memory
             cache._count("rejected")
             return None
         opened = []
@@ -338,7 +351,7 @@ class SharedStatements:
                 opened.append(statement)
         forgotten = max((st["seenAt"] for st in opened if st.get("kind") == "forgotten"), default=0.0)
         oldest = cache._wall() - self._keep
-        return [st for st in opened if st.get("kind") != "forgotten" and st["seenAt"] > max(forgotten, oldest)]
+        return Recalled([st for st in opened if st.get("kind") != "forgotten" and st["seenAt"] > max(forgotten, oldest)], forgotten)
 
     def remember(self, digest: str, statements: list[dict[str, str]], recalled: list[dict[str, Any]]) -> None:
         """Write what Redis lacks, and refresh what it last saw more than a day ago."""
@@ -353,18 +366,24 @@ class SharedStatements:
         self._write(digest, {self.field(st): {**st, "seenAt": now} for st in due})
 
     def forget(self, digest: str) -> int:
-        """Drop what is remembered for `digest` and mark it forgotten now (a replayed older value
-        stays ignored). Returns how many fields there were."""
+        """Drop what is remembered for `digest` and mark it forgotten now. Returns how many
+        statements there were. Refused when values are there and none authenticates with this
+        key (the wrong key file: replicas would not read the mark)."""
         import redis
 
         redis_key = self.redis_key(digest)
+        client = self._cache._client
         try:
-            count = int(self._cache._client.hlen(redis_key))
-            self._cache._client.delete(redis_key)
+            values = client.eval(_BOUNDED_HASH, 1, redis_key, MAX_STATEMENT_FIELDS, MAX_STATEMENT_BYTES) or []
+            genuine = [st for field, raw in zip(values[::2], values[1::2]) if (st := self._open(redis_key, digest, field, raw)) is not None]
+            if values and not genuine:
+                raise UsageError(f"none of the {len(values) // 2} value(s) remembered for {digest} authenticates with this key",
+                                 hint="pass the webhook's own --shared-cache-key-file (the Secret the replicas mount)")
+            client.delete(redis_key)
         except redis.RedisError as exc:
             raise UsageError(f"the shared cache could not be reached: {exc}", hint="check --shared-cache and that Redis is up") from None
         self._write(digest, {"forgotten": {"kind": "forgotten", "seenAt": self._cache._wall()}}, strict=True)
-        return count
+        return sum(1 for st in genuine if st.get("kind") != "forgotten")
 
     def _write(self, digest: str, fields: dict[str, dict[str, Any]], *, strict: bool = False) -> None:
         import redis
@@ -398,7 +417,7 @@ class SharedStatements:
                 or not all(isinstance(v, str) for k, v in entry.items() if k != "seenAt")):
             return None
         # the field it was sealed for, and the one its content names: a value moved to another field is refused
-        named = "forgotten" if entry.get("kind") == "forgotten" else self.field(entry)
+        named = self.field(entry)
         if entry.pop("field", None) != named or _text(field) != named:
             return None
         return entry

@@ -12,7 +12,8 @@ unsigned junk cannot evict them); a restart forgets, which is how an intended re
 effect. With the shared cache on (`webhook serve --shared-cache`), what any replica saw is
 also kept in Redis (shared_cache.SharedStatements, authenticated members) and recalled by
 every replica, across restarts: there an intended removal takes effect with `modelsign webhook
-forget-statements DIGEST` (and a restart of the replicas), or 400 days after the last sighting.
+forget-statements DIGEST` (each replica drops its own memory of the digest when it reads the
+mark), or 400 days after the last sighting.
 Keeping governance statements where only approvers can push closes the gap for good.
 """
 
@@ -29,7 +30,8 @@ DENYING_DECISIONS = ("rejected", "revoked")
 class SharedStatementStore(Protocol):
     """Where replicas share what they remember (shared_cache.SharedStatements)."""
 
-    def recall(self, digest: str) -> list[dict[str, Any]] | None: ...
+    def recall(self, digest: str) -> Any:
+        """None (unavailable), or `.statements` (each with `seenAt`) and `.forgotten_at`."""
 
     def remember(self, digest: str, statements: list[dict[str, str]], recalled: list[dict[str, Any]]) -> None: ...
 
@@ -38,6 +40,7 @@ class SharedStatementStore(Protocol):
 class _Seen:
     denials: dict[str, str] = field(default_factory=dict)            # statement id -> what it was
     newest_evaluations: dict[str, tuple[str, str]] = field(default_factory=dict)  # signer -> (evaluatedAt, id)
+    forgotten_at: float = 0.0  # the newest forget mark read from the shared store: nothing seen before it counts
 
 
 class StatementMemory:
@@ -49,16 +52,20 @@ class StatementMemory:
 
     def check(self, digest: str, approvals: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> str | None:
         """Remember what these facts show, and say what was seen before and is missing now."""
-        denials = {str(a.get("id")): f"{a.get('decision')} for environment {a.get('environment')} by {a.get('signer')}"
+        denials = {str(a.get("id")): _short(f"{a.get('decision')} for environment {a.get('environment')} by {a.get('signer')}")
                    for a in approvals if a.get("decision") in DENYING_DECISIONS}
         newest = {str(e.get("signer")): (str(e.get("evaluatedAt")), str(e.get("id"))) for e in evaluations}
         shared = self.shared
-        recalled = (shared.recall(digest) if shared is not None else None) or []  # another replica's sightings (I/O: outside the lock)
+        recalled = shared.recall(digest) if shared is not None else None  # other replicas' sightings (I/O: outside the lock)
+        statements = recalled.statements if recalled is not None else []
         with self._lock:
-            if digest not in self._seen and not denials and not newest and not recalled:
+            if digest not in self._seen and not denials and not newest and not statements:
                 return None  # nothing to remember: unsigned or unevaluated digests never take a place (nor evict one)
             seen = self._seen.pop(digest, None) or _Seen()
-            _merge(seen, recalled)
+            if recalled is not None and recalled.forgotten_at > seen.forgotten_at:
+                seen = _Seen(forgotten_at=recalled.forgotten_at)  # lifted by an operator: this replica forgets too
+            statements = [st for st in statements if st["seenAt"] > seen.forgotten_at]  # a replay from before the mark: ignored
+            _merge(seen, statements)
             missing = [f"the {what} (statement {id_[:19]})" for id_, what in seen.denials.items() if id_ not in denials]
             for signer, (at, id_) in seen.newest_evaluations.items():
                 current = newest.get(signer)
@@ -73,11 +80,10 @@ class StatementMemory:
                 self._seen.popitem(last=False)
             known = _statements(seen)
         if shared is not None:
-            shared.remember(digest, known, recalled)
+            shared.remember(digest, known, statements)
         if not missing:
             return None
-        lifted = (f"run `modelsign webhook forget-statements {digest}` against the shared cache, then restart the webhook"
-                  if shared is not None else "restart the webhook")
+        lifted = f"run `modelsign webhook forget-statements {digest}` against the shared cache" if shared is not None else "restart the webhook"
         return (f"{', '.join(missing)} on {digest}, verified earlier by this webhook, is no longer in the registry: someone "
                 "removed it (re-pushing the .att tag needs only push rights); restore it from the signer's copy (or attach it "
                 f"again with the same key); if the removal is intended, {lifted}")
@@ -98,3 +104,8 @@ def _merge(seen: _Seen, statements: list[dict[str, str]]) -> None:
             mark = (statement["at"], statement.get("id", ""))
             if mark > seen.newest_evaluations.get(statement["signer"], ("", "")):
                 seen.newest_evaluations[statement["signer"]] = mark
+
+
+def _short(text: str, limit: int = 512) -> str:
+    """A statement's description, bounded (it is kept, and shared, for as long as the digest)."""
+    return text if len(text) <= limit else text[:limit] + "…"
