@@ -6,11 +6,10 @@ hands the pipeline the objects exactly as the API server stores them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from signer import ModelsignError
+from signer import FormatError, ModelsignError, load_json, parse_json_object
 
 REQUEST_TIMEOUT_SECONDS = 30
 
@@ -80,19 +79,16 @@ def request_json(api: Any, method: str, path: str, *, query: list[tuple[str, str
     if not 200 <= response.status < 300:
         raise KubeError(f"{method} {path}: HTTP {response.status} {response.reason}{_status_message(data)}", status=response.status)
     try:
-        document = json.loads(data)
-    except ValueError:
-        raise KubeError(f"{method} {path}: the API server's answer is not JSON") from None
-    if not isinstance(document, dict):
-        raise KubeError(f"{method} {path}: the API server's answer is not a JSON object")
-    return document
+        return parse_json_object(data, what=f"{method} {path}: the API server's answer")
+    except FormatError as exc:  # not JSON, not an object, or nested too deeply
+        raise KubeError(exc.message) from None
 
 
 def _status_message(body: Any) -> str:
     """The API server's own explanation from a Status body, if it sent one."""
     try:
-        status = json.loads(body) if isinstance(body, (str, bytes)) and body else None
-    except ValueError:
+        status = load_json(body, what="a Status") if isinstance(body, (str, bytes)) and body else None
+    except FormatError:
         return ""
     message = status.get("message") if isinstance(status, dict) else None
     return f": {message}" if isinstance(message, str) and message else ""
