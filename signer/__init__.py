@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_public_api.py
     from signer.cli.options import output_option
     from signer.cli.progress import Progress
     from signer.cli.render import emit as emit_output
+    from signer.cli.render import to_jsonable
     from signer.cli.parser import base_parser as command_parser
     from signer.errors import (EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION_FAILED, AuthenticationError, FormatError, KeyFormatError, ModelsignError,
                                NotFoundError, PasswordError, ReferenceFormatError, RegistryError, TooLargeError, UsageError, VerificationError)
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_public_api.py
 # public name -> (module, attribute); attribute None: the module itself
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     "lazy_handler": ("signer.cli.command_parser", "lazy_handler"),
+    "to_jsonable": ("signer.cli.render", "to_jsonable"),
     "run_command": ("signer.cli.main", "run"),
     "output_option": ("signer.cli.options", "output_option"),
     "command_parser": ("signer.cli.parser", "base_parser"),
@@ -237,7 +239,7 @@ __all__ = [
     # JSON from untrusted input
     "load_json", "parse_json_object", "read_limited", "is_digest", "mapping", "text", "strings",
     # the signer's command line (extended by the `modelsign` program)
-    "command_parser", "run_command", "output_option", "emit_output", "Progress", "lazy_handler",
+    "command_parser", "run_command", "output_option", "emit_output", "to_jsonable", "Progress", "lazy_handler",
 ]
 
 

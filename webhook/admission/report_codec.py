@@ -14,24 +14,11 @@ import typing
 from datetime import datetime
 from typing import Any
 
-from signer import AttestationReport, SignatureReport
+from signer import AttestationReport, SignatureReport, to_jsonable
 
 
 class ReportCodecError(ValueError):
     """Data that is not the shape the dataclass declares."""
-
-
-def to_data(value: Any) -> Any:
-    """JSON-ready data of a (nested) frozen dataclass value."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_data(item) for item in value]
-    if isinstance(value, dict):
-        return {str(k): to_data(v) for k, v in value.items()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,7 +70,7 @@ def from_data(hint: Any, data: Any) -> Any:
 
 
 def encode_reports(reports: tuple[SignatureReport, AttestationReport]) -> Any:
-    return [to_data(reports[0]), to_data(reports[1])]
+    return [to_jsonable(reports[0]), to_jsonable(reports[1])]  # the CLI's -o json shape; decoded by the type hints below
 
 
 def decode_reports(data: Any) -> tuple[SignatureReport, AttestationReport]:
