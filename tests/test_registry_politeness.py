@@ -22,7 +22,7 @@ from signer.oci.stores import Stores
 from signer.references import parse_reference
 from support.admission import pod, policy_for, review
 from support.faults import FaultProxy
-from support.redis_server import start_redis
+from support.redis_server import shared_cache_flags, start_redis
 from support.webhook_server import start_webhook
 from test_webhook_server import post
 from webhook.admission.cache import SingleFlightCache
@@ -122,9 +122,7 @@ def test_a_deployment_backs_off_together(tmp_path, registry, key_dir, image):
     generate("modelsign-webhook", "modelsign-system", certs, extra_sans=["127.0.0.1"])
     policy = tmp_path / "policy.yaml"
     policy.write_text(policy_for(key_dir, name="polite"))
-    key_file = tmp_path / "key"
-    key_file.write_bytes(SECRET)
-    flags = ["--shared-cache", redis_server.url, "--shared-cache-key-file", str(key_file)]
+    flags = shared_cache_flags(redis_server, tmp_path, SECRET)
     servers = [start_webhook(policy, certs, tmp_path, workers=1, extra=flags) for _ in range(2)]
     try:
         proxy.always, proxy.retry_after = 429, "300"

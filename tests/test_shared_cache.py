@@ -22,7 +22,7 @@ from signer.trust.keys import load_signing_key_file
 from conftest import PASSWORD, run_cli
 from support.admission import pod, policy_for, review
 from support.faults import BlackHole, FaultProxy
-from support.redis_server import start_redis
+from support.redis_server import shared_cache_flags, start_redis
 from support.webhook_server import start_webhook
 from test_webhook_server import _counter, _scrape_all_workers, post
 from webhook.admission.cache import SingleFlightCache
@@ -221,9 +221,7 @@ def test_two_webhook_processes_verify_each_digest_once_and_refuse_planted_entrie
     generate("modelsign-webhook", "modelsign-system", certs, extra_sans=["127.0.0.1"])
     policy = tmp_path / "policy.yaml"
     policy.write_text(policy_for(key_dir, name="shared-cache-test"))
-    secret = tmp_path / "shared-cache.key"
-    secret.write_bytes(SECRET)
-    flags = ["--shared-cache", redis_server.url, "--shared-cache-key-file", str(secret)]
+    flags = shared_cache_flags(redis_server, tmp_path, SECRET)
     proxy = FaultProxy(registry.host)
     proxy.delay_seconds = 0.2  # a slow registry: lookups overlap, as in a burst
     servers = [start_webhook(policy, certs, tmp_path, workers=2, extra=flags) for _ in range(2)]
@@ -440,9 +438,7 @@ rules:
 """)
     certs = tmp_path / "certs"
     generate("modelsign-webhook", "modelsign-system", certs, extra_sans=["127.0.0.1"])
-    secret = tmp_path / "shared-cache.key"
-    secret.write_bytes(SECRET)
-    flags = ["--shared-cache", redis_server.url, "--shared-cache-key-file", str(secret)]
+    flags = shared_cache_flags(redis_server, tmp_path, SECRET)
     body = review("Pod", pod(f"{registry.host}/shared/approved-model@{digest}"))
 
     def answer(extra: list[str]) -> dict:
@@ -462,3 +458,14 @@ rules:
     assert second["allowed"] is False, second
     assert "the rejected for environment prod by approver" in second["status"]["message"] and "no longer in the registry" in second["status"]["message"]
     assert answer([])["allowed"] is True  # alone, a fresh process knows nothing of the rejection
+
+
+def test_a_warm_local_hit_asks_redis_nothing(client):
+    """Reports from this process's own cache were checked against the shared memory when they
+    were verified: re-reading them costs no Redis round trip (the warm admission path)."""
+    assert replica(client).check(KEY[1], [REJECTION], []) is None  # another replica saw the rejection
+    warm = replica(client)
+    calls_before = client.info("stats")["total_commands_processed"]
+    assert warm.check(KEY[1], [], [], recall=False) is None
+    assert client.info("stats")["total_commands_processed"] - calls_before == 1  # only the INFO call itself
+    assert warm.check(KEY[1], [], []) is not None  # verified afresh: asks, and denies

@@ -49,3 +49,10 @@ def start_redis(workdir: Path, port: int | None = None) -> RunningRedis:
         time.sleep(0.05)
     stop_process(process)
     raise RuntimeError(f"redis-server did not answer on port {port}:\n{log_path.read_text(errors='replace')}")
+
+
+def shared_cache_flags(redis: RunningRedis, workdir: Path, secret: bytes) -> list[str]:
+    """`webhook serve` flags for the shared cache on `redis`, its key file written under `workdir`."""
+    key_file = workdir / "shared-cache.key"
+    key_file.write_bytes(secret)
+    return ["--shared-cache", redis.url, "--shared-cache-key-file", str(key_file)]

@@ -204,13 +204,15 @@ class EvidenceGatherer:
         if reports is None:
             return False
         item.digest, item.cached = digest, True
-        self._fill(item, digest, reports)
+        # This process verified these reports within their TTL and asked the shared memory then:
+        # no Redis round trip on the warm path.
+        self._fill(item, digest, reports, recall=False)
         return True
 
-    def _fill(self, item: Evidence, digest: str, reports: tuple[SignatureReport, AttestationReport]) -> None:
+    def _fill(self, item: Evidence, digest: str, reports: tuple[SignatureReport, AttestationReport], *, recall: bool = True) -> None:
         item.fill(reports, self.policy.evaluation_metrics, self.policy.named_attestation_types)
         if item.error is None and self._attestation_types:
-            item.error = self.memory.check(digest, item.approvals, item.evaluations)  # a statement removed since: deny
+            item.error = self.memory.check(digest, item.approvals, item.evaluations, recall=recall)  # a statement removed since: deny
 
     def _known_padded(self, item: Evidence, name: str, digest: str) -> bool:
         reason = self.padded.peek((name, digest))

@@ -50,12 +50,13 @@ class StatementMemory:
         self._lock = threading.Lock()
         self.shared = shared  # set on each policy load: the shared cache's store, or None
 
-    def check(self, digest: str, approvals: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> str | None:
-        """Remember what these facts show, and say what was seen before and is missing now."""
+    def check(self, digest: str, approvals: list[dict[str, Any]], evaluations: list[dict[str, Any]], *, recall: bool = True) -> str | None:
+        """Remember what these facts show, and say what was seen before and is missing now.
+        `recall=False`: facts this process checked moments ago (its own cache): no shared round trip."""
         denials = {str(a.get("id")): _short(f"{a.get('decision')} for environment {a.get('environment')} by {a.get('signer')}")
                    for a in approvals if a.get("decision") in DENYING_DECISIONS}
         newest = {str(e.get("signer")): (str(e.get("evaluatedAt")), str(e.get("id"))) for e in evaluations}
-        shared = self.shared
+        shared = self.shared if recall else None
         recalled = shared.recall(digest) if shared is not None else None  # other replicas' sightings (I/O: outside the lock)
         statements = recalled.statements if recalled is not None else []
         with self._lock:
@@ -79,11 +80,11 @@ class StatementMemory:
             while len(self._seen) > self._max:
                 self._seen.popitem(last=False)
             known = _statements(seen)
-        if shared is not None:
+        if recalled is not None:  # written only against what was just read (else it would rewrite everything)
             shared.remember(digest, known, statements)
         if not missing:
             return None
-        lifted = f"run `modelsign webhook forget-statements {digest}` against the shared cache" if shared is not None else "restart the webhook"
+        lifted = f"run `modelsign webhook forget-statements {digest}` against the shared cache" if self.shared is not None else "restart the webhook"
         return (f"{', '.join(missing)} on {digest}, verified earlier by this webhook, is no longer in the registry: someone "
                 "removed it (re-pushing the .att tag needs only push rights); restore it from the signer's copy (or attach it "
                 f"again with the same key); if the removal is intended, {lifted}")
