@@ -13,11 +13,17 @@ from typing import Any
 from signer.errors import FormatError
 
 
+def refuse_constant(name: str) -> Any:
+    """`parse_constant` for untrusted input: NaN and the infinities are not JSON (RFC 8259),
+    whatever Python's reader accepts; no peer writes them, and no record could hold them."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def load_json(data: bytes | str, *, what: str) -> Any:
-    """json.loads for untrusted input: every failure (including hostile nesting depth) is a
-    FormatError naming `what`."""
+    """json.loads for untrusted input: every failure (including hostile nesting depth, and NaN
+    or Infinity) is a FormatError naming `what`."""
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:

@@ -9,12 +9,14 @@ import json
 import os
 import threading
 import time
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import PASSWORD
+from signer import FormatError, load_json
 from signer.trust.keys import load_signing_key_file
 from webhook.audit.canonical import CanonicalError, canonical_json, encode_prepared, prepare
 from webhook.audit.chain import GENESIS, parse_line, seal
@@ -34,11 +36,23 @@ def test_rfc8785_key_order_and_escapes():
 
 
 @pytest.mark.parametrize("value, problem", [
-    ({"latency": 1.5}, "float"), ({"n": 2**60}, "outside the exactly representable range"), ({"b": b"x"}, "bytes"), ({"n": float("nan")}, "not JSON compliant"),
+    ({"latency": 1.5}, "float"), ({"n": 2**60}, "outside the exactly representable range"), ({"b": b"x"}, "bytes"),
+    ({"a": ["x", 1.5]}, "float"), ({"a": [True, 1e300]}, "float"), ({"a": {"b": [None, -2**53]}}, "outside the exactly representable range"),
+    ({"a": "\"quoted\" \\", "b": [1e16]}, "float"), ({"when": datetime.now(timezone.utc)}, "datetime"), ({1: "x"}, "not a string"),
 ])
 def test_values_without_a_canonical_form_are_refused(value, problem):
     with pytest.raises(CanonicalError, match=problem):
         canonical_json(value)
+
+
+def test_nan_and_infinity_never_reach_a_record():
+    """They are not JSON: every reader of untrusted JSON refuses them, so no record field can
+    hold one (the fast encoder, orjson, would write them as null, which the exact one refuses)."""
+    for text in (b'{"latencyUs": NaN}', b'[Infinity]', b'{"a": [-Infinity]}'):
+        with pytest.raises(FormatError, match="is not a JSON value"):
+            load_json(text, what="a review")
+    with pytest.raises(CanonicalError, match="float"):
+        encode_prepared(prepare({"n": float("nan")}))
 
 
 def test_lone_surrogates_are_made_valid():
@@ -56,6 +70,29 @@ json_values = st.recursive(
 @given(json_values)
 def test_the_fast_path_always_equals_the_exact_path(value):
     assert canonical_json(value) == encode_prepared(prepare(value))
+
+
+hostile_text = st.text(st.sampled_from('"\\/\n\x00\x1f\x7f\u2028é.eE+-1 tru:,[]{}'), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | hostile_text | st.floats(allow_nan=False, allow_infinity=False),
+                    lambda children: st.lists(children, max_size=4) | st.dictionaries(hostile_text, children, max_size=4), max_leaves=16))
+def test_a_float_anywhere_is_refused_and_everything_else_matches_the_exact_path(value):
+    """Strings full of quotes, backslashes, digits, dots and the letters of true/false/null
+    beside floats in every position: the check of what stands outside strings must tell them apart."""
+    def has_float(item):
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            return any(has_float(v) for v in item.values())
+        return isinstance(item, list) and any(has_float(v) for v in item)
+
+    if has_float(value):
+        with pytest.raises(CanonicalError, match="float"):
+            canonical_json(value)
+    else:
+        assert canonical_json(value) == encode_prepared(prepare(value))
 
 
 def test_sealed_lines_hash_what_any_reader_can_recompute():
@@ -415,3 +452,44 @@ def test_a_write_that_finishes_within_the_grace_stands(tmp_path, monkeypatch):
     receipt = writer.append({"type": "decision", "n": "slow"}, timeout=0.2)
     writer.close()
     assert receipt.seq == 1 and b"superseded" not in b"".join(p.read_bytes() for p in tmp_path.glob("audit-*.jsonl"))
+
+
+def test_one_timer_per_loop_expires_each_append_at_its_own_deadline():
+    """The writer's append timeouts share one timer per event loop (webhook/audit/deadlines.py):
+    each waiting record still expires at its own deadline, a shorter timeout behind longer ones
+    included, answered ones are never expired, and the queue holds only what is in flight."""
+    from types import SimpleNamespace
+
+    from webhook.audit.deadlines import LoopDeadlines
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        expired: dict[str, float] = {}
+        started = loop.time()
+
+        def expire(slot, timeout):
+            expired[slot.name] = loop.time() - started
+            slot.future.set_result(None)
+
+        deadlines = LoopDeadlines(loop, expire)
+        slots = {name: SimpleNamespace(name=name, future=loop.create_future()) for name in ("a", "b", "answered", "short", "c")}
+        deadlines.watch(slots["a"], 0.3)
+        deadlines.watch(slots["b"], 0.4)
+        deadlines.watch(slots["answered"], 0.4)
+        slots["answered"].future.set_result("receipt")
+        deadlines.watch(slots["short"], 0.1)  # behind longer ones: its own timer
+        await asyncio.sleep(0.2)
+        deadlines.watch(slots["c"], 0.3)
+        await asyncio.sleep(0.6)
+        for _ in range(1000):  # answered at once: the queue drops them as new ones arrive
+            slot = SimpleNamespace(future=loop.create_future())
+            slot.future.set_result("receipt")
+            deadlines.watch(slot, 5.0)
+        return expired, len(deadlines._waiting)
+
+    expired, left = asyncio.run(scenario())
+    assert sorted(expired) == ["a", "b", "c", "short"]
+    assert expired["short"] <= expired["a"] <= expired["b"] <= expired["c"]
+    for name, due in (("short", 0.1), ("a", 0.3), ("b", 0.4), ("c", 0.5)):
+        assert expired[name] >= due - 0.002, (name, expired[name])  # never early (late only as far as a busy loop is)
+    assert left == 1

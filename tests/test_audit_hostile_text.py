@@ -27,7 +27,7 @@ from support.audit import audited_webhook, push_signed_image, records
 from webhook.admission.review import QUOTED_CHARACTERS, ReviewError, parse_review
 from webhook.audit import redaction
 from webhook.audit.canonical import canonical_json
-from webhook.audit.redaction import REDACTED, may_hold_secrets, redact, scrub_text, without_uri_password
+from webhook.audit.redaction import REDACTED, may_need_redaction, redact, scrub_text, without_uri_password
 
 MEGABYTE = 1 << 20
 BUDGET_SECONDS = 30.0  # for 1 MB: linear scans take ~0.1 s here, the old quadratic regexes hours (a loaded CI machine needs the room)
@@ -113,7 +113,7 @@ def _as_bad_request(text: str) -> None:
 PATHS = {
     "scrub_text": scrub_text,
     "redact": lambda text: redact({"message": text, "error": text, "warnings": [text, text], "reference": text, "password": text, text: "key"}),
-    "may_hold_secrets": may_hold_secrets,
+    "may_need_redaction": lambda text: may_need_redaction(canonical_json({"message": text, text: "key"})),
     "without_uri_password": lambda text: (without_uri_password(text), without_uri_password("s3://u:p@" + text)),
     "canonical_json": lambda text: canonical_json({"message": text, "list": [text]}),
     "audit-trail": _through_the_trail,

@@ -343,28 +343,49 @@ def test_the_cli_says_what_incremental_verify_skipped(capsys, copy, trail, tmp_p
     assert code != 0 and "--state needs --state-key" in (out + err)
 
 
-@pytest.mark.parametrize("text", ['{"name":"plain"}', '{"apiKey":"x"}', '{"m":"Bearer abc"}', '{"u":"https://u:p@h"}', '{"k":"-----BEGIN X"}',
-                                  '{"to\u212aen":"x"}', '{"n":"caf\u00e9 PASSWORD"}', '{"n":"\u00e9t\u00e9"}'])
-def test_the_quick_secret_test_on_bytes_agrees_with_the_text_one(text):
-    """The append path tests the encoded bytes (no decoding for ASCII records); it must say
-    what the text test says, the Kelvin sign (which lower() folds into a 'k') included."""
-    from webhook.audit.redaction import may_hold_secrets, may_hold_secrets_encoded
+@pytest.mark.parametrize("key", ["apiKey", "api.key", "auth.orization", "x-to.ken", "tok\x00en", "tok\nen", "priv_ate.key", "co-okie",
+                                 "tok\u00e9en", "to\u212aen", "Pass\"word", "client\\secret", "\u0130\u0307d-token"])
+def test_the_quick_secret_test_finds_every_key_redact_clears(key):
+    """The append path skips the redaction walk when the encoded record cannot need it. A key
+    that is_secret_key names only once its punctuation, escapes or non-ASCII letters are
+    dropped (`api.key`) must still send the record through the walk (it once did not)."""
+    from webhook.audit.canonical import canonical_json
+    from webhook.audit.redaction import may_need_redaction, redact
 
-    assert may_hold_secrets_encoded(text.encode()) == may_hold_secrets(text)
+    record = {"labels": {key: "hunter2-value"}, "reference": "registry.example/model@sha256:" + "a" * 64}
+    assert redact(record) != record
+    assert may_need_redaction(canonical_json(record))
 
 
-def test_the_quick_secret_test_agrees_on_generated_text():
+def test_the_quick_secret_test_lets_a_plain_decision_record_skip_the_walk():
+    from webhook.audit.canonical import canonical_json
+    from webhook.audit.redaction import may_need_redaction, redact
+
+    record = {"type": "decision", "time": "2026-11-30T00:00:00Z", **decision(7)}
+    assert redact(record) == record and not may_need_redaction(canonical_json(record))
+
+
+def test_a_record_the_quick_test_passes_is_one_redact_leaves_alone():
+    """Generated records, keys and values built from secret names cut by punctuation, escapes,
+    non-ASCII letters and credential shapes: whenever the quick test says no, redact agrees."""
     from hypothesis import given, settings, strategies as st
 
-    from webhook.audit.redaction import _QUICK_WORDS, may_hold_secrets, may_hold_secrets_encoded
+    from webhook.audit.canonical import canonical_json
+    from webhook.audit.redaction import _SECRET_NAMES, may_need_redaction, redact
 
-    pieces = st.sampled_from(list(_QUICK_WORDS) + ["BEARER", "Pass", "@", "://", "-----BEGIN", "\u212a", "x", " ", "\u00e9"])
+    names = [name[:cut] + glue + name[cut:] for name in _SECRET_NAMES for cut in (0, 2, len(name) // 2) for glue in ("", ".", "\x00", "\u00e9")]
+    pieces = st.sampled_from(names + ["BEARER ", "Basic ", "abcdefgh1234", "https://", "u:p", "@", "-----BEGIN RSA PRIVATE KEY-----", "\u212a",
+                                      "\u0130", "\"", "\\", "\n", "x", " ", "\u00e9"])
+    text = st.lists(pieces, max_size=5).map("".join)
+    keys = st.one_of(text, st.sampled_from(["message", "error", "warnings", "detail", "hint", "reference", "name"]))
+    records = st.recursive(st.none() | st.integers(0, 9) | text,
+                           lambda children: st.lists(children, max_size=3) | st.dictionaries(keys, children, max_size=3), max_leaves=10)
 
-    @settings(max_examples=300, deadline=None)
-    @given(st.lists(st.one_of(pieces, st.text(st.characters(blacklist_categories=("Cs",)), max_size=5)), max_size=8))
-    def check(parts):  # records are valid UTF-8 (canonical.prepare replaces lone surrogates)
-        text = "".join(parts)
-        assert may_hold_secrets_encoded(text.encode()) == may_hold_secrets(text)
+    @settings(max_examples=500, deadline=None)
+    @given(st.dictionaries(keys, records, max_size=4))
+    def check(record):
+        if not may_need_redaction(canonical_json(record)):
+            assert redact(record) == record
 
     check()
 

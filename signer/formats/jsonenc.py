@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from signer.errors import FormatError
+from signer.jsonread import refuse_constant
 
 _GO_ESCAPES = {
     "<": "\\u003c",
@@ -47,7 +48,7 @@ def load_signed_json(data: bytes | str, *, what: str) -> Any:
     """`load_json` for signed payloads: objects remember their members, so `check_fields`
     can refuse what another implementation would read differently."""
     try:
-        return json.loads(data, object_pairs_hook=_keep_members)
+        return json.loads(data, object_pairs_hook=_keep_members, parse_constant=refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:

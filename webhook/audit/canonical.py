@@ -14,21 +14,23 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 MAX_SAFE_INTEGER = 2**53 - 1  # beyond this an I-JSON reader cannot hold the number exactly
 
+# The exact path's encoder: the reference every fast result must equal (tests/test_audit_chain.py).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
-_SORTING_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False, sort_keys=True)
-# Numbers that may be floats or too large: member values (`":1.5`, `":12345678901234567`) and
-# arrays that start with a number (mixed arrays are not something records hold). Text that
-# merely looks like this sends the record down the exact path, which is never wrong.
-# Two patterns, each with a literal first character, so `re` can skip ahead quickly.
-_SUSPECT_MEMBER = re.compile(r'":-?\d+[.eE]')
-_NUMBER_ARRAY = re.compile(r"\[-?\d")
-# Anywhere, 16 digits in a row: an integer too large to be exact (or text with a long digit run).
-# Found as a run of NULs after mapping digits to NUL (the encoding holds no raw NUL): one C pass
-# that a record of megabytes gets through in milliseconds, where `\d{16}` held the GIL 16 times longer.
-_DIGITS_TO_NUL = bytes.maketrans(b"0123456789", b"\0" * 10)
-_LONG_NUMBER = b"\0" * 16
+# The fast path: orjson writes the same bytes as the encoder above for sorted ASCII keys (same
+# separators and escapes, `/` and U+007F unescaped, control characters as lowercase \u00xx),
+# ten times faster, which the append rate needs (bench/bench_audit.py). Integers beyond 2**53
+# are refused by it; other types it would write its own way (datetimes, dataclasses) go to the
+# exact path, which refuses them.
+_FAST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+# Outside strings, canonical output holds structure, integers and these three words only: a
+# float leaves `.`, `e`, `E` or `+` behind.
+_STRUCTURE_AND_DIGITS = b"{}[]:,-0123456789"
+_LITERALS = (b"true", b"false", b"null")
+_ESCAPED_QUOTE_OR_BACKSLASH = re.compile(rb"\\\\|\\\"")
 
 
 class CanonicalError(ValueError):
@@ -83,16 +85,35 @@ def encode_prepared(value: Any) -> bytes:
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 bytes of `value`. The common case (ASCII text, integers) is one pass of the C
-    encoder: for ASCII keys code point order is UTF-16 order and the escaping is the same.
-    Anything else (non-ASCII text, floats, huge integers) takes the exact path. Keys must be
-    strings, as in every record (the C encoder would turn other keys into strings)."""
+    """RFC 8785 bytes of `value`. The common case (ASCII text, integers) is one orjson call and
+    a check of what stands outside its strings; anything else (non-ASCII text, whose keys sort
+    by UTF-16 units; floats; lone surrogates; other types) takes the exact path. Keys must be
+    strings, as in every record.
+
+    Not JSON, so never in a record: NaN and the infinities, which orjson writes as null. No
+    input reader accepts them (signer/jsonread.py) and records hold integers, not floats."""
     try:
-        text = _SORTING_ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
-        raise CanonicalError(str(exc)) from None
-    if text.isascii() and _SUSPECT_MEMBER.search(text) is None and _NUMBER_ARRAY.search(text) is None:
-        encoded = text.encode("ascii")
-        if _LONG_NUMBER not in encoded.translate(_DIGITS_TO_NUL):
-            return encoded
-    return encode_prepared(prepare(value))
+        encoded = orjson.dumps(value, option=_FAST_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _exact(value)  # raises the exact CanonicalError, or encodes what orjson cannot (lone surrogates)
+    if encoded.isascii() and _integers_only(encoded):
+        return encoded
+    return _exact(value)
+
+
+def _exact(value: Any) -> bytes:
+    try:
+        return encode_prepared(prepare(value))
+    except RecursionError:
+        raise CanonicalError("the value is nested too deeply to encode") from None
+
+
+def _integers_only(encoded: bytes) -> bool:
+    """Are all the numbers in canonical ASCII JSON integers? Strings are cut out first: with
+    escaped quotes and backslashes removed, every remaining quote opens or closes one."""
+    if b"\\" in encoded:
+        encoded = _ESCAPED_QUOTE_OR_BACKSLASH.sub(b"", encoded)
+    outside = b"".join(encoded.split(b'"')[::2]).translate(None, _STRUCTURE_AND_DIGITS)
+    for literal in _LITERALS:
+        outside = outside.replace(literal, b"")
+    return not outside

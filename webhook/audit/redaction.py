@@ -42,7 +42,6 @@ _SCHEME_MAX = 32  # the longest scheme looked for before `://` (real ones are fa
 _PEM_LABEL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ ")
 _PEM_LABEL_MAX = 64
 _TOKEN_CHARACTERS = frozenset("0123456789._~+/=-")
-_QUICK_WORDS = ("pass", "secret", "token", "authoriz", "credential", "private", "apikey", "api_key", "api-key", "cookie", "bearer", "basic")
 
 
 def is_secret_key(key: str) -> bool:
@@ -51,27 +50,38 @@ def is_secret_key(key: str) -> bool:
     return _NOT_NAME.sub("", key.lower()).endswith(_SECRET_NAMES)
 
 
-def may_hold_secrets(text: str) -> bool:
-    """Cheap test over an encoded record: could anything need redacting? (A false alarm
-    only costs the full pass.) Plain substring tests: each is one C scan."""
-    lower = text.lower()
-    return any(word in lower for word in _QUICK_WORDS) or "-----BEGIN" in text or ("@" in text and "://" in text)
+# Every secret name holds one of these, and the credential words of free text are two of them:
+# a record whose letters hold none has no field `redact` would clear by name or by `Bearer …`.
+_LETTER_NEEDLES = (b"pass", b"secret", b"token", b"authorization", b"credential", b"privatekey", b"apikey", b"cookie", *_AUTH_WORDS)
+_NOT_LETTER_OR_DIGIT = bytes(c for c in range(256) if not (0x30 <= c <= 0x39 or 0x61 <= c <= 0x7A))
+_JSON_ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|.)")
 
 
-_QUICK_WORD_BYTES = tuple(word.encode() for word in _QUICK_WORDS)
+def _unescaped(match: re.Match[bytes]) -> bytes:
+    """The character a JSON escape stands for if it is a letter or digit, else a space."""
+    escape = match.group()
+    character = chr(int(escape[2:], 16)) if len(escape) == 6 else ""
+    return character.encode() if character.isascii() and character.isalnum() else b" "
 
 
-def may_hold_secrets_encoded(encoded: bytes) -> bool:
-    """`may_hold_secrets` of UTF-8 bytes, without decoding the common (ASCII) record: for
-    ASCII, bytes.lower() is str.lower(). Other text takes the str test, whose lower() also
-    folds letters such as the Kelvin sign into ASCII ones."""
-    if not encoded.isascii():
-        return may_hold_secrets(encoded.decode("utf-8"))
-    lower = encoded.lower()
-    for word in _QUICK_WORD_BYTES:
-        if word in lower:
+def may_need_redaction(encoded: bytes) -> bool:
+    """Could `redact` change the record these canonical JSON bytes encode? False only when it
+    cannot, so the common record skips the walk: no URI with userinfo, no private key, and
+    none of the needles above among its letters and digits, folded and joined as
+    `is_secret_key` joins a key (so `api.key`, `to-ken` or `tok\\u0000en` are still found).
+    A false alarm only costs the walk. One C pass per needle over the record's letters."""
+    if (b"@" in encoded and b"://" in encoded) or b"PRIVATE KEY-----" in encoded:
+        return True
+    if b"\\" in encoded:
+        encoded = _JSON_ESCAPE.sub(_unescaped, encoded)
+    # lower() of text folds a few other letters into ASCII ones (the Kelvin sign into k), as
+    # is_secret_key's lower() does; what is left that is not ASCII is neither letter nor digit there.
+    folded = encoded.lower() if encoded.isascii() else encoded.decode("utf-8", "replace").lower().encode("ascii", "ignore")
+    letters = folded.translate(None, _NOT_LETTER_OR_DIGIT)
+    for needle in _LETTER_NEEDLES:
+        if needle in letters:
             return True
-    return b"-----BEGIN" in encoded or (b"@" in encoded and b"://" in encoded)
+    return False
 
 
 def _looks_like_credential(scheme: str, token: str) -> bool:

@@ -19,7 +19,7 @@ from webhook.admission.review import AdmissionRequest
 from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import SCHEMA
 from webhook.audit.records import decision_fields
-from webhook.audit.redaction import may_hold_secrets_encoded, redact
+from webhook.audit.redaction import may_need_redaction, redact
 from webhook.audit.writer import AuditWriteError, AuditWriter, Receipt, utc_now
 
 
@@ -54,7 +54,7 @@ def _encode_redacted(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> d
         raise AuditWriteError(f"the audit record could not be encoded: {exc}") from None
     decision = event_dict.get("decision")
     decision_id = decision.get("id") if isinstance(decision, dict) else None
-    if may_hold_secrets_encoded(encoded):
+    if may_need_redaction(encoded):
         return {"record": None, "fields": dict(event_dict), "size": len(encoded), "decision_id": decision_id}
     return {"record": encoded, "decision_id": decision_id}
 

@@ -45,6 +45,7 @@ import secrets
 import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +55,7 @@ from signer import ModelsignError, SigningKey
 from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import GENESIS, SCHEMA, WRITER_ID, parse_line, seal
 from webhook.audit.checkpoints import Schedule, signed_checkpoint, signed_seal
+from webhook.audit.deadlines import LoopDeadlines
 from webhook.audit.retention import MTIME, Scan, entry, kept_because, scan
 from webhook.audit.witness import WitnessPusher, WitnessSettings
 from webhook.logs import write_line
@@ -184,6 +186,7 @@ class AuditWriter:
         self._clock = clock
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []
+        self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopDeadlines] = weakref.WeakKeyDictionary()
         self._closing = False
         self._seq = 0
         self._head = GENESIS
@@ -242,11 +245,11 @@ class AuditWriter:
         future: asyncio.Future[Receipt] = loop.create_future()
         slot = _Slot(_encoded(record), decision_id=decision_id, future=future)
         self._enqueue(slot)
-        timer = loop.call_later(timeout, self._expire, slot, timeout)  # cheaper than wait_for's extra future
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        deadlines = self._deadlines.get(loop)
+        if deadlines is None:
+            deadlines = self._deadlines[loop] = LoopDeadlines(loop, self._expire)
+        deadlines.watch(slot, timeout)
+        return await future
 
     def _give_up(self, slot: _Slot, outcome: str) -> bool:
         """The caller stops waiting. A pending slot is abandoned (it will never be written); a
