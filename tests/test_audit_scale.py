@@ -411,3 +411,56 @@ def test_a_look_up_in_a_summarised_file_answers_only_for_the_bytes_that_were_sum
     damaged[len(damaged) // 2] ^= 1
     path.write_bytes(bytes(damaged))
     assert hashes_of(scan, {inner}) == {}
+
+
+def _sealed_chain(writer: str, seqs: list[int], records: list[dict], *, writers: dict[int, str] | None = None, relink: bool = True) -> bytes:
+    from webhook.audit.canonical import canonical_json
+    from webhook.audit.chain import GENESIS, seal
+
+    prev, out = "sha256:" + "1" * 64, []
+    for index, (seq, record) in enumerate(zip(seqs, records)):
+        line, digest = seal((writers or {}).get(index, writer), seq, prev if relink else GENESIS, canonical_json(record))
+        out.append(line)
+        prev = digest
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("writer", ["w", "bench-00", "100%", "%d%s%%", "x" * 300])
+def test_the_fast_path_summarises_only_whole_consecutive_single_writer_chains(writer, tmp_path):
+    """The fast path checks each line's tail together with the next line's head (one
+    comparison per line). Chains crossing 9 -> 10 and 99 -> 100 (the tail grows a digit), writer
+    names that look like format strings, records that imitate a tail, every one-byte change,
+    and chains that are sealed but skip, repeat or change writer: summarised only when whole."""
+    import random
+
+    from webhook.audit.scan import _summarise, scan_file
+
+    rng = random.Random(writer)
+    records = []
+    for n in range(130):
+        record = {"type": "decision", "decision": {"id": f"d-{n}", "allowed": True}, "note": f',"seq":{n},"writer":"{writer}"}}\n{{"hash":'}
+        records.append({"checkpoint": {"n": n}, "type": "checkpoint"} if n % 40 == 7 else record)
+    whole = _sealed_chain(writer, list(range(5, 135)), records)
+    summary = _summarise("f", whole)
+    assert summary is not None and summary.count == 130 and summary.last_seq == 134 and summary.writer == writer
+    assert summary.decisions == 130 - len([r for r in records if "checkpoint" in r])
+    assert [event[4] for event in summary.events] == [5 + n for n in range(130) if n % 40 == 7]
+    for _ in range(300):
+        at = rng.randrange(len(whole))
+        changed = bytearray(whole)
+        changed[at] = (changed[at] + rng.randrange(1, 256)) % 256
+        assert _summarise("f", bytes(changed)) is None, at
+    broken = {
+        "skips": list(range(5, 60)) + list(range(61, 136)),
+        "repeats": list(range(5, 60)) + [59] + list(range(60, 134)),
+        "from-zero-padded": list(range(0, 130)),
+    }
+    for name, seqs in broken.items():
+        assert _summarise("f", _sealed_chain(writer, seqs, records)) is None, name
+    assert _summarise("f", _sealed_chain(writer, list(range(5, 135)), records, writers={64: writer + "x"})) is None
+    assert _summarise("f", _sealed_chain(writer, list(range(5, 135)), records, relink=False)) is None
+    path = tmp_path / "chain.jsonl"
+    path.write_bytes(whole)
+    full = scan_file(str(path), full=True)
+    assert [entry[0] for entry in full.entries] == list(range(5, 135)) and all(entry[4] for entry in full.entries)
+    assert full.entries[-1][2] == summary.last_hash and sorted(summary.hashes) == sorted({5, 134} | {s - d for s in (12, 52, 92, 132) for d in (0, 1)})

@@ -111,6 +111,7 @@ _CONTROL_STARTS = (b'{"checkpoint":', b'{"removed":', b'{"response":')
 _LEAD = b'{"hash":"sha256:'
 _PREV_LEAD = b'","prev_hash":"sha256:'
 _RECORD_LEAD = b'","record":{'
+_HEAD = _LEAD + b"%s" + _PREV_LEAD + b"%s" + _RECORD_LEAD  # a line's first 177 bytes: its hash, the previous one
 
 
 def _summarise(path: str, data: bytes, wanted: frozenset[int] = frozenset()) -> FileScan | None:
@@ -133,38 +134,51 @@ def _summarise(path: str, data: bytes, wanted: frozenset[int] = frozenset()) -> 
     except UnicodeDecodeError:
         return None
     suffix_end = b',"writer":"' + writer_bytes + b'"}'
+    tail = b',"seq":%d' + suffix_end.replace(b"%", b"%%")  # a line's end, for its seq
+    joint = tail + b"\n" + _HEAD  # one line's end, its newline and the next line's head: one comparison
     first_seq = seq = int(digits)
-    first_prev = data[_PREV_AT:_PREV_AT + 64]
-    previous = first_prev
+    first_prev = previous = data[_PREV_AT:_PREV_AT + 64]
     find, startswith, endswith, view = data.find, data.startswith, data.endswith, memoryview(data)
     opened = hashlib.sha256(b"{")  # every line's hashed bytes start with the "{" its hash member follows
     hashes: dict[int, bytes] = {}
     events: list[tuple] = []
     decisions = 0
-    position, size, number, before = 0, len(data), 0, b""
-    while position < size:  # the fewest calls per line: hashing is most of the time (bench/bench_scale.py)
+    size, position, end = len(data), 0, first_end
+    digest = opened.copy()
+    digest.update(view[_HASH_MEMBER:end])
+    claimed = digest.hexdigest().encode()
+    if not startswith(_HEAD % (claimed, previous)):
+        return None
+    back = len(tail % seq) + 1  # from the start of the line before's tail to this line's start
+    longer_at = 10 ** len(digits)  # the seq from which the tail is a digit longer
+    while True:  # the fewest calls per line: hashing is most of the time (bench/bench_scale.py)
+        record_at = position + _RECORD_START
+        if startswith(_DECISION_STARTS, record_at):
+            decisions += 1
+        elif startswith(_CONTROL_STARTS, record_at):
+            events.append(("control", data[record_at:end - len(suffix_end) - 7 - len(str(seq))], f"{path}:{seq - first_seq + 1}", writer, seq))
+            if seq > first_seq:
+                hashes[seq - 1] = previous
+            hashes[seq] = claimed
+        if wanted and seq in wanted:
+            hashes[seq] = claimed
+        previous, position = claimed, end + 1
+        if position == size:
+            break
         end = find(b"\n", position)
-        number += 1
         digest = opened.copy()
         digest.update(view[position + _HASH_MEMBER:end])
         claimed = digest.hexdigest().encode()
-        # The line's whole head at once: its own hash, then a link to the line before.
-        if not (startswith(_LEAD + claimed + _PREV_LEAD + previous + _RECORD_LEAD, position)
-                and endswith(b',"seq":%d%s' % (seq, suffix_end), position, end)):
+        # The line before ends with its seq and writer, and this one starts with its own hash and a link to it.
+        if not startswith(joint % (seq, claimed, previous), position - back):
             return None
-        record_at = position + _RECORD_START
-        if startswith(_CONTROL_STARTS, record_at):
-            events.append(("control", data[record_at:end - len(suffix_end) - 7 - len(str(seq))], f"{path}:{number}", writer, seq))
-            if before:
-                hashes[seq - 1] = before
-            hashes[seq] = claimed
-        elif startswith(_DECISION_STARTS, record_at):
-            decisions += 1
-        if wanted and seq in wanted:
-            hashes[seq] = claimed
-        before, previous = claimed, claimed
         seq += 1
-        position = end + 1
+        if seq == longer_at:
+            longer_at, back = longer_at * 10, back + 1
+    if not endswith(tail % seq + b"\n"):
+        return None
+    number = seq - first_seq + 1
+    seq += 1
     result = FileScan(name=path, lines=number, size=size, events=events, clean=True, writer=writer, count=seq - first_seq, decisions=decisions,
                       last_seq=seq - 1, last_hash=previous)
     first_hash = data[16:80]
