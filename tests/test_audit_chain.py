@@ -45,6 +45,40 @@ def test_values_without_a_canonical_form_are_refused(value, problem):
         canonical_json(value)
 
 
+def test_types_beyond_json_are_written_alike_by_both_paths_or_refused_by_both():
+    """orjson (the fast path) writes enum members by value, UUIDs as text and subclasses of
+    str, int, dict and list as their base; the exact path (taken for non-ASCII text) must write
+    the same, or a record would be accepted or refused depending on its text."""
+    import collections
+    import enum
+    import uuid
+
+    class Text(str):
+        def __str__(self):
+            return "not what is stored"
+
+    class Number(int):
+        def __int__(self):
+            return 99
+
+    class Mixed(str, enum.Enum):
+        A = "x"
+
+    class Plain(enum.Enum):
+        A = 3
+
+    values = [Text("t"), Number(7), Mixed.A, Plain.A, uuid.UUID(int=1), collections.OrderedDict(b=1, a=2), type("L", (list,), {})([1])]
+    for value in values:
+        fast = canonical_json({"v": value})
+        assert fast == encode_prepared(prepare({"v": value}))
+        assert canonical_json({"v": value, "w": "\u00e9"}) == encode_prepared(prepare({"v": value, "w": "\u00e9"}))
+    assert canonical_json({"v": Text("t"), "n": Number(7), "u": uuid.UUID(int=1)}) == b'{"n":7,"u":"00000000-0000-0000-0000-000000000001","v":"t"}'
+    for refused in (type("T", (tuple,), {})((1,)), type("F", (float,), {})(1.0), {1, 2}, bytearray(b"x")):
+        for extra in ({}, {"w": "\u00e9"}):
+            with pytest.raises(CanonicalError):
+                canonical_json({"v": refused, **extra})
+
+
 def test_nan_and_infinity_never_reach_a_record():
     """They are not JSON: every reader of untrusted JSON refuses them, so no record field can
     hold one (the fast encoder, orjson, would write them as null, which the exact one refuses)."""
@@ -456,11 +490,14 @@ def test_a_write_that_finishes_within_the_grace_stands(tmp_path, monkeypatch):
 
 def test_one_timer_per_loop_expires_each_append_at_its_own_deadline():
     """The writer's append timeouts share one timer per event loop (webhook/audit/deadlines.py):
-    each waiting record still expires at its own deadline, a shorter timeout behind longer ones
-    included, answered ones are never expired, and the queue holds only what is in flight."""
+    each waiting record still expires at its own deadline (a shorter timeout behind longer
+    ones, or after the queue emptied with a later timer still armed), answered ones are never
+    expired, the queue holds only what is in flight, and a finished loop is not kept alive."""
+    import gc
+    import weakref
     from types import SimpleNamespace
 
-    from webhook.audit.deadlines import LoopDeadlines
+    from webhook.audit import deadlines
 
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -471,25 +508,41 @@ def test_one_timer_per_loop_expires_each_append_at_its_own_deadline():
             expired[slot.name] = loop.time() - started
             slot.future.set_result(None)
 
-        deadlines = LoopDeadlines(loop, expire)
-        slots = {name: SimpleNamespace(name=name, future=loop.create_future()) for name in ("a", "b", "answered", "short", "c")}
-        deadlines.watch(slots["a"], 0.3)
-        deadlines.watch(slots["b"], 0.4)
-        deadlines.watch(slots["answered"], 0.4)
+        slots = {name: SimpleNamespace(name=name, future=loop.create_future()) for name in ("a", "b", "answered", "short", "c", "long", "after")}
+        deadlines.watch(loop, slots["a"], 0.3, expire)
+        deadlines.watch(loop, slots["b"], 0.4, expire)
+        deadlines.watch(loop, slots["answered"], 0.4, expire)
         slots["answered"].future.set_result("receipt")
-        deadlines.watch(slots["short"], 0.1)  # behind longer ones: its own timer
+        deadlines.watch(loop, slots["short"], 0.1, expire)  # behind longer ones: its own timer
         await asyncio.sleep(0.2)
-        deadlines.watch(slots["c"], 0.3)
+        deadlines.watch(loop, slots["c"], 0.3, expire)
         await asyncio.sleep(0.6)
+        deadlines.watch(loop, slots["long"], 30.0, expire)  # answered at once; its timer stays armed for 30 s
+        slots["long"].future.set_result("receipt")
+        deadlines.watch(loop, slots["after"], 0.1, expire)  # the queue is empty: an earlier timer than the armed one
+        await asyncio.sleep(0.5)
         for _ in range(1000):  # answered at once: the queue drops them as new ones arrive
             slot = SimpleNamespace(future=loop.create_future())
             slot.future.set_result("receipt")
-            deadlines.watch(slot, 5.0)
-        return expired, len(deadlines._waiting)
+            deadlines.watch(loop, slot, 5.0, expire)
+        return expired, len(getattr(loop, deadlines._ATTRIBUTE)._waiting)
 
     expired, left = asyncio.run(scenario())
-    assert sorted(expired) == ["a", "b", "c", "short"]
-    assert expired["short"] <= expired["a"] <= expired["b"] <= expired["c"]
-    for name, due in (("short", 0.1), ("a", 0.3), ("b", 0.4), ("c", 0.5)):
+    assert sorted(expired) == ["a", "after", "b", "c", "short"]
+    assert expired["short"] <= expired["a"] <= expired["b"] <= expired["c"] <= expired["after"]
+    for name, due in (("short", 0.1), ("a", 0.3), ("b", 0.4), ("c", 0.5), ("after", 0.9)):
         assert expired[name] >= due - 0.002, (name, expired[name])  # never early (late only as far as a busy loop is)
+    assert expired["after"] < 5.0  # not held back by the 30 s timer
     assert left == 1
+
+    loops = []
+
+    async def one_append():
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
+        deadlines.watch(loop, SimpleNamespace(future=loop.create_future()), 60.0, lambda slot, timeout: None)
+
+    for _ in range(20):
+        asyncio.run(one_append())
+    gc.collect()
+    assert sum(ref() is not None for ref in loops) == 0

@@ -10,8 +10,10 @@ is made valid (replacement characters) by `prepare`.
 
 from __future__ import annotations
 
+import enum
 import json
 import re
+import uuid
 from typing import Any
 
 import orjson
@@ -23,14 +25,14 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 # The fast path: orjson writes the same bytes as the encoder above for sorted ASCII keys (same
 # separators and escapes, `/` and U+007F unescaped, control characters as lowercase \u00xx),
 # ten times faster, which the append rate needs (bench/bench_audit.py). Integers beyond 2**53
-# are refused by it; other types it would write its own way (datetimes, dataclasses) go to the
-# exact path, which refuses them.
+# are refused by it; datetimes and dataclasses, which it would write its own way, go to the exact
+# path, which refuses them. Enum members, UUIDs and subclasses of builtin types both paths write
+# alike (`_as_builtin`). orjson.Fragment, raw JSON by design, is for callers of orjson only.
 _FAST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 # Outside strings, canonical output holds structure, integers and these three words only: a
 # float leaves `.`, `e`, `E` or `+` behind.
 _STRUCTURE_AND_DIGITS = b"{}[]:,-0123456789"
 _LITERALS = (b"true", b"false", b"null")
-_ESCAPED_QUOTE_OR_BACKSLASH = re.compile(rb"\\\\|\\\"")
 
 
 class CanonicalError(ValueError):
@@ -76,7 +78,29 @@ def prepare(value: Any) -> Any:
         if abs(value) > MAX_SAFE_INTEGER:
             raise CanonicalError(f"integer {value} is outside the exactly representable range")
         return value
-    raise CanonicalError(f"{kind.__name__} values have no canonical form in audit records")
+    builtin = _as_builtin(value)
+    if builtin is None:
+        raise CanonicalError(f"{kind.__name__} values have no canonical form in audit records")
+    return prepare(builtin)
+
+
+def _as_builtin(value: Any) -> Any:
+    """What orjson (the fast path) writes for a value that is not of a builtin type, so both
+    paths give the same bytes: enum members by their value, UUIDs as text, and subclasses of
+    str, int, dict and list as their base type (the base's own data, whatever the subclass
+    overrides). None for the rest, which neither path writes (tuple and float subclasses,
+    bytes, dates, sets...)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    for base, data in _BASES:
+        if isinstance(value, base):
+            return data(value)
+    return None
+
+
+_BASES: tuple[tuple[type, Any], ...] = ((str, str.__str__), (int, int.__int__), (dict, dict.copy), (list, list.copy))
 
 
 def encode_prepared(value: Any) -> bytes:
@@ -111,8 +135,8 @@ def _exact(value: Any) -> bytes:
 def _integers_only(encoded: bytes) -> bool:
     """Are all the numbers in canonical ASCII JSON integers? Strings are cut out first: with
     escaped quotes and backslashes removed, every remaining quote opens or closes one."""
-    if b"\\" in encoded:
-        encoded = _ESCAPED_QUOTE_OR_BACKSLASH.sub(b"", encoded)
+    if b"\\" in encoded:  # escaped backslashes first, then escaped quotes: pairs from the left, as a reader pairs them
+        encoded = encoded.replace(b"\\\\", b"").replace(b'\\"', b"")
     outside = b"".join(encoded.split(b'"')[::2]).translate(None, _STRUCTURE_AND_DIGITS)
     for literal in _LITERALS:
         outside = outside.replace(literal, b"")

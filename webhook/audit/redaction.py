@@ -24,7 +24,6 @@ import base64
 import binascii
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 REDACTED = "[redacted]"
 FREE_TEXT_KEYS = frozenset({"error", "message", "detail", "warnings", "hint"})
@@ -54,14 +53,9 @@ def is_secret_key(key: str) -> bool:
 # a record whose letters hold none has no field `redact` would clear by name or by `Bearer …`.
 _LETTER_NEEDLES = (b"pass", b"secret", b"token", b"authorization", b"credential", b"privatekey", b"apikey", b"cookie", *_AUTH_WORDS)
 _NOT_LETTER_OR_DIGIT = bytes(c for c in range(256) if not (0x30 <= c <= 0x39 or 0x61 <= c <= 0x7A))
-_JSON_ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|.)")
-
-
-def _unescaped(match: re.Match[bytes]) -> bytes:
-    """The character a JSON escape stands for if it is a letter or digit, else a space."""
-    escape = match.group()
-    character = chr(int(escape[2:], 16)) if len(escape) == 6 else ""
-    return character.encode() if character.isascii() and character.isalnum() else b" "
+# The escapes canonical JSON writes: quotes, backslashes and control characters, none of them a
+# letter or digit, so each reads as a space. Any other `\u` escape could spell a letter.
+_NON_ALNUM_ESCAPE = re.compile(rb"\\(?:u00[01][0-9a-fA-F]|[^u])")
 
 
 def may_need_redaction(encoded: bytes) -> bool:
@@ -73,7 +67,9 @@ def may_need_redaction(encoded: bytes) -> bool:
     if (b"@" in encoded and b"://" in encoded) or b"PRIVATE KEY-----" in encoded:
         return True
     if b"\\" in encoded:
-        encoded = _JSON_ESCAPE.sub(_unescaped, encoded)
+        encoded = _NON_ALNUM_ESCAPE.sub(b" ", encoded)
+        if b"\\u" in encoded:
+            return True  # not written by canonical_json; the walk decides
     # lower() of text folds a few other letters into ASCII ones (the Kelvin sign into k), as
     # is_secret_key's lower() does; what is left that is not ASCII is neither letter nor digit there.
     folded = encoded.lower() if encoded.isascii() else encoded.decode("utf-8", "replace").lower().encode("ascii", "ignore")
@@ -207,20 +203,24 @@ def _scrub_private_keys(text: str, kinds: list[str]) -> str:
 
 def without_uri_password(value: str) -> str | None:
     """`scheme://user:[redacted]@host/...` for a URI whose userinfo holds a password (every
-    other byte kept), or None if it holds none. Parsed as a URI, not matched by a pattern."""
-    if "://" not in value or "@" not in value:
+    other character kept), or None if it holds none. Found by the URI's structure on the text
+    as given (RFC 3986: the authority runs from `://` to the first `/`, `?` or `#`, userinfo is
+    what stands before its last `@`, the password what follows userinfo's first `:`), not by a
+    parser that cleans the text first: urlsplit drops tabs and newlines (so its offsets missed
+    the password) and refuses some hosts (so it missed the URI)."""
+    start = value.find("://") + 3
+    if start < 3:
         return None
-    try:
-        parts = urlsplit(value)
-        password = parts.password
-    except ValueError:
+    end = len(value)
+    for mark in "/?#":
+        found = value.find(mark, start, end)
+        if found >= 0:
+            end = found
+    at = value.rfind("@", start, end)
+    colon = value.find(":", start, at) if at >= 0 else -1
+    if colon < 0:
         return None
-    if not parts.scheme or password is None:
-        return None
-    start = value.index("://") + 3
-    userinfo, _, _ = parts.netloc.rpartition("@")
-    username = userinfo.split(":", 1)[0]
-    return value[:start] + username + ":" + REDACTED + value[start + len(userinfo):]
+    return value[:colon + 1] + REDACTED + value[at:]
 
 
 def redact(record: dict[str, Any]) -> dict[str, Any]:

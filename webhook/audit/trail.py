@@ -54,7 +54,7 @@ def _encode_redacted(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> d
         raise AuditWriteError(f"the audit record could not be encoded: {exc}") from None
     decision = event_dict.get("decision")
     decision_id = decision.get("id") if isinstance(decision, dict) else None
-    if may_need_redaction(encoded):
+    if len(encoded) > INLINE_REDACTION_BYTES or may_need_redaction(encoded):  # a large record: the walk decides, off the event loop
         return {"record": None, "fields": dict(event_dict), "size": len(encoded), "decision_id": decision_id}
     return {"record": encoded, "decision_id": decision_id}
 

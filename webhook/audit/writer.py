@@ -45,7 +45,6 @@ import secrets
 import socket
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +54,7 @@ from signer import ModelsignError, SigningKey
 from webhook.audit.canonical import CanonicalError, canonical_json
 from webhook.audit.chain import GENESIS, SCHEMA, WRITER_ID, parse_line, seal
 from webhook.audit.checkpoints import Schedule, signed_checkpoint, signed_seal
-from webhook.audit.deadlines import LoopDeadlines
+from webhook.audit.deadlines import watch as watch_deadline
 from webhook.audit.retention import MTIME, Scan, entry, kept_because, scan
 from webhook.audit.witness import WitnessPusher, WitnessSettings
 from webhook.logs import write_line
@@ -186,7 +185,6 @@ class AuditWriter:
         self._clock = clock
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []
-        self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopDeadlines] = weakref.WeakKeyDictionary()
         self._closing = False
         self._seq = 0
         self._head = GENESIS
@@ -245,10 +243,7 @@ class AuditWriter:
         future: asyncio.Future[Receipt] = loop.create_future()
         slot = _Slot(_encoded(record), decision_id=decision_id, future=future)
         self._enqueue(slot)
-        deadlines = self._deadlines.get(loop)
-        if deadlines is None:
-            deadlines = self._deadlines[loop] = LoopDeadlines(loop, self._expire)
-        deadlines.watch(slot, timeout)
+        watch_deadline(loop, slot, timeout, self._expire)
         return await future
 
     def _give_up(self, slot: _Slot, outcome: str) -> bool:
