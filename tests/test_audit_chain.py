@@ -67,7 +67,19 @@ def test_types_beyond_json_are_written_alike_by_both_paths_or_refused_by_both():
     class Plain(enum.Enum):
         A = 3
 
-    values = [Text("t"), Number(7), Mixed.A, Plain.A, uuid.UUID(int=1), collections.OrderedDict(b=1, a=2), type("L", (list,), {})([1])]
+    class Nothing(enum.Enum):
+        UNKNOWN = None
+
+    class Labelled(int, enum.Enum):  # its int is what orjson writes, not its value
+        def __new__(cls, number, label):
+            member = int.__new__(cls, number)
+            member._value_ = label
+            return member
+
+        A = (1, "one")
+
+    values = [Text("t"), Number(7), Mixed.A, Plain.A, Nothing.UNKNOWN, Labelled.A, uuid.UUID(int=1), collections.OrderedDict(b=1, a=2),
+              type("L", (list,), {})([1])]
     for value in values:
         fast = canonical_json({"v": value})
         assert fast == encode_prepared(prepare({"v": value}))

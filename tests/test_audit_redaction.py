@@ -105,6 +105,17 @@ def test_secret_named_keys(key, secret):
     ("s3://user:hunter2@bucket\uff03x", "s3://user:[redacted]@bucket\uff03x"),  # urlsplit: NFKC check of the host
     ("s3://us\ter:hun\tter2@b/k", "s3://us\ter:[redacted]@b/k"),  # urlsplit drops tabs: its offsets left "r2"
     (" s3://u:p@h", " s3://u:[redacted]@h"),
+    # Authorities a lenient reader (WHATWG, urlsplit) finds without a literal `://` (attack review r10):
+    ("https:/\t/user:pw@host/m", "https:/\t/user:[redacted]@host/m"),
+    ("https:///user:pw@host/m", "https:///user:[redacted]@host/m"),
+    ("https:\\\\user:pw@host/m", "https:\\\\user:[redacted]@host/m"),
+    ("https:user:pw@host/m", "https:user:[redacted]@host/m"),
+    ("ht\ttps:u:p@h", "ht\ttps:u:[redacted]@h"),
+    ("//user:pw@host/m", "//user:[redacted]@host/m"),
+    # No authority, so no password: image references and text that only contains `://`
+    ("ubuntu:22.04@" + DIGEST, None),
+    ("localhost:5000/repo:tag@" + DIGEST, None),
+    ("s3:u:p@h", None),
 ])
 def test_a_uri_password_is_removed_by_structure_and_noted(tmp_path, uri, expected):
     assert without_uri_password(uri) == expected
@@ -114,6 +125,12 @@ def test_a_uri_password_is_removed_by_structure_and_noted(tmp_path, uri, expecte
     else:
         assert record["artifacts"][0]["reference"] == expected
         assert {"field": "artifacts[0].reference", "kind": "URI userinfo password"} in record["redactions"]
+
+
+def test_a_reference_is_redacted_only_where_its_own_text_starts_a_uri():
+    """A `://` deep inside a reference is not an authority (the reference field is kept byte for
+    byte; a message quoting it is free text, scrubbed by its own rule)."""
+    assert without_uri_password("registry.example.com/team/x://a:b@c") is None
 
 
 IMAGES = ["127.0.0.1:5000/models/llm:AKIAIOSFODNN7EXAMPLE", "registry.example.com/team/token-service:secret",
@@ -134,3 +151,60 @@ def test_the_webhook_records_lookalike_references_exactly(tmp_path, key_dir):
     assert [a["source"] for a in record["artifacts"]] == [f"spec.containers[{i}].image" for i in range(len(IMAGES))]
     assert next(a for a in record["artifacts"] if a["reference"].endswith(DIGEST))["reference"].endswith("@" + DIGEST)
     assert "redactions" not in record
+
+
+def _literal_keys_of_decision_records() -> set[str]:
+    """Every key records.decision_fields can write, read from its source: each dict display has
+    constant string keys (or unpacks another of these functions), each dict comprehension
+    iterates over a tuple of constant strings. Anything else fails here."""
+    import ast
+    import inspect
+
+    from webhook.audit import records
+
+    builders = {"decision_fields", "review_fields", "_artifact", "_scan_evidence", "_approval_evidence", "_evaluation_evidence"}
+    keys: set[str] = set()
+    for function in ast.parse(inspect.getsource(records)).body:
+        if not isinstance(function, ast.FunctionDef) or function.name not in builders:
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values):
+                    if key is None:  # **other(...): one of the builders
+                        assert isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in builders, ast.dump(value)
+                    else:
+                        assert isinstance(key, ast.Constant) and isinstance(key.value, str), ast.dump(key)
+                        keys.add(key.value)
+            elif isinstance(node, ast.DictComp):
+                (generator,) = node.generators
+                assert isinstance(generator.iter, ast.Tuple) and isinstance(node.key, ast.Name) and node.key.id == generator.target.id
+                assert all(isinstance(element, ast.Constant) and isinstance(element.value, str) for element in generator.iter.elts)
+                keys.update(element.value for element in generator.iter.elts)
+    return keys
+
+
+def test_decision_records_take_their_keys_from_code_so_only_values_are_checked(tmp_path):
+    """The decision path's pre-check skips the secret-name needles (records.decision_fields
+    writes every key itself, none secret-named); the values are still checked: a bearer token
+    in the message and a URI password in a reference are redacted."""
+    import asyncio
+
+    keys = _literal_keys_of_decision_records()
+    assert {"review", "artifacts", "reference", "message", "warnings", "error", "latencyUs"} <= keys
+    assert not [key for key in keys if is_secret_key(key)]
+
+    fields = _decision("https://deployer:hunter2@registry.example/models/x:1")
+    fields["decision"]["message"] = "pull failed: Authorization: Bearer abcdefghijklmnop1234"
+    trail = AuditTrail(AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl")))
+
+    async def write():
+        await trail.decision_record(fields)
+        await trail.decision_record(_decision("registry.example/models/x@" + DIGEST))
+
+    asyncio.run(write())
+    trail.close()
+    secret, plain = (entry["record"] for entry in records(tmp_path))
+    assert secret["artifacts"][0]["reference"] == "https://deployer:[redacted]@registry.example/models/x:1"
+    assert "abcdefghijklmnop1234" not in secret["decision"]["message"]
+    assert {r["kind"] for r in secret["redactions"]} == {"URI userinfo password", "bearer credential"}
+    assert "redactions" not in plain and plain["artifacts"][0]["reference"] == "registry.example/models/x@" + DIGEST

@@ -375,13 +375,14 @@ def test_a_record_the_quick_test_passes_is_one_redact_leaves_alone():
 
     names = [name[:cut] + glue + name[cut:] for name in _SECRET_NAMES for cut in (0, 2, len(name) // 2) for glue in ("", ".", "\x00", "\u00e9")]
     pieces = st.sampled_from(names + ["BEARER ", "Basic ", "abcdefgh1234", "https://", "u:p", "@", "-----BEGIN RSA PRIVATE KEY-----", "\u212a",
-                                      "\u0130", "\"", "\\", "\n", "x", " ", "\u00e9"])
+                                      "\u0130", "\"", "\\", "\n", "x", " ", "\u00e9", "https:", "HTTP:", "s3:", "ws", "/", "//", "\t",
+                                      "host", ":5000", "?", "#"])
     text = st.lists(pieces, max_size=5).map("".join)
     keys = st.one_of(text, st.sampled_from(["message", "error", "warnings", "detail", "hint", "reference", "name"]))
     records = st.recursive(st.none() | st.integers(0, 9) | text,
                            lambda children: st.lists(children, max_size=3) | st.dictionaries(keys, children, max_size=3), max_leaves=10)
 
-    @settings(max_examples=500, deadline=None)
+    @settings(max_examples=1500, deadline=None)
     @given(st.dictionaries(keys, records, max_size=4))
     def check(record):
         if not may_need_redaction(canonical_json(record)):

@@ -79,25 +79,28 @@ def prepare(value: Any) -> Any:
             raise CanonicalError(f"integer {value} is outside the exactly representable range")
         return value
     builtin = _as_builtin(value)
-    if builtin is None:
+    if builtin is _NO_FORM:
         raise CanonicalError(f"{kind.__name__} values have no canonical form in audit records")
     return prepare(builtin)
 
 
+_NO_FORM = object()
+
+
 def _as_builtin(value: Any) -> Any:
     """What orjson (the fast path) writes for a value that is not of a builtin type, so both
-    paths give the same bytes: enum members by their value, UUIDs as text, and subclasses of
-    str, int, dict and list as their base type (the base's own data, whatever the subclass
-    overrides). None for the rest, which neither path writes (tuple and float subclasses,
-    bytes, dates, sets...)."""
+    paths give the same bytes, checked in orjson's order: subclasses of str, int, dict and
+    list as their base type (the base's own data, whatever the subclass overrides; str and int
+    enums too), then other enum members by their value, UUIDs as text. _NO_FORM for the rest,
+    which neither path writes (tuple and float subclasses, bytes, dates, sets...)."""
+    for base, data in _BASES:
+        if isinstance(value, base):
+            return data(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, uuid.UUID):
         return str(value)
-    for base, data in _BASES:
-        if isinstance(value, base):
-            return data(value)
-    return None
+    return _NO_FORM
 
 
 _BASES: tuple[tuple[type, Any], ...] = ((str, str.__str__), (int, int.__int__), (dict, dict.copy), (list, list.copy))

@@ -68,12 +68,15 @@ class _LoopDeadlines:
         self._armed_at = None
         now = self._loop.time() + _EARLY_SECONDS
         waiting = self._waiting
-        while waiting:
-            deadline, timeout, slot, expire = waiting[0]
-            if not slot.future.done():
-                if deadline > now:
-                    break
-                expire(slot, timeout)
-            waiting.popleft()
-        if waiting:
-            self._arm(waiting[0][0])
+        try:
+            while waiting:
+                deadline, timeout, slot, expire = waiting[0]
+                waiting.popleft()
+                if not slot.future.done():
+                    if deadline > now:
+                        waiting.appendleft((deadline, timeout, slot, expire))
+                        break
+                    expire(slot, timeout)
+        finally:  # one writer's failing expire must not leave the others' appends without a timer
+            if waiting:
+                self._arm(waiting[0][0])

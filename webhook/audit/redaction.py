@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Any
 
@@ -52,29 +53,54 @@ def is_secret_key(key: str) -> bool:
 # Every secret name holds one of these, and the credential words of free text are two of them:
 # a record whose letters hold none has no field `redact` would clear by name or by `Bearer …`.
 _LETTER_NEEDLES = (b"pass", b"secret", b"token", b"authorization", b"credential", b"privatekey", b"apikey", b"cookie", *_AUTH_WORDS)
-_NOT_LETTER_OR_DIGIT = bytes(c for c in range(256) if not (0x30 <= c <= 0x39 or 0x61 <= c <= 0x7A))
+# Digits go too: no needle holds one, so dropping them only joins letters (a false alarm at worst),
+# and digests and ids are mostly digits.
+_NOT_LETTER = bytes(c for c in range(256) if not 0x61 <= c <= 0x7A)
 # The escapes canonical JSON writes: quotes, backslashes and control characters, none of them a
-# letter or digit, so each reads as a space. Any other `\u` escape could spell a letter.
+# letter, so each reads as a space. Any other `\u` escape could spell a letter.
 _NON_ALNUM_ESCAPE = re.compile(rb"\\(?:u00[01][0-9a-fA-F]|[^u])")
+# A `reference` member with a string value in canonical JSON, and a string there (quotes included).
+_REFERENCE_MEMBER = b'"reference":"'
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
-def may_need_redaction(encoded: bytes) -> bool:
+def _reference_holds_password(encoded: bytes, opening: int) -> bool:
+    """Does the JSON string at `opening` (a reference's value) hold a URI password?"""
+    closing = encoded.find(b'"', opening + 1)
+    if closing < 0:
+        return False
+    if b"\\" in encoded[opening:closing]:  # escapes: read the string as JSON
+        string = _JSON_STRING.match(encoded, opening)
+        return string is not None and b"@" in string.group() and without_uri_password(json.loads(string.group())) is not None
+    return b"@" in encoded[opening:closing] and without_uri_password(encoded[opening + 1:closing].decode("utf-8", "replace")) is not None
+
+
+def may_need_redaction(encoded: bytes, *, keys_from_code: bool = False) -> bool:
     """Could `redact` change the record these canonical JSON bytes encode? False only when it
-    cannot, so the common record skips the walk: no URI with userinfo, no private key, and
-    none of the needles above among its letters and digits, folded and joined as
-    `is_secret_key` joins a key (so `api.key`, `to-ken` or `tok\\u0000en` are still found).
-    A false alarm only costs the walk. One C pass per needle over the record's letters."""
+    cannot, so the common record skips the walk: no URI with userinfo (free text: `://…@`;
+    a `reference`: judged by `without_uri_password` itself), no private key, and none of the
+    needles above among its letters, folded and joined as `is_secret_key` joins a key (so
+    `api.key`, `to-ken` or `tok\\u0000en` are still found). A false alarm only costs the
+    walk. One C pass per needle over the record's letters. `keys_from_code`: every key of the
+    record is written in modelsign's code, none secret-named (a decision record), so only the
+    free-text credential words are looked for among its letters."""
     if (b"@" in encoded and b"://" in encoded) or b"PRIVATE KEY-----" in encoded:
         return True
+    if b"@" in encoded:  # a `reference` is judged by the same function the walk uses
+        member = encoded.find(_REFERENCE_MEMBER)
+        while member >= 0:
+            if _reference_holds_password(encoded, member + len(_REFERENCE_MEMBER) - 1):
+                return True
+            member = encoded.find(_REFERENCE_MEMBER, member + 1)
     if b"\\" in encoded:
         encoded = _NON_ALNUM_ESCAPE.sub(b" ", encoded)
         if b"\\u" in encoded:
             return True  # not written by canonical_json; the walk decides
     # lower() of text folds a few other letters into ASCII ones (the Kelvin sign into k), as
-    # is_secret_key's lower() does; what is left that is not ASCII is neither letter nor digit there.
+    # is_secret_key's lower() does; what is left that is not ASCII is no letter there.
     folded = encoded.lower() if encoded.isascii() else encoded.decode("utf-8", "replace").lower().encode("ascii", "ignore")
-    letters = folded.translate(None, _NOT_LETTER_OR_DIGIT)
-    for needle in _LETTER_NEEDLES:
+    letters = folded.translate(None, _NOT_LETTER)
+    for needle in _AUTH_WORDS if keys_from_code else _LETTER_NEEDLES:
         if needle in letters:
             return True
     return False
@@ -201,25 +227,49 @@ def _scrub_private_keys(text: str, kinds: list[str]) -> str:
     return "".join(out) + text[kept:] if out else text
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+_SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: an authority follows without slashes
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+
+
 def without_uri_password(value: str) -> str | None:
     """`scheme://user:[redacted]@host/...` for a URI whose userinfo holds a password (every
     other character kept), or None if it holds none. Found by the URI's structure on the text
-    as given (RFC 3986: the authority runs from `://` to the first `/`, `?` or `#`, userinfo is
-    what stands before its last `@`, the password what follows userinfo's first `:`), not by a
-    parser that cleans the text first: urlsplit drops tabs and newlines (so its offsets missed
-    the password) and refuses some hosts (so it missed the URI)."""
-    start = value.find("://") + 3
-    if start < 3:
+    as given, read as lenient URL parsers read it (WHATWG, urlsplit): tabs and newlines
+    ignored, leading spaces and controls skipped, then a scheme (RFC 3986: a letter, then
+    letters, digits, `+`, `.`, `-`) or none (`//host`), then the authority after any run of `/`
+    and `\\` (none needed for http, https, ws, wss, ftp and file), up to the first `/`, `?` or
+    `#`; userinfo is what stands before its last `@`, the password what follows userinfo's
+    first `:`. Image references (`ubuntu:22.04@sha256:…`, `host:5000/repo@sha256:…`) have no
+    authority, so nothing in them is touched. A password is redacted whenever one of those
+    readers would see one; a parser that cleans the text first (urlsplit drops tabs) would
+    give offsets that miss it."""
+    if "@" not in value:
         return None
-    end = len(value)
+    if "\t" in value or "\n" in value or "\r" in value:
+        kept = [index for index, character in enumerate(value) if character not in "\t\n\r"]
+        text = "".join(value[index] for index in kept)
+    else:
+        kept, text = None, value
+    begin = len(text) - len(text.lstrip(_C0_OR_SPACE))
+    scheme = _SCHEME.match(text, begin)
+    start = scheme.end() if scheme else begin
+    while start < len(text) and text[start] in "/\\":
+        start += 1
+    slashes = start - (scheme.end() if scheme else begin)
+    if scheme is None and slashes < 2 or scheme is not None and slashes == 0 and scheme.group()[:-1].lower() not in _SPECIAL_SCHEMES:
+        return None  # no authority
+    end = len(text)
     for mark in "/?#":
-        found = value.find(mark, start, end)
+        found = text.find(mark, start, end)
         if found >= 0:
             end = found
-    at = value.rfind("@", start, end)
-    colon = value.find(":", start, at) if at >= 0 else -1
+    at = text.rfind("@", start, end)
+    colon = text.find(":", start, at) if at >= 0 else -1
     if colon < 0:
         return None
+    if kept is not None:
+        colon, at = kept[colon], kept[at]
     return value[:colon + 1] + REDACTED + value[at:]
 
 

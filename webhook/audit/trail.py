@@ -44,17 +44,18 @@ def _redacted(fields: dict[str, Any]) -> bytes:
         raise AuditWriteError(f"the audit record could not be encoded: {exc}") from None
 
 
-def _encode_redacted(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+def _encode_redacted(_: Any, __: str, event_dict: MutableMapping[str, Any], *, keys_from_code: bool = False) -> dict[str, Any]:
     """Canonical JSON of the record and the decision id it carries (the writer names it if the
     record is ever superseded). If the encoding may hold a secret, the fields instead, for
-    the sink to redact (off the event loop when large)."""
+    the sink to redact (off the event loop when large). `keys_from_code`: see
+    `may_need_redaction` (records.decision_fields)."""
     try:
         encoded = canonical_json(event_dict)
     except CanonicalError as exc:
         raise AuditWriteError(f"the audit record could not be encoded: {exc}") from None
     decision = event_dict.get("decision")
     decision_id = decision.get("id") if isinstance(decision, dict) else None
-    if len(encoded) > INLINE_REDACTION_BYTES or may_need_redaction(encoded):  # a large record: the walk decides, off the event loop
+    if len(encoded) > INLINE_REDACTION_BYTES or may_need_redaction(encoded, keys_from_code=keys_from_code):  # large: the walk decides, off the loop
         return {"record": None, "fields": dict(event_dict), "size": len(encoded), "decision_id": decision_id}
     return {"record": encoded, "decision_id": decision_id}
 
@@ -93,14 +94,24 @@ class AuditTrail:
         self._async_sink = _Sink(writer, asynchronous=True)
 
     async def decision(self, review: AdmissionRequest, decision: Decision) -> Receipt:
-        return await self.event_async("decision", **decision_fields(review, decision))
+        return await self.decision_record(decision_fields(review, decision))
+
+    async def decision_record(self, fields: dict[str, Any]) -> Receipt:
+        """A decision record of the fields `records.decision_fields` makes: every key in them
+        is written in that module's code (tests/test_audit_redaction.py checks it), so no key
+        can be secret-named and only values are checked for secrets."""
+        return await self._append_async("decision", fields, keys_from_code=True)
 
     async def event_async(self, record_type: str, **fields: Any) -> Receipt:
-        """From the event loop: durable when it returns. The two processors are called here
-        as structlog would call them (bound context: none), without its per-call machinery:
-        this is the per-decision path."""
+        """From the event loop: durable when it returns."""
+        return await self._append_async(record_type, fields, keys_from_code=False)
+
+    async def _append_async(self, record_type: str, fields: dict[str, Any], *, keys_from_code: bool) -> Receipt:
+        # The two processors, called as structlog would call them (bound context: none) without
+        # its per-call machinery: this is the per-decision path.
         fields["event"] = record_type
-        receipt: Receipt = await self._async_sink.msg(**_encode_redacted(None, "info", _as_record(None, "info", fields)))
+        encoded = _encode_redacted(None, "info", _as_record(None, "info", fields), keys_from_code=keys_from_code)
+        receipt: Receipt = await self._async_sink.msg(**encoded)
         return receipt
 
     def event(self, record_type: str, **fields: Any) -> Receipt:
