@@ -70,7 +70,7 @@ def append_async(directory: Path, key_path: Path | None, records: int, concurren
 
     async def task(offset: int) -> None:
         for number in range(offset, offset + per_task):
-            await trail.decision_record(decision_fields(number))  # the webhook's path (AuditTrail.decision)
+            await trail._decision_record(decision_fields(number))  # the webhook's path (AuditTrail.decision)
 
     async def run() -> float:
         started = time.perf_counter()

@@ -217,6 +217,11 @@ def test_the_scanner_redacts_what_the_old_patterns_did(text):
         # short) is redacted to the end of the text; the old pattern left it in.
         assert REDACTED in scanned and "-----BEGIN" not in scanned.rsplit(REDACTED, 1)[-1]
         return
+    if kinds.count("URL password") > expected_kinds.count("URL password"):
+        # The other: URIs that lenient readers take without a literal `://` (`//u:p@h`,
+        # `https:u:p@h`; attack review r11) lose their password too.
+        assert scanned == redaction._scrub_lenient_uris(expected, [])
+        return
     assert (scanned, kinds) == (expected, expected_kinds)
 
 
@@ -231,10 +236,13 @@ def test_redaction_examples(text, kept, gone):
     assert kept in scanned and gone not in scanned
 
 
-def test_a_scheme_longer_than_32_characters_is_not_looked_for():
+def test_a_scheme_longer_than_32_characters_is_found_from_the_start_of_its_token():
+    """The `://` scan looks at most 32 characters back for a scheme; a URI that starts a token
+    (after a space or a quote) is read forward from there, whatever its scheme's length."""
     scheme = "x" * 40
-    assert scrub_text(f"{scheme}://u:p@h")[0] == f"{scheme}://u:p@h"
+    assert scrub_text(f"{scheme}://u:p@h")[0] == f"{scheme}://u:{REDACTED}@h"
     assert scrub_text(f"{'x' * 32}://u:p@h")[0] == f"{'x' * 32}://u:{REDACTED}@h"
+    assert scrub_text(f"={scheme}://u:p@h")[0] == f"={scheme}://u:p@h"  # inside a token, past the 32 characters: not looked for
 
 
 @pytest.mark.parametrize("field, value", [("apiVersion", "x://y@z " + "-a" * 100_000), ("kind", "-a" * 100_000 + "@"),

@@ -116,6 +116,7 @@ def test_secret_named_keys(key, secret):
     ("ubuntu:22.04@" + DIGEST, None),
     ("localhost:5000/repo:tag@" + DIGEST, None),
     ("s3:u:p@h", None),
+    ("kit://ubuntu:22.04@" + DIGEST, None),  # urlsplit alone reads user `ubuntu`, password `22.04`: an image with a tag and a digest
 ])
 def test_a_uri_password_is_removed_by_structure_and_noted(tmp_path, uri, expected):
     assert without_uri_password(uri) == expected
@@ -125,6 +126,19 @@ def test_a_uri_password_is_removed_by_structure_and_noted(tmp_path, uri, expecte
     else:
         assert record["artifacts"][0]["reference"] == expected
         assert {"field": "artifacts[0].reference", "kind": "URI userinfo password"} in record["redactions"]
+
+
+@pytest.mark.parametrize("uri", ["https:\\\\deployer:hunter2@registry.example/m", "https:deployer:hunter2@registry.example/m",
+                                 "//deployer:hunter2@registry.example/m", "https:/\t/deployer:hunter2@registry.example/m",
+                                 "https://deploy\ter:hunter2@registry.example/m"])
+def test_a_message_quoting_a_lenient_uri_loses_its_password_too(tmp_path, uri):
+    """The deny message quotes the storage URI it is about (attack review r11): the password
+    goes from the message and the warnings as it goes from the reference."""
+    fields = _decision(uri)
+    fields["decision"]["warnings"] = [fields["decision"]["message"]]
+    record = _written(tmp_path, **fields)
+    assert "hunter2" not in json.dumps(record)
+    assert {"field": "decision.message", "kind": "URL password"} in record["redactions"]
 
 
 def test_a_reference_is_redacted_only_where_its_own_text_starts_a_uri():
@@ -198,8 +212,8 @@ def test_decision_records_take_their_keys_from_code_so_only_values_are_checked(t
     trail = AuditTrail(AuditWriter(AuditSettings(path=tmp_path / "audit.jsonl")))
 
     async def write():
-        await trail.decision_record(fields)
-        await trail.decision_record(_decision("registry.example/models/x@" + DIGEST))
+        await trail._decision_record(fields)
+        await trail._decision_record(_decision("registry.example/models/x@" + DIGEST))
 
     asyncio.run(write())
     trail.close()

@@ -76,7 +76,17 @@ class _LoopDeadlines:
                     if deadline > now:
                         waiting.appendleft((deadline, timeout, slot, expire))
                         break
-                    expire(slot, timeout)
+                    _expire_or_fail(slot, timeout, expire)
         finally:  # one writer's failing expire must not leave the others' appends without a timer
             if waiting:
                 self._arm(waiting[0][0])
+
+
+def _expire_or_fail(slot: Any, timeout: float, expire: Expire) -> None:
+    """A failing expire still answers its waiter (with the error), and the loop reports it."""
+    try:
+        expire(slot, timeout)
+    except Exception as exc:  # noqa: BLE001 - the waiter must get an answer whatever broke
+        if not slot.future.done():
+            slot.future.set_exception(exc)
+        slot.future.get_loop().call_exception_handler({"message": "an audit append timeout could not be applied", "exception": exc})

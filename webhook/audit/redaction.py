@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
@@ -39,6 +38,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]*")
 _USERINFO = re.compile(r"[^/@\s\"']*")  # what may stand between `scheme://` and `@`
 _SCHEME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _SCHEME_MAX = 32  # the longest scheme looked for before `://` (real ones are far shorter)
+_TOKEN_MARKS = (" ", '"', "'")  # what ends a URI quoted in free text (tabs and newlines do not: URL readers drop them)
+_TOKEN_REST = re.compile(r"[^ \"']*")
 _PEM_LABEL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ ")
 _PEM_LABEL_MAX = 64
 _TOKEN_CHARACTERS = frozenset("0123456789._~+/=-")
@@ -59,39 +60,40 @@ _NOT_LETTER = bytes(c for c in range(256) if not 0x61 <= c <= 0x7A)
 # The escapes canonical JSON writes: quotes, backslashes and control characters, none of them a
 # letter, so each reads as a space. Any other `\u` escape could spell a letter.
 _NON_ALNUM_ESCAPE = re.compile(rb"\\(?:u00[01][0-9a-fA-F]|[^u])")
-# A `reference` member with a string value in canonical JSON, and a string there (quotes included).
-_REFERENCE_MEMBER = b'"reference":"'
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_ESCAPE = re.compile(rb"\\.")  # one JSON escape; pairs from the left, as a reader pairs them
+# What starts an authority (see without_uri_password), with `\` as JSON writes it: `\\`.
+_URI_MARKS = (b":/", b":\\\\", b"//", b"\\\\\\\\", b"/\\\\", b"\\\\/")
+_SPECIAL_SCHEME_MARKS = (b"http:", b"https:", b"ws:", b"wss:", b"ftp:", b"file:")
 
 
-def _reference_holds_password(encoded: bytes, opening: int) -> bool:
-    """Does the JSON string at `opening` (a reference's value) hold a URI password?"""
-    closing = encoded.find(b'"', opening + 1)
-    if closing < 0:
-        return False
-    if b"\\" in encoded[opening:closing]:  # escapes: read the string as JSON
-        string = _JSON_STRING.match(encoded, opening)
-        return string is not None and b"@" in string.group() and without_uri_password(json.loads(string.group())) is not None
-    return b"@" in encoded[opening:closing] and without_uri_password(encoded[opening + 1:closing].decode("utf-8", "replace")) is not None
+def _may_hold_a_uri(encoded: bytes) -> bool:
+    """Could a string in these canonical JSON bytes start a URI with an authority, as
+    `without_uri_password` reads one? It needs a scheme followed by `/` or `\\` (`:/`, `:\\\\`
+    once JSON-escaped), a special scheme's colon, or two slashes; tabs and newlines, which URL
+    readers drop, are dropped first."""
+    if b"\\" in encoded:
+        encoded = _ESCAPE.sub(_without_tab_or_newline, encoded)
+    if any(mark in encoded for mark in _URI_MARKS):
+        return True
+    lowered = encoded.lower()
+    return any(mark in lowered for mark in _SPECIAL_SCHEME_MARKS)
+
+
+def _without_tab_or_newline(escape: re.Match[bytes]) -> bytes:
+    return b"" if escape.group() in (b"\\t", b"\\n", b"\\r") else escape.group()
 
 
 def may_need_redaction(encoded: bytes, *, keys_from_code: bool = False) -> bool:
     """Could `redact` change the record these canonical JSON bytes encode? False only when it
-    cannot, so the common record skips the walk: no URI with userinfo (free text: `://…@`;
-    a `reference`: judged by `without_uri_password` itself), no private key, and none of the
+    cannot, so the common record skips the walk: no `@` beside anything that may start a URI
+    with an authority (`_may_hold_a_uri`), no private key, and none of the
     needles above among its letters, folded and joined as `is_secret_key` joins a key (so
     `api.key`, `to-ken` or `tok\\u0000en` are still found). A false alarm only costs the
     walk. One C pass per needle over the record's letters. `keys_from_code`: every key of the
     record is written in modelsign's code, none secret-named (a decision record), so only the
     free-text credential words are looked for among its letters."""
-    if (b"@" in encoded and b"://" in encoded) or b"PRIVATE KEY-----" in encoded:
+    if b"PRIVATE KEY-----" in encoded or (b"@" in encoded and _may_hold_a_uri(encoded)):
         return True
-    if b"@" in encoded:  # a `reference` is judged by the same function the walk uses
-        member = encoded.find(_REFERENCE_MEMBER)
-        while member >= 0:
-            if _reference_holds_password(encoded, member + len(_REFERENCE_MEMBER) - 1):
-                return True
-            member = encoded.find(_REFERENCE_MEMBER, member + 1)
     if b"\\" in encoded:
         encoded = _NON_ALNUM_ESCAPE.sub(b" ", encoded)
         if b"\\u" in encoded:
@@ -123,6 +125,8 @@ def scrub_text(text: str) -> tuple[str, list[str]]:
     text = _scrub_auth(text, kinds)
     if "@" in text and "://" in text:
         text = _scrub_userinfo(text, kinds)
+    if "@" in text:
+        text = _scrub_lenient_uris(text, kinds)
     if "PRIVATE KEY-----" in text:
         text = _scrub_private_keys(text, kinds)
     return text, kinds
@@ -174,11 +178,34 @@ def _scrub_userinfo(text: str, kinds: list[str]) -> str:
         start = separator + 3
         end = _USERINFO.match(text, start).end()  # type: ignore[union-attr]
         colon = text.find(":", start, end)
-        if end < len(text) and text[end] == "@" and 0 <= colon < end - 1 and _scheme_before(text, separator):
+        if (end < len(text) and text[end] == "@" and 0 <= colon < end - 1 and _scheme_before(text, separator)
+                and not _DIGEST_HOST.match(text, end + 1)):
             kinds.append("URL password")
             out += (text[kept:colon + 1], REDACTED)
             kept = end
         separator = text.find("://", max(end - 1, start))  # a `://` may start on the run's last character
+    return "".join(out) + text[kept:] if out else text
+
+
+def _scrub_lenient_uris(text: str, kinds: list[str]) -> str:
+    """Tokens (runs between spaces and quotes) that lenient URL readers take for a URI with a
+    password, also without a literal `://` (`https:\\\\u:p@h`, `https:u:p@h`, `//u:p@h`,
+    `https:/<tab>/u:p@h`): the password removed as in a `reference` (a message quotes the
+    reference it is about). Each token is found with find/rfind bounded by the one before and
+    one class run after its `@`, so the scan is linear."""
+    out: list[str] = []
+    kept = searched = 0
+    at = text.find("@")
+    while at >= 0:
+        start = max(searched, *(text.rfind(mark, searched, at) + 1 for mark in _TOKEN_MARKS))
+        end = _TOKEN_REST.match(text, at).end()  # type: ignore[union-attr]
+        token = text[start:end]
+        if (cleaned := without_uri_password(token)) is not None and cleaned != token:  # equal: `_scrub_userinfo` took it
+            kinds.append("URL password")
+            out += (text[kept:start], cleaned)
+            kept = end
+        searched = end
+        at = text.find("@", end)
     return "".join(out) + text[kept:] if out else text
 
 
@@ -228,6 +255,9 @@ def _scrub_private_keys(text: str, kinds: list[str]) -> str:
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# `kit://ubuntu:22.04@sha256:<hex>`: an image reference with a tag and a digest, which urlsplit
+# alone reads as user `ubuntu`, password `22.04` (no host has a port of 32+ hex digits).
+_DIGEST_HOST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}(?![0-9A-Za-z])")
 _SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: an authority follows without slashes
 _C0_OR_SPACE = "".join(map(chr, range(0x21)))
 
@@ -266,7 +296,7 @@ def without_uri_password(value: str) -> str | None:
             end = found
     at = text.rfind("@", start, end)
     colon = text.find(":", start, at) if at >= 0 else -1
-    if colon < 0:
+    if colon < 0 or _DIGEST_HOST.fullmatch(text, at + 1, end):
         return None
     if kept is not None:
         colon, at = kept[colon], kept[at]

@@ -94,12 +94,13 @@ class AuditTrail:
         self._async_sink = _Sink(writer, asynchronous=True)
 
     async def decision(self, review: AdmissionRequest, decision: Decision) -> Receipt:
-        return await self.decision_record(decision_fields(review, decision))
+        return await self._decision_record(decision_fields(review, decision))
 
-    async def decision_record(self, fields: dict[str, Any]) -> Receipt:
+    async def _decision_record(self, fields: dict[str, Any]) -> Receipt:
         """A decision record of the fields `records.decision_fields` makes: every key in them
-        is written in that module's code (tests/test_audit_redaction.py checks it), so no key
-        can be secret-named and only values are checked for secrets."""
+        is written in that module's code (tests/test_audit_redaction.py checks it) and every
+        value is text, a number, a flag or a list of text, so no key can be secret-named and
+        only values are checked for secrets. Private: that holds for those fields only."""
         return await self._append_async("decision", fields, keys_from_code=True)
 
     async def event_async(self, record_type: str, **fields: Any) -> Receipt:
