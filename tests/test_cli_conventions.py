@@ -324,14 +324,37 @@ def silent_registry():
     server.close()
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT as a shell gives it to a foreground command (default
+    action, not blocked). A disposition of SIG_IGN, or a blocked mask, survives exec; the test
+    process may have either from a library (twice, in full CI runs only, the child never saw
+    the SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_state(pid: int) -> str:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "(gone)"
+    return " ".join(line.replace("\t", "") for line in status.splitlines() if line.startswith(("State", "SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd")))
+
+
 def test_ctrl_c_exits_130(silent_registry, key_dir):
     port = silent_registry.getsockname()[1]
     process = subprocess.Popen([*MODELSIGN, "verify", f"127.0.0.1:{port}/models/llm:1", "--key", str(key_dir / "ml-team.pub"),
-                                "--registry-timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                "--registry-timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               preexec_fn=_as_from_a_terminal)
     connection, _ = silent_registry.accept()  # modelsign is now blocked on a registry that never answers
     try:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            state = _signal_state(process.pid)
+            process.kill()
+            raise AssertionError(f"modelsign did not stop on SIGINT within 60 s; its signal state then: {state}") from None
     finally:
         connection.close()
     assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
