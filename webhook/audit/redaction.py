@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Any
 
@@ -60,33 +61,52 @@ _NOT_LETTER = bytes(c for c in range(256) if not 0x61 <= c <= 0x7A)
 # The escapes canonical JSON writes: quotes, backslashes and control characters, none of them a
 # letter, so each reads as a space. Any other `\u` escape could spell a letter.
 _NON_ALNUM_ESCAPE = re.compile(rb"\\(?:u00[01][0-9a-fA-F]|[^u])")
-_ESCAPE = re.compile(rb"\\.")  # one JSON escape; pairs from the left, as a reader pairs them
-# What starts an authority (see without_uri_password), with `\` as JSON writes it: `\\`.
-_URI_MARKS = (b":/", b":\\\\", b"//", b"\\\\\\\\", b"/\\\\", b"\\\\/")
-_SPECIAL_SCHEME_MARKS = (b"http:", b"https:", b"ws:", b"wss:", b"ftp:", b"file:")
+_MAX_AT_SIGNS = 32  # strings with an `@` looked at by the pre-check; past this the walk decides
 
 
 def _may_hold_a_uri(encoded: bytes) -> bool:
-    """Could a string in these canonical JSON bytes start a URI with an authority, as
-    `without_uri_password` reads one? It needs a scheme followed by `/` or `\\` (`:/`, `:\\\\`
-    once JSON-escaped), a special scheme's colon, or two slashes; tabs and newlines, which URL
-    readers drop, are dropped first."""
-    if b"\\" in encoded:
-        encoded = _ESCAPE.sub(_without_tab_or_newline, encoded)
-    if any(mark in encoded for mark in _URI_MARKS):
+    """Does a string of these canonical JSON bytes that holds an `@` hold a URI password, read
+    as the walk reads it (as a `reference`, or as free text)? The same functions decide, on the
+    few strings with an `@` (more than _MAX_AT_SIGNS: the walk decides)."""
+    if encoded.count(b"@") > _MAX_AT_SIGNS:
         return True
-    lowered = encoded.lower()
-    return any(mark in lowered for mark in _SPECIAL_SCHEME_MARKS)
+    at = encoded.find(b"@")
+    while at >= 0:
+        opening, closing = _unescaped_quote(encoded, at, -1), _unescaped_quote(encoded, at, 1)
+        string = encoded[opening:closing + 1]
+        text = json.loads(string) if b"\\" in string else string[1:-1].decode("utf-8", "replace")
+        if _holds_uri_password(text):
+            return True
+        at = encoded.find(b"@", closing)
+    return False
 
 
-def _without_tab_or_newline(escape: re.Match[bytes]) -> bytes:
-    return b"" if escape.group() in (b"\\t", b"\\n", b"\\r") else escape.group()
+def _unescaped_quote(encoded: bytes, at: int, step: int) -> int:
+    """The quote before (step -1) or after (+1) `at` that opens or closes its string."""
+    quote = encoded.rfind(b'"', 0, at) if step < 0 else encoded.find(b'"', at)
+    while quote > 0:
+        run = quote
+        while encoded[run - 1] == 0x5C:  # backslashes: an odd run escapes the quote
+            run -= 1
+        if (quote - run) % 2 == 0:
+            return quote
+        quote = encoded.rfind(b'"', 0, quote) if step < 0 else encoded.find(b'"', quote + 1)
+    return quote
+
+
+def _holds_uri_password(text: str) -> bool:
+    if without_uri_password(text) is not None:
+        return True
+    kinds: list[str] = []
+    if "://" in text:
+        _scrub_userinfo(text, kinds)
+    return bool(kinds) or bool(_scrub_lenient_uris(text, kinds) != text)
 
 
 def may_need_redaction(encoded: bytes, *, keys_from_code: bool = False) -> bool:
     """Could `redact` change the record these canonical JSON bytes encode? False only when it
-    cannot, so the common record skips the walk: no `@` beside anything that may start a URI
-    with an authority (`_may_hold_a_uri`), no private key, and none of the
+    cannot, so the common record skips the walk: no string with an `@` holding a URI password
+    (`_may_hold_a_uri`), no private key, and none of the
     needles above among its letters, folded and joined as `is_secret_key` joins a key (so
     `api.key`, `to-ken` or `tok\\u0000en` are still found). A false alarm only costs the
     walk. One C pass per needle over the record's letters. `keys_from_code`: every key of the
