@@ -22,7 +22,7 @@ from signer.oci.manifest import Descriptor, encode_image_manifest
 from signer.oci.samples import push_image
 from signer.references import parse_reference
 from signer.signatures.verification import verify_signatures
-from support.admission import pod
+from support.admission import pod, policy_for
 
 HOSTILE = "x\x1b]0;owned-title\x07\x1b[2J\x1b[31mALLOWED: everything verified\x1b[0m\rfake line\nsecond line\u202e"
 RAW = ("\x1b", "\x07", "\r", "\u202e")
@@ -72,15 +72,7 @@ def test_verify_text_and_json_show_the_escapes_not_the_controls(hostile_image, k
 
 def _policy(tmp_path, registry, key_dir):
     policy = tmp_path / "policy.yaml"
-    policy.write_text(f"""apiVersion: modelsign.dev/v1alpha1
-kind: AdmissionPolicy
-allowedRegistries: ["{registry.host}"]
-trustedKeys:
-  ml-team: {{file: {key_dir / 'ml-team.pub'}}}
-rules:
-  - name: everything-signed
-    require: {{signedBy: [ml-team]}}
-""")
+    policy.write_text(policy_for(key_dir, registries=f'["{registry.host}"]'))
     return policy
 
 

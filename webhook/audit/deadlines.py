@@ -68,18 +68,16 @@ class _LoopDeadlines:
         self._armed_at = None
         now = self._loop.time() + _EARLY_SECONDS
         waiting = self._waiting
-        try:
-            while waiting:
-                deadline, timeout, slot, expire = waiting[0]
-                waiting.popleft()
-                if not slot.future.done():
-                    if deadline > now:
-                        waiting.appendleft((deadline, timeout, slot, expire))
-                        break
-                    _expire_or_fail(slot, timeout, expire)
-        finally:  # one writer's failing expire must not leave the others' appends without a timer
-            if waiting:
-                self._arm(waiting[0][0])
+        while waiting:
+            deadline, timeout, slot, expire = waiting[0]
+            answered = slot.future.done()
+            if not answered and deadline > now:
+                break
+            waiting.popleft()
+            if not answered:
+                _expire_or_fail(slot, timeout, expire)  # never raises: one writer's failure cannot stop the sweep
+        if waiting:
+            self._arm(waiting[0][0])
 
 
 def _expire_or_fail(slot: Any, timeout: float, expire: Expire) -> None:

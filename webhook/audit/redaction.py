@@ -95,12 +95,8 @@ def _unescaped_quote(encoded: bytes, at: int, step: int) -> int:
 
 
 def _holds_uri_password(text: str) -> bool:
-    if without_uri_password(text) is not None:
-        return True
-    kinds: list[str] = []
-    if "://" in text:
-        _scrub_userinfo(text, kinds)
-    return bool(kinds) or bool(_scrub_lenient_uris(text, kinds) != text)
+    """As a `reference` or as free text: what the walk would redact."""
+    return without_uri_password(text) is not None or _scrub_uris(text, []) != text
 
 
 def may_need_redaction(encoded: bytes, *, keys_from_code: bool = False) -> bool:
@@ -142,11 +138,7 @@ def _looks_like_credential(scheme: str, token: str) -> bool:
 def scrub_text(text: str) -> tuple[str, list[str]]:
     """Free text with credential shapes replaced; and the kinds that were."""
     kinds: list[str] = []
-    text = _scrub_auth(text, kinds)
-    if "@" in text and "://" in text:
-        text = _scrub_userinfo(text, kinds)
-    if "@" in text:
-        text = _scrub_lenient_uris(text, kinds)
+    text = _scrub_uris(_scrub_auth(text, kinds), kinds)
     if "PRIVATE KEY-----" in text:
         text = _scrub_private_keys(text, kinds)
     return text, kinds
@@ -185,6 +177,17 @@ def _scrub_auth(text: str, kinds: list[str]) -> str:
             out += (text[kept:token_start], REDACTED)
             kept = token_end
     return "".join(out) + text[kept:] if out else text
+
+
+def _scrub_uris(text: str, kinds: list[str]) -> str:
+    """URI passwords in free text: after each `://` (a scheme up to 32 characters back, so also
+    inside a token: `url=https://u:p@h`), then in each token that is a URI as lenient readers
+    take it, also without `://`."""
+    if "@" not in text:
+        return text
+    if "://" in text:
+        text = _scrub_userinfo(text, kinds)
+    return _scrub_lenient_uris(text, kinds)
 
 
 def _scrub_userinfo(text: str, kinds: list[str]) -> str:
