@@ -17,7 +17,8 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webhook.audit.chain import _RECORD_START, MAX_SEQ, MAX_SEQ_DIGITS, record_of, scan_lines
+from webhook.audit.chain import (_CONTROL_STARTS, _HASH_LEAD, _HASH_MEMBER, _PREV_LEAD, _PREV_START, _RECORD_LEAD, _RECORD_START, MAX_SEQ,
+                                 MAX_SEQ_DIGITS, record_of, scan_lines)
 
 _DECISION_STARTS = (b'{"artifacts":', b'{"decision":')  # decision records' first keys, in canonical order
 
@@ -105,13 +106,7 @@ def hashes_of(scan: FileScan, seqs: set[int]) -> dict[int, bytes]:
     return {seq: again.hashes[seq] for seq in seqs if seq in again.hashes}
 
 
-_HASH_MEMBER = len('{"hash":"sha256:') + 64 + len('",')  # 82: where the hashed bytes start (after a "{")
-_PREV_AT = _HASH_MEMBER + len('"prev_hash":"sha256:')  # 102
-_CONTROL_STARTS = (b'{"checkpoint":', b'{"removed":', b'{"response":')
-_LEAD = b'{"hash":"sha256:'
-_PREV_LEAD = b'","prev_hash":"sha256:'
-_RECORD_LEAD = b'","record":{'
-_HEAD = _LEAD + b"%s" + _PREV_LEAD + b"%s" + _RECORD_LEAD  # a line's first 177 bytes: its hash, the previous one
+_HEAD = _HASH_LEAD + b"%s" + _PREV_LEAD + b"%s" + _RECORD_LEAD  # a line's first 177 bytes: its hash, the previous one
 
 
 def _summarise(path: str, data: bytes, wanted: frozenset[int] = frozenset()) -> FileScan | None:
@@ -137,7 +132,7 @@ def _summarise(path: str, data: bytes, wanted: frozenset[int] = frozenset()) -> 
     tail = b',"seq":%d' + suffix_end.replace(b"%", b"%%")  # a line's end, for its seq
     joint = tail + b"\n" + _HEAD  # one line's end, its newline and the next line's head: one comparison
     first_seq = seq = int(digits)
-    first_prev = previous = data[_PREV_AT:_PREV_AT + 64]
+    first_prev = previous = data[_PREV_START:_PREV_START + 64]
     find, startswith, endswith, view = data.find, data.startswith, data.endswith, memoryview(data)
     opened = hashlib.sha256(b"{")  # every line's hashed bytes start with the "{" its hash member follows
     hashes: dict[int, bytes] = {}
